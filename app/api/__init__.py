@@ -1,0 +1,1 @@
+"""HTTP routes only: read the request, call the pipeline, shape the response."""

@@ -1,0 +1,80 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.api import events, health
+from app.api.middleware import RequestContextMiddleware
+from app.api.responses import problem_response
+from app.problems import Problem
+from app.relay import Relay
+from app.settings import Settings
+
+log = structlog.get_logger("app")
+
+HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+              413: "payload_too_large"}  # fmt: skip
+
+
+def create_app(settings: Settings | None = None, relay: Relay | None = None) -> FastAPI:
+    """Build the app; raises ``ConfigError`` or ``MappingLoadError`` when it cannot serve."""
+    relay = relay or Relay.from_settings(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        _log_start(relay)
+        try:
+            yield
+        finally:
+            await relay.aclose()
+
+    app = FastAPI(
+        title="aep-relay",
+        version="0.1.0",
+        description="Adobe Experience Platform event forwarding -> Zendesk events.",
+        lifespan=lifespan,
+    )
+    app.state.relay = relay
+    app.include_router(events.router)
+    app.include_router(health.router)
+    app.add_exception_handler(Problem, _on_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _on_http_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def _log_start(relay: Relay) -> None:
+    settings = relay.settings
+    if not settings.relay_ingest_tokens:
+        log.warning("running_open", detail="RELAY_ALLOW_UNAUTHENTICATED: anyone can post events")
+    for name, destination in relay.destinations.items():
+        if destination.dry_run:
+            log.warning("dry_run", destination=name, detail="nothing will be sent to this destination")
+    log.info("started", mappings=[m.name for m in relay.mappings.mappings])
+
+
+async def _on_problem(_request: Request, problem: Problem) -> Response:
+    return problem_response(problem)
+
+
+async def _on_http_exception(_request: Request, exc: HTTPException) -> Response:
+    code = HTTP_CODES.get(exc.status_code, "invalid_request" if exc.status_code < 500 else "internal_error")
+    return problem_response(Problem(code, str(exc.detail)))
+
+
+async def _on_validation_error(_request: Request, exc: RequestValidationError) -> Response:
+    errors = [
+        {"path": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+        for e in exc.errors()
+    ]
+    return problem_response(Problem("invalid_request", "Request parameters are invalid", errors=errors))

@@ -1,0 +1,38 @@
+"""Inbound bearer tokens, compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+
+from pydantic import SecretStr
+from starlette.requests import Request
+
+from app.problems import Problem
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if any."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def token_matches(token: str | None, accepted: list[SecretStr]) -> bool:
+    """True when ``token`` equals one of ``accepted``; every candidate is compared."""
+    if token is None:
+        return False
+    given = token.encode()
+    found = False
+    for candidate in accepted:
+        found |= hmac.compare_digest(given, candidate.get_secret_value().encode())
+    return found
+
+
+def require_ingest_token(request: Request, tokens: list[SecretStr], allow_open: bool) -> None:
+    """Raise ``unauthorized`` unless the request carries an accepted token (or the relay is open)."""
+    if not tokens and allow_open:
+        return
+    if not token_matches(bearer_token(request), tokens):
+        raise Problem("unauthorized", "Send `Authorization: Bearer <token>` with an ingest token")

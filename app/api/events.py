@@ -1,0 +1,100 @@
+"""``POST /v1/events``, ``POST /v1/events/{mapping}`` and ``POST /v1/preview``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from app.api.auth import require_ingest_token
+from app.api.body import read_limited_body
+from app.api.openapi import INGEST_OPENAPI, PREVIEW_OPENAPI
+from app.api.responses import json_response, problem_response
+from app.mapping.loader import Mapping
+from app.payloads import parse_payload
+from app.pipeline import IGNORED, REJECTED, Outcome, as_preview, deliver, plan
+from app.problems import Problem
+from app.relay import Relay
+
+router = APIRouter()
+
+
+@router.post("/v1/events", openapi_extra=INGEST_OPENAPI, summary="Ingest Adobe events")
+async def ingest(request: Request) -> Response:
+    """Match, render, validate and deliver every event of the payload."""
+    return await _ingest(request, mapping_name=None)
+
+
+@router.post(
+    "/v1/events/{mapping}",
+    openapi_extra=INGEST_OPENAPI,
+    summary="Ingest through one mapping, skipping its `when`",
+)
+async def ingest_one_mapping(request: Request, mapping: str) -> Response:
+    """Like ``POST /v1/events`` but only through the named mapping."""
+    return await _ingest(request, mapping_name=mapping)
+
+
+@router.post("/v1/preview", openapi_extra=PREVIEW_OPENAPI, summary="Render and validate; never sends")
+async def preview(request: Request, mapping: str | None = None) -> Response:
+    """What the relay would send for this payload, with every validation problem."""
+    relay, only = await _authorised(request, mapping)
+    parsed = parse_payload(await read_limited_body(request, relay.settings.relay_max_body_bytes))
+    outcomes = as_preview(plan(parsed.events, relay.mappings, relay.destinations, only=only))
+    return json_response(
+        {
+            "shape": parsed.shape,
+            "events": len(parsed.events),
+            "results": [o.to_dict(show_request=True) for o in outcomes],
+        }
+    )
+
+
+async def _ingest(request: Request, mapping_name: str | None) -> Response:
+    relay, only = await _authorised(request, mapping_name)
+    parsed = parse_payload(await read_limited_body(request, relay.settings.relay_max_body_bytes))
+    outcomes = await deliver(
+        plan(parsed.events, relay.mappings, relay.destinations, only=only), relay.destinations
+    )
+    request.scope["state"]["log_fields"] = {
+        "shape": parsed.shape,
+        "events": len(parsed.events),
+        "outcomes": _count(outcomes),
+    }
+    return ingest_response(outcomes, request.scope["state"].get("request_id"))
+
+
+async def _authorised(request: Request, mapping_name: str | None) -> tuple[Relay, Mapping | None]:
+    relay: Relay = request.app.state.relay
+    require_ingest_token(
+        request, relay.settings.relay_ingest_tokens, relay.settings.relay_allow_unauthenticated
+    )
+    if mapping_name is None:
+        return relay, None
+    mapping = relay.mappings.get(mapping_name)
+    if mapping is None:
+        raise Problem("mapping_not_found", f"No mapping named {mapping_name!r}")
+    return relay, mapping
+
+
+def ingest_response(outcomes: list[Outcome], request_id: str | None) -> Response:
+    """200 when nothing was rejected; the first problem (with all results) when everything
+    that matched was rejected; 207 Multi-Status when results are mixed."""
+    results = [outcome.to_dict() for outcome in outcomes]
+    rejected = [o for o in outcomes if o.status == REJECTED and o.problem is not None]
+    matched = [o for o in outcomes if o.status != IGNORED]
+    if not rejected:
+        return json_response({"request_id": request_id, "results": results})
+    if len(rejected) == len(matched):
+        first = rejected[0].problem
+        assert first is not None
+        return problem_response(first, request_id=request_id, results=results)
+    return json_response({"request_id": request_id, "results": results}, status=207)
+
+
+def _count(outcomes: list[Outcome]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return counts

@@ -1,0 +1,28 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from app.api.responses import json_response
+from app.relay import Relay
+
+router = APIRouter()
+
+
+@router.get("/healthz", summary="Alive")
+async def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz", summary="Mappings loaded, ready to serve")
+async def readyz(request: Request) -> Response:
+    relay: Relay = request.app.state.relay
+    return json_response(
+        {
+            "status": "ready",
+            "mappings": [m.name for m in relay.mappings.mappings],
+            "dry_run": {name: d.dry_run for name, d in relay.destinations.items()},
+        }
+    )

@@ -1,0 +1,1 @@
+"""Destination APIs, one module each, behind the protocol in ``base``."""

@@ -1,0 +1,71 @@
+"""The destination protocol: what the pipeline needs from any API it delivers to.
+
+A destination turns a rendered body into a request (checking the API's rules first, so a bad
+mapping is caught here with the field path, not by the API), sends it, and classifies the
+answer into ``Delivered`` or a ``Problem``. Example::
+
+    request, violations = zendesk.prepare(body, endpoint=None, params={})
+    if not violations:
+        delivered = await zendesk.send(request)   # raises Problem on any failure
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule of a destination, at a field path such as ``event.source``."""
+
+    path: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    """What will be sent: method, path relative to the destination's base URL, JSON body."""
+
+    method: str
+    path: str
+    body: Any
+
+    def describe(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A success answer: the upstream status and the identifiers it gave back."""
+
+    status: int
+    request_id: str | None = None
+    response: dict[str, Any] = field(default_factory=dict)
+
+
+class Destination(Protocol):
+    """One API the relay delivers to (see ``zendesk.py`` for the reference implementation)."""
+
+    name: str
+    # Endpoint names a mapping may choose with `endpoint:`; the first is the default.
+    endpoints: tuple[str, ...]
+    # True when nothing may be sent (no credentials, or RELAY_DRY_RUN).
+    dry_run: bool
+
+    def prepare(
+        self, body: Any, endpoint: str | None, params: dict[str, Any]
+    ) -> tuple[OutboundRequest, list[Violation]]:
+        """Build the request for a rendered body and list every rule it breaks."""
+        ...
+
+    async def send(self, request: OutboundRequest) -> Delivered:
+        """Send one prepared request; raise ``Problem`` for every kind of failure."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,391 @@
+"""Zendesk Events API (Sunshine profiles): URL and auth, pre-send rules, response classes.
+
+Facts behind each rule and error shape: ``shared/reference/zendesk.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+import structlog
+
+from app.destinations.base import Delivered, OutboundRequest, Violation
+from app.destinations.upstream import decode_body, parse_retry_after, trim_body
+from app.problems import Problem
+from app.settings import Settings
+from app.urls import check_base_url
+
+log = structlog.get_logger("app.destinations.zendesk")
+
+NAME_MAX = 40
+MAX_IDENTIFIERS = 20
+RESERVED_SOURCE = "zendesk"
+DEFAULT_RETRY_AFTER = 10.0  # what Zendesk's own Ruby client assumes when the header is absent
+
+ENDPOINTS = ("events", "profile_events", "user_events")
+ENDPOINT_PATHS = {
+    "events": "/api/v2/user_profiles/events",
+    "profile_events": "/api/v2/user_profiles/{profile_id}/events",
+    "user_events": "/api/v2/users/{user_id}/events",
+}
+
+
+@dataclass(frozen=True)
+class ZendeskConfig:
+    """Where and how to reach one Zendesk account."""
+
+    base_url: str | None
+    authorization: str | None
+    auth_form: str | None  # "oauth" | "api_token" | "password"
+    secrets: tuple[str, ...]
+    connect_timeout: float
+    read_timeout: float
+    rate_limit_per_minute: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ZendeskConfig:
+        base_url = settings.zendesk_base_url
+        if not base_url and settings.zendesk_subdomain:
+            base_url = f"https://{settings.zendesk_subdomain}.zendesk.com"
+        if base_url:
+            base_url = check_base_url(base_url.rstrip("/"), "ZENDESK_BASE_URL")
+        email = settings.zendesk_email
+        authorization, form = None, None
+        if settings.zendesk_oauth_token:
+            authorization = f"Bearer {settings.zendesk_oauth_token.get_secret_value()}"
+            form = "oauth"
+        elif settings.zendesk_api_token and email:
+            authorization = _basic(f"{email}/token:{settings.zendesk_api_token.get_secret_value()}")
+            form = "api_token"
+        elif settings.zendesk_password and email:
+            authorization = _basic(f"{email}:{settings.zendesk_password.get_secret_value()}")
+            form = "password"
+        secrets = tuple(
+            s.get_secret_value()
+            for s in (
+                settings.zendesk_oauth_token,
+                settings.zendesk_api_token,
+                settings.zendesk_password,
+            )
+            if s is not None
+        )
+        return cls(
+            base_url=base_url,
+            authorization=authorization,
+            auth_form=form,
+            secrets=secrets + ((authorization,) if authorization else ()),
+            connect_timeout=settings.zendesk_connect_timeout,
+            read_timeout=settings.zendesk_read_timeout,
+            rate_limit_per_minute=settings.zendesk_rate_limit_per_minute,
+        )
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.base_url is not None and self.authorization is not None
+
+
+def _basic(credentials: str) -> str:
+    return "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
+
+
+class ZendeskDestination:
+    """Delivers rendered bodies to the three Events API create endpoints."""
+
+    name: str = "zendesk"
+    endpoints: tuple[str, ...] = ENDPOINTS
+
+    def __init__(self, config: ZendeskConfig, *, dry_run: bool) -> None:
+        self.config = config
+        self.dry_run = dry_run
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        """The pooled client, created on first use so planning-only uses open no sockets."""
+        if self._client is None:
+            headers = {"Accept": "application/json", "Content-Type": "application/json"}
+            if self.config.authorization:
+                headers["Authorization"] = self.config.authorization
+            self._client = httpx.AsyncClient(
+                base_url=self.config.base_url or "https://invalid.zendesk.com",
+                headers=headers,
+                timeout=httpx.Timeout(
+                    connect=self.config.connect_timeout,
+                    read=self.config.read_timeout,
+                    write=self.config.read_timeout,
+                    pool=self.config.connect_timeout,
+                ),
+                limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+                follow_redirects=False,
+            )
+        return self._client
+
+    def prepare(
+        self, body: Any, endpoint: str | None, params: dict[str, Any]
+    ) -> tuple[OutboundRequest, list[Violation]]:
+        """Choose the endpoint, take its id from params or the body, and check every rule."""
+        endpoint = endpoint or ENDPOINTS[0]
+        violations: list[Violation] = []
+        if not isinstance(body, dict):
+            violations.append(Violation("", "body must be an object with `event`"))
+            return OutboundRequest("POST", ENDPOINT_PATHS[endpoint], body), violations
+        body = dict(body)
+        path = ENDPOINT_PATHS[endpoint]
+        for id_name in ("profile_id", "user_id"):
+            if f"{{{id_name}}}" not in path:
+                continue
+            value = params.get(id_name, body.pop(id_name, None))
+            if value is None and id_name == "user_id":
+                profile = body.get("profile")
+                value = profile.get("user_id") if isinstance(profile, dict) else None
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            if not isinstance(value, str) or not value:
+                violations.append(
+                    Violation(
+                        id_name,
+                        f"the {endpoint} endpoint needs a non-empty `{id_name}` "
+                        f"(in the body or `endpoint.{id_name}`)",
+                    )
+                )
+                value = f"{{{id_name}}}"
+            path = path.replace(f"{{{id_name}}}", quote(value, safe=""))
+        violations.extend(validate_body(body, with_profile=endpoint != "profile_events"))
+        return OutboundRequest("POST", path, body), violations
+
+    async def send(self, request: OutboundRequest) -> Delivered:
+        """POST one event; ``Delivered`` on 2xx, else a normalised ``Problem``."""
+        started = time.perf_counter()
+        try:
+            response = await self._http().request(
+                request.method, request.path, content=orjson.dumps(request.body)
+            )
+        except httpx.TimeoutException as exc:
+            _log_call(request, None, started, None, error=type(exc).__name__)
+            raise Problem(
+                "timeout",
+                f"Zendesk did not answer within the timeout ({type(exc).__name__})",
+                destination=self.name,
+            ) from None
+        except httpx.TransportError as exc:
+            _log_call(request, None, started, None, error=type(exc).__name__)
+            raise Problem(
+                "destination_unavailable",
+                f"Could not reach Zendesk ({type(exc).__name__})",
+                destination=self.name,
+            ) from None
+        request_id = response.headers.get("x-zendesk-request-id")
+        _log_call(request, response.status_code, started, request_id)
+        return classify_response(
+            response.status_code,
+            response.headers,
+            response.content,
+            secrets=self.config.secrets,
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _log_call(
+    request: OutboundRequest,
+    status: int | None,
+    started: float,
+    request_id: str | None,
+    error: str | None = None,
+) -> None:
+    log.info(
+        "upstream_call",
+        destination="zendesk",
+        method=request.method,
+        path=request.path,
+        status=status,
+        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        upstream_request_id=request_id,
+        error=error,
+    )
+
+
+def classify_response(
+    status: int,
+    headers: httpx.Headers | dict[str, str],
+    raw: bytes,
+    *,
+    secrets: tuple[str, ...] = (),
+) -> Delivered:
+    """Turn a Zendesk answer into ``Delivered`` or raise the matching ``Problem``."""
+    headers = httpx.Headers(headers)
+    body = decode_body(raw)
+    request_id = headers.get("x-zendesk-request-id")
+    if 200 <= status < 300:
+        response = {
+            key: str(body[key])
+            for key in ("profile_id", "user_id", "status")
+            if isinstance(body, dict) and body.get(key) is not None
+        }
+        return Delivered(status=status, request_id=request_id, response=response)
+    code = _code_for_status(status)
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    if code == "rate_limited" and retry_after is None:
+        retry_after = DEFAULT_RETRY_AFTER
+    raise Problem(
+        code,
+        f"Zendesk: {error_message(body) or f'HTTP {status}'}",
+        retry_after=retry_after,
+        destination="zendesk",
+        upstream={
+            "status": status,
+            "request_id": request_id,
+            "body": trim_body(body, secrets),
+        },
+    )
+
+
+def _code_for_status(status: int) -> str:
+    if status in (401, 403):
+        return "destination_auth_failed"
+    if status == 404 or 300 <= status < 400:
+        return "destination_not_found"
+    if status == 408:
+        return "timeout"
+    if status == 409:
+        return "destination_conflict"
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "destination_unavailable"
+    return "destination_rejected"
+
+
+def error_message(body: Any) -> str | None:
+    """The human message in any of Zendesk's error shapes (reference section 1.6)."""
+    if isinstance(body, str):
+        return " ".join(body.split())[:300] or None
+    if not isinstance(body, dict):
+        return None
+    for key in ("errors", "error"):
+        value = body.get(key)
+        if isinstance(value, list):
+            messages = [_entry_message(item) for item in value if isinstance(item, dict)]
+            if any(messages):
+                return "; ".join(m for m in messages if m)
+        elif isinstance(value, dict):
+            return _entry_message(value)
+        elif isinstance(value, str):
+            description = body.get("description")
+            details = _details_message(body.get("details"))
+            text = f"{value}: {description}" if isinstance(description, str) else value
+            return f"{text} ({details})" if details else text
+    return _entry_message(body)
+
+
+def _entry_message(entry: dict[str, Any]) -> str | None:
+    parts = [
+        str(entry[key])
+        for key in ("code", "title", "message", "description", "detail")
+        if isinstance(entry.get(key), str | int) and entry.get(key) != ""
+    ]
+    return ": ".join(dict.fromkeys(parts)) or None
+
+
+def _details_message(details: Any) -> str | None:
+    if not isinstance(details, dict):
+        return None
+    parts = []
+    for field_name, problems in details.items():
+        if isinstance(problems, list):
+            for problem in problems:
+                if isinstance(problem, dict) and problem.get("description"):
+                    parts.append(f"{field_name}: {problem['description']}")
+    return "; ".join(parts) or None
+
+
+def validate_body(body: dict[str, Any], *, with_profile: bool) -> list[Violation]:
+    """Zendesk's documented rules for an event (and its profile), with field paths."""
+    violations: list[Violation] = []
+    event = body.get("event")
+    if not isinstance(event, dict):
+        violations.append(Violation("event", "required, an object"))
+    else:
+        _check_name(event, "event", "source", violations, reserved=True)
+        _check_name(event, "event", "type", violations)
+        if not isinstance(event.get("properties"), dict):
+            violations.append(Violation("event.properties", "required, an object"))
+        created_at = event.get("created_at")
+        if created_at is not None and not _is_iso8601(created_at):
+            violations.append(Violation("event.created_at", "must be an ISO-8601 timestamp"))
+        if event.get("description") is not None and not isinstance(event["description"], str):
+            violations.append(Violation("event.description", "must be a string"))
+    profile = body.get("profile")
+    if not with_profile:
+        if profile is not None:
+            violations.append(
+                Violation("profile", "not accepted by the profile_events endpoint; send `event` only")
+            )
+    elif not isinstance(profile, dict):
+        violations.append(Violation("profile", "required, an object"))
+    else:
+        _check_name(profile, "profile", "source", violations, reserved=True)
+        _check_name(profile, "profile", "type", violations)
+        _check_identifiers(profile.get("identifiers"), violations)
+        for key, kind in (("name", str), ("attributes", dict), ("user_id", str)):
+            if profile.get(key) is not None and not isinstance(profile[key], kind):
+                expected = "a string" if kind is str else "an object"
+                violations.append(Violation(f"profile.{key}", f"must be {expected}"))
+    extra = sorted(set(body) - {"event", "profile"})
+    violations.extend(Violation(key, "unknown top-level key") for key in extra)
+    return violations
+
+
+def _check_name(
+    obj: dict[str, Any], where: str, key: str, out: list[Violation], *, reserved: bool = False
+) -> None:
+    value = obj.get(key)
+    path = f"{where}.{key}"
+    if not isinstance(value, str) or not value:
+        out.append(Violation(path, "required, a non-empty string"))
+    elif len(value) > NAME_MAX:
+        out.append(Violation(path, f"at most {NAME_MAX} characters (has {len(value)})"))
+    elif reserved and value.casefold() == RESERVED_SOURCE:
+        out.append(Violation(path, "`zendesk` is reserved for Zendesk's own events"))
+
+
+def _check_identifiers(identifiers: Any, out: list[Violation]) -> None:
+    path = "profile.identifiers"
+    if not isinstance(identifiers, list) or not identifiers:
+        out.append(Violation(path, "required, an array of 1 to 20 {type, value} objects"))
+        return
+    if len(identifiers) > MAX_IDENTIFIERS:
+        out.append(Violation(path, f"at most {MAX_IDENTIFIERS} identifiers (has {len(identifiers)})"))
+    seen: set[tuple[str, str]] = set()
+    for index, identifier in enumerate(identifiers):
+        item_path = f"{path}[{index}]"
+        if not isinstance(identifier, dict):
+            out.append(Violation(item_path, "must be an object {type, value}"))
+            continue
+        for key in ("type", "value"):
+            value = identifier.get(key)
+            if not isinstance(value, str) or not value.strip():
+                out.append(Violation(f"{item_path}.{key}", "required, a non-empty string"))
+        pair = (str(identifier.get("type")), str(identifier.get("value")))
+        if pair in seen:
+            out.append(Violation(item_path, "duplicate identifier"))
+        seen.add(pair)
+
+
+def _is_iso8601(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) < 10:
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return False
+    return True

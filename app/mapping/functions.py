@@ -1,0 +1,234 @@
+"""Custom JMESPath functions available in mapping expressions.
+
+Every function returns null when its main input is null, so that a mapping key
+whose value depends on a missing field renders to null and is dropped.
+Wrong argument types raise :class:`jmespath.exceptions.JMESPathTypeError`, the
+same error the library raises for its built-in functions.
+
+Usage::
+
+    jmespath.search("hashed_email(data.email)", event, options=jmespath_options())
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import jmespath
+import phonenumbers
+from jmespath import exceptions
+from jmespath.functions import TYPES_MAP, Functions, signature
+
+__all__ = ["RelayFunctions", "format_timestamp", "jmespath_options", "parse_timestamp"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Epoch values whose magnitude is above this are milliseconds, below it seconds.
+# 1e11 seconds is the year 5138; 1e11 milliseconds is March 1973.
+_MS_THRESHOLD = Decimal("1e11")
+_NUMERIC = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+# "20240501" is a basic-format ISO date, not 231 days after the epoch.
+_BASIC_DATE = re.compile(r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
+_SEPARATORS = re.compile(r"[\W_]+")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def format_timestamp(value: datetime) -> str:
+    """Render an aware datetime as ISO-8601 UTC with a ``Z`` suffix.
+
+    Milliseconds are kept when non-zero (sub-millisecond digits are truncated).
+    """
+    utc = value.astimezone(UTC)
+    text = utc.replace(microsecond=0, tzinfo=None).isoformat()
+    millis = utc.microsecond // 1000
+    if millis:
+        text += f".{millis:03d}"
+    return text + "Z"
+
+
+def _from_epoch(number: Decimal) -> datetime:
+    if not number.is_finite():
+        raise ValueError("not a finite number")
+    per_unit = 1000 if abs(number) > _MS_THRESHOLD else 1_000_000  # microseconds per unit
+    micros = int((number * per_unit).to_integral_value())
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """Parse an ISO-8601 string, a date, or epoch seconds/milliseconds into an aware datetime.
+
+    Returns None when the value cannot be understood.
+    """
+    try:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int | float):
+            # str() of a float is its shortest round-trip repr: 1714564800.123 stays .123.
+            return _from_epoch(Decimal(str(value)) if isinstance(value, float) else Decimal(value))
+        if not isinstance(value, str):
+            return None
+        text = value.strip()
+        if _NUMERIC.fullmatch(text) and not _BASIC_DATE.fullmatch(text):
+            return _from_epoch(Decimal(text))
+        if text.endswith(("z", "Z")):
+            text = text[:-1] + "+00:00"
+        parsed = datetime.fromisoformat(text)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        # Normalise now so an out-of-range conversion fails here, not in the caller.
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError, InvalidOperation, ArithmeticError):
+        return None
+
+
+def _snake_case(text: str) -> str:
+    """Split on camelCase boundaries and separators, join with ``_``, lower-case."""
+    pieces: list[str] = []
+    length = len(text)
+    for index, char in enumerate(text):
+        if char.isupper() and index > 0:
+            prev = text[index - 1]
+            nxt = text[index + 1] if index + 1 < length else ""
+            # fooBar, foo2Bar -> foo_bar ; HTTPServer -> http_server
+            if prev.islower() or prev.isdigit() or (prev.isupper() and nxt.islower()):
+                pieces.append("_")
+        pieces.append(char)
+    words = _SEPARATORS.split("".join(pieces))
+    return "_".join(word.lower() for word in words if word)
+
+
+def _is_primary(entry: dict[Any, Any]) -> bool:
+    flag = entry.get("primary")
+    if flag is True:
+        return True
+    return isinstance(flag, str) and flag.strip().casefold() == "true"
+
+
+def _namespace_entries(identity_map: object, namespace: str) -> list[dict[Any, Any]]:
+    """All identity entries (objects with a non-null ``id``) of a namespace, any key casing."""
+    if not isinstance(identity_map, dict):
+        return []
+    wanted = namespace.casefold()
+    found: list[dict[Any, Any]] = []
+    for key, entries in identity_map.items():
+        if not isinstance(key, str) or key.casefold() != wanted:
+            continue
+        if not isinstance(entries, list):
+            continue
+        found.extend(e for e in entries if isinstance(e, dict) and e.get("id") is not None)
+    return found
+
+
+# --------------------------------------------------------------------------- functions
+
+_STR_OR_NULL: list[str] = ["string", "null"]
+
+
+class RelayFunctions(Functions):
+    """JMESPath built-ins plus the functions marketers need in mapping files."""
+
+    @signature({"types": _STR_OR_NULL})
+    def _func_lower(self, value: str | None) -> str | None:
+        return None if value is None else value.lower()
+
+    @signature({"types": _STR_OR_NULL})
+    def _func_upper(self, value: str | None) -> str | None:
+        return None if value is None else value.upper()
+
+    @signature({"types": _STR_OR_NULL})
+    def _func_trim(self, value: str | None) -> str | None:
+        return None if value is None else value.strip()
+
+    @signature({"types": _STR_OR_NULL})
+    def _func_sha256(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+    @signature({"types": _STR_OR_NULL})
+    def _func_hashed_email(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        normalised = value.strip().lower()
+        if not normalised:
+            return None
+        return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+    # e164(phone, default_region?) -- JMESPath signatures have no optional
+    # arguments, so the first one is declared variadic and the rest is checked here.
+    @signature({"types": ["string", "number", "null"], "variadic": True})
+    def _func_e164(self, phone: str | float | None, *rest: Any) -> str | None:
+        if len(rest) > 1:
+            raise exceptions.ArityError(2, 1 + len(rest), "e164")
+        region = rest[0] if rest else None
+        if region is not None and not isinstance(region, str):
+            raise exceptions.JMESPathTypeError("e164", region, _jmespath_type(region), _STR_OR_NULL)
+        if phone is None:
+            return None
+        if isinstance(phone, float):
+            if not phone.is_integer():
+                return None
+            phone = int(phone)
+        text = str(phone).strip()
+        if text.startswith("00"):
+            text = "+" + text[2:]
+        try:
+            parsed = phonenumbers.parse(text, region.strip().upper() if region else None)
+        except phonenumbers.NumberParseException:
+            return None
+        if not phonenumbers.is_possible_number(parsed):
+            return None
+        result: str = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        return result
+
+    @signature({"types": ["string", "number", "null"]})
+    def _func_iso8601(self, value: str | float | None) -> str | None:
+        parsed = parse_timestamp(value)
+        return None if parsed is None else format_timestamp(parsed)
+
+    @signature()
+    def _func_now(self) -> str:
+        return format_timestamp(datetime.now(UTC))
+
+    @signature({"types": _STR_OR_NULL})
+    def _func_snake_case(self, value: str | None) -> str | None:
+        return None if value is None else _snake_case(value)
+
+    @signature({"types": [], "variadic": True})
+    def _func_coalesce(self, *values: Any) -> Any:
+        for value in values:
+            if value is not None:
+                return value
+        return None
+
+    @signature({"types": []}, {"types": _STR_OR_NULL})
+    def _func_primary_identity(self, identity_map: Any, namespace: str | None) -> Any:
+        if namespace is None:
+            return None
+        entries = _namespace_entries(identity_map, namespace)
+        if not entries:
+            return None
+        for entry in entries:
+            if _is_primary(entry):
+                return entry["id"]
+        return entries[0]["id"]
+
+    @signature({"types": []}, {"types": _STR_OR_NULL})
+    def _func_identities(self, identity_map: Any, namespace: str | None) -> list[Any]:
+        if namespace is None:
+            return []
+        return [entry["id"] for entry in _namespace_entries(identity_map, namespace)]
+
+
+def _jmespath_type(value: object) -> str:
+    return TYPES_MAP.get(type(value).__name__, "unknown")
+
+
+def jmespath_options() -> jmespath.Options:
+    """Options that make the relay's custom functions available to an expression."""
+    return jmespath.Options(custom_functions=RelayFunctions())

@@ -1,0 +1,159 @@
+"""``{{ expr }}`` body templates compiled once into one function from event to body.
+
+A string that is exactly one token keeps the token's JSON type; tokens inside longer text are
+rendered as text. Object keys and array items that render to null are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from app.mapping.expressions import Expression, ExpressionError
+
+Render = Callable[[Any], Any]
+OPEN, CLOSE = "{{", "}}"
+
+
+class TemplateError(ValueError):
+    """A template that does not compile; ``path`` says where in the body."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}" if path else reason)
+        self.path = path
+        self.reason = reason
+
+
+class RenderError(ValueError):
+    """A template that failed on one event; ``path`` says which field."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}" if path else reason)
+        self.path = path
+        self.reason = reason
+
+
+def compile_template(node: Any, path: str = "") -> Render:
+    """Compile a YAML value (dict, list, string, literal) into a render function."""
+    if isinstance(node, dict):
+        return _compile_object(node, path)
+    if isinstance(node, list):
+        return _compile_array(node, path)
+    if isinstance(node, str):
+        return _compile_string(node, path)
+    return lambda _event: node
+
+
+def _compile_object(node: dict[Any, Any], path: str) -> Render:
+    fields = [(str(key), compile_template(value, _join(path, str(key)))) for key, value in node.items()]
+
+    def render_object(event: Any) -> dict[str, Any]:
+        out = {}
+        for key, render in fields:
+            value = render(event)
+            if value is not None:
+                out[key] = value
+        return out
+
+    return render_object
+
+
+def _compile_array(node: list[Any], path: str) -> Render:
+    items = [compile_template(value, f"{path}[{index}]") for index, value in enumerate(node)]
+
+    def render_array(event: Any) -> list[Any]:
+        rendered = (render(event) for render in items)
+        return [value for value in rendered if value is not None]
+
+    return render_array
+
+
+def _compile_string(text: str, path: str) -> Render:
+    if OPEN not in text:
+        return lambda _event: text
+    parts = split_tokens(text, path)
+    if len(parts) == 1 and isinstance(parts[0], Expression):
+        return _evaluate(parts[0], path)
+    pieces: list[Render] = [
+        _as_text(_evaluate(part, path)) if isinstance(part, Expression) else _literal(part) for part in parts
+    ]
+
+    def render_text(event: Any) -> str:
+        return "".join(piece(event) for piece in pieces)
+
+    return render_text
+
+
+def split_tokens(text: str, path: str = "") -> list[str | Expression]:
+    """Split text into literal pieces and compiled tokens.
+
+    A token ends at the first ``}}`` after which its inside compiles, so expressions that
+    contain ``}}`` themselves (``{a: {b: c}}``) still work.
+    """
+    stripped = text.strip()
+    if stripped.startswith(OPEN) and stripped.endswith(CLOSE):
+        try:
+            return [Expression(stripped[2:-2])]
+        except ExpressionError:
+            pass  # several tokens, or a broken one: the scan below finds which
+    parts: list[str | Expression] = []
+    position = 0
+    while (start := text.find(OPEN, position)) != -1:
+        if start > position:
+            parts.append(text[position:start])
+        expression, position = _scan_token(text, start, path)
+        parts.append(expression)
+    if position < len(text):
+        parts.append(text[position:])
+    return parts
+
+
+def _scan_token(text: str, start: int, path: str) -> tuple[Expression, int]:
+    end = text.find(CLOSE, start + 2)
+    if end == -1:
+        raise TemplateError(path, f"unclosed `{{{{` in {text!r}")
+    last_error = ""
+    while end != -1:
+        inner = text[start + 2 : end]
+        if inner.strip():
+            try:
+                return Expression(inner), end + 2
+            except ExpressionError as exc:
+                last_error = str(exc)
+        else:
+            last_error = "empty `{{ }}` token"
+        end = text.find(CLOSE, end + 1)
+    raise TemplateError(path, last_error)
+
+
+def _evaluate(expression: Expression, path: str) -> Render:
+    def evaluate(event: Any) -> Any:
+        try:
+            return expression.search(event)
+        except ExpressionError as exc:
+            raise RenderError(path, str(exc)) from None
+
+    return evaluate
+
+
+def _as_text(render: Render) -> Callable[[Any], str]:
+    return lambda event: to_text(render(event))
+
+
+def _literal(text: str) -> Callable[[Any], str]:
+    return lambda _event: text
+
+
+def to_text(value: Any) -> str:
+    """How a value reads inside text: strings as they are, null as nothing, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return orjson.dumps(value).decode()
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key

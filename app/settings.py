@@ -1,0 +1,107 @@
+"""Configuration from the environment (and ``NAME_FILE`` files for secrets)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+SECRET_FIELDS = (
+    "relay_ingest_tokens",
+    "relay_admin_token",
+    "zendesk_api_token",
+    "zendesk_oauth_token",
+    "zendesk_password",
+    "yotpo_api_key",
+    "yotpo_secret",
+)
+
+
+class SecretFileSource(PydanticBaseSettingsSource):
+    """Reads ``NAME_FILE`` (a path) for each secret, as Kubernetes and Docker mount them."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = os.environ.get(f"{field_name.upper()}_FILE")
+        if field_name not in SECRET_FIELDS or not path:
+            return None, field_name, False
+        return Path(path).read_text(encoding="utf-8").strip(), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+class Settings(BaseSettings):
+    """Every setting of the relay; names are the public environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    relay_mappings_dir: Path = Path("./mappings")
+    relay_store: str = "sqlite:///./data/relay.db"
+    relay_ingest_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    relay_allow_unauthenticated: bool = False
+    relay_admin_token: SecretStr | None = None
+    relay_dry_run: bool | None = None
+    relay_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    relay_log_level: str = "info"
+    relay_log_format: str = "json"
+
+    zendesk_subdomain: str | None = None
+    zendesk_email: str | None = None
+    zendesk_api_token: SecretStr | None = None
+    zendesk_oauth_token: SecretStr | None = None
+    zendesk_password: SecretStr | None = None
+    zendesk_base_url: str | None = None
+    zendesk_rate_limit_per_minute: int = Field(default=250, gt=0)
+    zendesk_connect_timeout: float = Field(default=5.0, gt=0)
+    zendesk_read_timeout: float = Field(default=10.0, gt=0)
+
+    yotpo_store_id: str | None = None
+    yotpo_api_key: SecretStr | None = None
+    yotpo_secret: SecretStr | None = None
+    yotpo_base_url: str | None = None
+    yotpo_rate_limit_per_minute: int = Field(default=300, gt=0)
+
+    @field_validator("relay_ingest_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, SecretFileSource(settings_cls), dotenv_settings)
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret in clear, so the log redactor can mask it anywhere."""
+        values = [token.get_secret_value() for token in self.relay_ingest_tokens]
+        for name in SECRET_FIELDS[1:]:
+            secret = getattr(self, name)
+            if isinstance(secret, SecretStr) and secret.get_secret_value():
+                values.append(secret.get_secret_value())
+        return values
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the relay refuses to start and says which."""
