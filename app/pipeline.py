@@ -11,12 +11,16 @@ from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import structlog
+
 from app.destinations.base import Destination, OutboundRequest, Violation
 from app.mapping.expressions import ExpressionError
 from app.mapping.loader import Mapping, MappingSet
 from app.mapping.templates import RenderError
 from app.payloads import Event
 from app.problems import Problem
+
+log = structlog.get_logger("app.pipeline")
 
 # Outcome statuses
 PLANNED, DELIVERED, DRY_RUN, IGNORED, REJECTED = (
@@ -144,13 +148,14 @@ async def deliver_one(outcome: Outcome, destinations: AbcMapping[str, Destinatio
     destination = destinations[outcome.destination]
     if destination.dry_run:
         return replace(outcome, status=DRY_RUN)
+    fields = {"mapping": outcome.mapping, "destination": outcome.destination, "event_id": outcome.event_id}
     try:
         delivered = await destination.send(outcome.request)
     except Problem as problem:
-        problem.extensions.update(
-            {k: v for k, v in (("mapping", outcome.mapping), ("event_id", outcome.event_id)) if v}
-        )
+        problem.extensions.update({k: v for k, v in fields.items() if v})
+        log.warning("delivery", outcome=REJECTED, code=problem.code, detail=problem.detail, **fields)
         return replace(outcome, status=REJECTED, problem=problem)
+    log.info("delivery", outcome=DELIVERED, **fields)
     response = dict(delivered.response)
     response.pop("status", None)
     return replace(outcome, status=DELIVERED, response=response)

@@ -1,0 +1,91 @@
+"""Shared fixtures: settings for tests, the relay in-process, captured log output."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from fastapi.testclient import TestClient
+
+from app.api.app import create_app
+from app.logs import configure_logging
+from app.settings import Settings
+
+pytest_plugins = ["tests.fakes.plugin"]
+
+ROOT = Path(__file__).resolve().parent.parent
+MAPPINGS = ROOT / "mappings"
+EXAMPLES = MAPPINGS / "examples"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED_ADOBE = ROOT.parent / "shared" / "fixtures" / "adobe"
+TOKEN = "test-ingest-token-1"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for a test: the shipped mappings, one ingest token, no environment leaking in."""
+    values: dict[str, Any] = {
+        "relay_mappings_dir": MAPPINGS,
+        "relay_ingest_tokens": [TOKEN],
+        "relay_store": "sqlite:///:memory:",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def zendesk_settings(base_url: str, **overrides: Any) -> Settings:
+    """Settings that deliver to a fake Zendesk with API-token auth."""
+    values: dict[str, Any] = {
+        "zendesk_base_url": base_url,
+        "zendesk_email": "agent@example.com",
+        "zendesk_api_token": "test-api-token",
+    }
+    values.update(overrides)
+    return make_settings(**values)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's own RELAY_*/ZENDESK_* variables out of tests."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("RELAY_", "ZENDESK_", "YOTPO_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """The relay's real log pipeline (with redaction) writing to a buffer."""
+    buffer = io.StringIO()
+    configure_logging("debug", "json", secrets=[TOKEN, "test-api-token"], stream=buffer)
+    yield buffer
+    structlog.reset_defaults()
+
+
+def log_lines(buffer: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def relay_client() -> Iterator[Callable[..., TestClient]]:
+    """Factory: ``relay_client(settings)`` -> a started TestClient (closed after the test)."""
+    clients: list[TestClient] = []
+
+    def start(settings: Settings | None = None) -> TestClient:
+        client = TestClient(create_app(settings or make_settings()), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def auth(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,371 @@
+"""Adobe payload shapes -> normalised events (app/payloads.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.payloads import ParsedPayload, merge_identity_maps, normalise, parse_json, parse_payload
+from app.problems import Problem
+
+SHARED_ADOBE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "adobe"
+
+XDM = {
+    "_id": "evt-1",
+    "eventType": "commerce.purchases",
+    "timestamp": "2024-05-01T12:00:00Z",
+    "identityMap": {"Email": [{"id": "jane@example.com", "primary": True}]},
+}
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+# ------------------------------------------------------------------------------- shapes
+
+
+def test_single_shape() -> None:
+    body = {"xdm": XDM, "data": {"customer": {"tier": "gold"}}, "meta": {"state": 1}}
+    assert parse_payload(dumps(body)) == ParsedPayload(
+        "single", [{"xdm": XDM, "data": {"customer": {"tier": "gold"}}, "meta": {"state": 1}}]
+    )
+
+
+def test_single_shape_defaults_data_and_meta_to_empty_objects() -> None:
+    parsed = parse_payload(dumps({"xdm": XDM}))
+    assert parsed.shape == "single"
+    assert parsed.events == [{"xdm": XDM, "data": {}, "meta": {}}]
+
+
+def test_single_shape_null_data_and_meta_become_empty_objects() -> None:
+    parsed = parse_payload(b'{"xdm": {"eventType": "x"}, "data": null, "meta": null}')
+    assert parsed.events == [{"xdm": {"eventType": "x"}, "data": {}, "meta": {}}]
+
+
+def test_wrapped_shape() -> None:
+    body = {"event": {"xdm": XDM, "data": {"a": 1}}, "query": {"personalization": {}}}
+    parsed = parse_payload(dumps(body))
+    assert parsed.shape == "wrapped"
+    assert parsed.events == [{"xdm": XDM, "data": {"a": 1}, "meta": {}}]
+
+
+def test_wrapped_shape_keeps_the_events_own_meta() -> None:
+    parsed = parse_payload(dumps({"event": {"xdm": XDM, "meta": {"m": True}}}))
+    assert parsed.events == [{"xdm": XDM, "data": {}, "meta": {"m": True}}]
+
+
+def test_bare_xdm_shape() -> None:
+    parsed = parse_payload(dumps(XDM))
+    assert parsed.shape == "bare"
+    assert parsed.events == [{"xdm": XDM, "data": {}, "meta": {}}]
+
+
+@pytest.mark.parametrize(
+    "bare",
+    [
+        {"eventType": "web.webpagedetails.pageViews"},
+        {"timestamp": "2024-05-01T12:00:00Z"},
+        {"identityMap": {"ECID": [{"id": "1"}]}},
+        {"_myorg": {"loyalty": "gold"}},
+    ],
+)
+def test_bare_xdm_is_recognised_by_any_xdm_field(bare: dict[str, Any]) -> None:
+    assert normalise(bare) == ParsedPayload("bare", [{"xdm": bare, "data": {}, "meta": {}}])
+
+
+def test_batch_shape() -> None:
+    body = {"events": [{"xdm": {"_id": "a"}}, {"xdm": {"_id": "b"}, "data": {"d": 2}}]}
+    parsed = parse_payload(dumps(body))
+    assert parsed.shape == "batch"
+    assert parsed.events == [
+        {"xdm": {"_id": "a"}, "data": {}, "meta": {}},
+        {"xdm": {"_id": "b"}, "data": {"d": 2}, "meta": {}},
+    ]
+
+
+def test_empty_batch_gives_zero_events() -> None:
+    assert parse_payload(b'{"events": []}') == ParsedPayload("batch", [])
+
+
+def test_empty_batch_with_request_level_xdm_and_meta_gives_zero_events() -> None:
+    body = {"events": [], "xdm": {"identityMap": {"ECID": [{"id": "1"}]}}, "meta": {"a": 1}}
+    assert parse_payload(dumps(body)) == ParsedPayload("batch", [])
+
+
+def test_bare_xdm_item_inside_a_batch() -> None:
+    body = {"events": [{"eventType": "web.webpagedetails.pageViews", "_id": "p1"}, {"xdm": {"_id": "x"}}]}
+    parsed = parse_payload(dumps(body))
+    assert parsed.shape == "batch"
+    assert parsed.events == [
+        {"xdm": {"eventType": "web.webpagedetails.pageViews", "_id": "p1"}, "data": {}, "meta": {}},
+        {"xdm": {"_id": "x"}, "data": {}, "meta": {}},
+    ]
+
+
+def test_bare_xdm_inside_wrapped_event() -> None:
+    parsed = parse_payload(b'{"event": {"eventType": "a"}}')
+    assert parsed == ParsedPayload("wrapped", [{"xdm": {"eventType": "a"}, "data": {}, "meta": {}}])
+
+
+# ------------------------------------------------------------ batch: identityMap and meta
+
+
+def test_batch_request_identity_map_is_merged_into_every_event() -> None:
+    ecid = [{"id": "ECID-1", "primary": True}]
+    body = {
+        "xdm": {"identityMap": {"ECID": ecid}},
+        "events": [
+            {"xdm": {"_id": "a"}},
+            {"xdm": {"_id": "b", "identityMap": {"Email": [{"id": "j@example.com"}]}}},
+        ],
+    }
+    parsed = parse_payload(dumps(body))
+    assert [event["xdm"] for event in parsed.events] == [
+        {"_id": "a", "identityMap": {"ECID": [{"id": "ECID-1", "primary": True}]}},
+        {
+            "_id": "b",
+            "identityMap": {
+                "Email": [{"id": "j@example.com"}],
+                "ECID": [{"id": "ECID-1", "primary": True}],
+            },
+        },
+    ]
+
+
+def test_batch_merge_keeps_the_events_own_entries_first_and_appends_only_new_ids() -> None:
+    body = {
+        "xdm": {
+            "identityMap": {
+                "ECID": [
+                    {"id": "E-1", "primary": False, "authenticatedState": "ambiguous"},
+                    {"id": "E-2", "primary": True},
+                ]
+            }
+        },
+        "events": [{"xdm": {"identityMap": {"ECID": [{"id": "E-1", "primary": True}]}}}],
+    }
+    [event] = parse_payload(dumps(body)).events
+    assert event["xdm"]["identityMap"] == {
+        "ECID": [{"id": "E-1", "primary": True}, {"id": "E-2", "primary": True}]
+    }
+
+
+def test_batch_merge_into_a_bare_xdm_item() -> None:
+    body = {
+        "xdm": {"identityMap": {"ECID": [{"id": "E-1"}]}},
+        "events": [{"eventType": "x", "identityMap": {"CRMID": [{"id": "C-1"}]}}],
+    }
+    [event] = parse_payload(dumps(body)).events
+    assert event == {
+        "xdm": {"eventType": "x", "identityMap": {"CRMID": [{"id": "C-1"}], "ECID": [{"id": "E-1"}]}},
+        "data": {},
+        "meta": {},
+    }
+
+
+def test_batch_merge_does_not_mutate_the_input() -> None:
+    payload = {
+        "xdm": {"identityMap": {"ECID": [{"id": "E-2"}], "Email": [{"id": "a@b.c"}]}},
+        "meta": {"state": {"domain": "x"}},
+        "events": [
+            {"xdm": {"identityMap": {"ECID": [{"id": "E-1"}]}}, "meta": {"own": 1}},
+            {"eventType": "bare"},
+        ],
+    }
+    before = copy.deepcopy(payload)
+    parsed = normalise(payload)
+    assert payload == before
+    assert parsed.events[0]["xdm"]["identityMap"] == {
+        "ECID": [{"id": "E-1"}, {"id": "E-2"}],
+        "Email": [{"id": "a@b.c"}],
+    }
+    assert parsed.events[1]["xdm"] == {
+        "eventType": "bare",
+        "identityMap": {"ECID": [{"id": "E-2"}], "Email": [{"id": "a@b.c"}]},
+    }
+
+
+def test_batch_events_do_not_share_merged_lists() -> None:
+    payload = {"xdm": {"identityMap": {"ECID": [{"id": "E-1"}]}}, "events": [{"xdm": {}}, {"xdm": {}}]}
+    first, second = normalise(payload).events
+    first["xdm"]["identityMap"]["ECID"].append({"id": "X"})
+    assert second["xdm"]["identityMap"] == {"ECID": [{"id": "E-1"}]}
+    assert payload["xdm"]["identityMap"] == {"ECID": [{"id": "E-1"}]}
+
+
+def test_batch_request_level_meta_is_a_default_for_each_event() -> None:
+    body = {
+        "meta": {"state": {"domain": "shop.example.com"}, "konductorConfig": {"a": 1}},
+        "events": [{"xdm": {"_id": "a"}}, {"xdm": {"_id": "b"}, "meta": {"konductorConfig": {"b": 2}}}],
+    }
+    parsed = parse_payload(dumps(body))
+    assert [event["meta"] for event in parsed.events] == [
+        {"state": {"domain": "shop.example.com"}, "konductorConfig": {"a": 1}},
+        {"state": {"domain": "shop.example.com"}, "konductorConfig": {"b": 2}},
+    ]
+
+
+def test_batch_request_level_xdm_without_identity_map_changes_nothing() -> None:
+    body = {"xdm": {"device": {"type": "mobile"}}, "events": [{"xdm": {"_id": "a"}}]}
+    assert parse_payload(dumps(body)).events == [{"xdm": {"_id": "a"}, "data": {}, "meta": {}}]
+
+
+# ------------------------------------------------------------------ merge_identity_maps
+
+
+def test_merge_identity_maps_same_namespace_keeps_own_entries_first() -> None:
+    own = {"Email": [{"id": "a@x.com", "primary": True}]}
+    request = {"Email": [{"id": "a@x.com", "primary": False}, {"id": "b@x.com"}]}
+    assert merge_identity_maps(own, request) == {
+        "Email": [{"id": "a@x.com", "primary": True}, {"id": "b@x.com"}]
+    }
+
+
+def test_merge_identity_maps_adds_new_namespace() -> None:
+    assert merge_identity_maps({"Email": [{"id": "a"}]}, {"ECID": [{"id": "1"}]}) == {
+        "Email": [{"id": "a"}],
+        "ECID": [{"id": "1"}],
+    }
+
+
+def test_merge_identity_maps_without_own_map() -> None:
+    assert merge_identity_maps(None, {"ECID": [{"id": "1"}]}) == {"ECID": [{"id": "1"}]}
+
+
+def test_merge_identity_maps_does_not_mutate_inputs() -> None:
+    own = {"ECID": [{"id": "1"}]}
+    request = {"ECID": [{"id": "2"}], "Email": [{"id": "e"}]}
+    own_before, request_before = copy.deepcopy(own), copy.deepcopy(request)
+    merged = merge_identity_maps(own, request)
+    assert merged == {"ECID": [{"id": "1"}, {"id": "2"}], "Email": [{"id": "e"}]}
+    assert own == own_before
+    assert request == request_before
+    merged["Email"].append({"id": "more"})
+    assert request == request_before
+
+
+def test_merge_identity_maps_namespaces_are_case_sensitive() -> None:
+    # Namespaces are free-form; `email` and `Email` are distinct keys in the map.
+    assert merge_identity_maps({"Email": [{"id": "a"}]}, {"email": [{"id": "a"}]}) == {
+        "Email": [{"id": "a"}],
+        "email": [{"id": "a"}],
+    }
+
+
+# ------------------------------------------------------------------------ text and bytes
+
+
+def test_non_ascii_and_emoji_are_preserved() -> None:
+    body = '{"xdm": {"placeContext": {"geo": {"city": "Tōkyō"}}, "note": "🎉 ok"}}'.encode()
+    [event] = parse_payload(body).events
+    assert event["xdm"] == {"placeContext": {"geo": {"city": "Tōkyō"}}, "note": "🎉 ok"}
+
+
+def test_escaped_non_ascii_is_decoded() -> None:
+    [event] = parse_payload(b'{"xdm": {"city": "T\\u014dky\\u014d \\ud83c\\udf89"}}').events
+    assert event["xdm"]["city"] == "Tōkyō 🎉"
+
+
+def test_nul_character_inside_a_string_is_preserved() -> None:
+    [event] = parse_payload(b'{"xdm": {"name": "a\\u0000b"}}').events
+    assert event["xdm"]["name"] == "a\x00b"
+    assert len(event["xdm"]["name"]) == 3
+
+
+def test_utf8_bom_is_tolerated() -> None:
+    body = b"\xef\xbb\xbf" + '{"xdm": {"city": "Tōkyō"}}'.encode()
+    assert parse_payload(body) == ParsedPayload("single", [{"xdm": {"city": "Tōkyō"}, "data": {}, "meta": {}}])
+
+
+def test_parse_json_returns_any_json_value() -> None:
+    assert parse_json(b"[1, 2]") == [1, 2]
+    assert parse_json(b"null") is None
+    assert parse_json(b' {"a": 1.5} \n') == {"a": 1.5}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"xdm": {"a": 1}', id="truncated"),
+        pytest.param(b'{"xdm": {"a": "\xff\xfe"}}', id="invalid-utf8"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"   \n", id="whitespace-only"),
+        pytest.param(b"\xef\xbb\xbf", id="bom-only"),
+        pytest.param(b"{'xdm': {}}", id="single-quotes"),
+        pytest.param(b'{"xdm": {}} trailing', id="trailing-garbage"),
+        pytest.param(b'{"xdm": {"a": "\\ud800"}}', id="lone-surrogate"),
+        pytest.param(b"NaN", id="nan"),
+    ],
+)
+def test_invalid_json_is_a_problem(body: bytes) -> None:
+    with pytest.raises(Problem) as caught:
+        parse_payload(body)
+    assert caught.value.code == "invalid_json"
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[]", id="empty-array"),
+        pytest.param(b'[{"xdm": {}}]', id="array"),
+        pytest.param(b"42", id="number"),
+        pytest.param(b'"text"', id="string"),
+        pytest.param(b"null", id="null"),
+        pytest.param(b"true", id="boolean"),
+        pytest.param(b"{}", id="empty-object"),
+        pytest.param(b'{"foo": 1}', id="unknown-keys"),
+        pytest.param(b'{"events": 3}', id="events-number"),
+        pytest.param(b'{"events": {"xdm": {}}}', id="events-object"),
+        pytest.param(b'{"events": [1]}', id="events-item-number"),
+        pytest.param(b'{"events": [{"xdm": {}}, "x"]}', id="events-second-item-string"),
+        pytest.param(b'{"events": [{"foo": 1}]}', id="events-item-unknown"),
+        pytest.param(b'{"xdm": []}', id="xdm-array"),
+        pytest.param(b'{"xdm": null}', id="xdm-null"),
+        pytest.param(b'{"xdm": {}, "data": []}', id="data-array"),
+        pytest.param(b'{"xdm": {}, "meta": "m"}', id="meta-string"),
+        pytest.param(b'{"event": "x"}', id="event-string"),
+        pytest.param(b'{"event": {"foo": 1}}', id="event-without-xdm"),
+    ],
+)
+def test_unsupported_payload_is_a_problem(body: bytes) -> None:
+    with pytest.raises(Problem) as caught:
+        parse_payload(body)
+    assert caught.value.code == "unsupported_payload"
+    assert caught.value.status == 400
+
+
+def test_unsupported_payload_detail_names_the_batch_item() -> None:
+    with pytest.raises(Problem) as caught:
+        parse_payload(b'{"events": [{"xdm": {}}, 7]}')
+    assert caught.value.detail == "`events[1]` must be an object, got a number"
+
+
+# ------------------------------------------------------------------- shared Adobe samples
+
+SHAPES = {"single": "single", "arc": "wrapped", "batch": "batch"}
+SAMPLES = sorted(SHARED_ADOBE.glob("*.json")) if SHARED_ADOBE.is_dir() else []
+
+
+@pytest.mark.skipif(not SAMPLES, reason="shared Adobe fixtures not present")
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
+def test_shared_adobe_samples_parse_to_their_shape(sample: Path) -> None:
+    raw = sample.read_bytes()
+    parsed = parse_payload(raw)
+    assert parsed.shape == SHAPES[sample.name.split(".")[-2]]
+    assert parsed.events
+    source = json.loads(raw)
+    items = source["events"] if parsed.shape == "batch" else [source.get("event", source)]
+    assert len(parsed.events) == len(items)
+    for event, item in zip(parsed.events, items, strict=True):
+        assert set(event) == {"xdm", "data", "meta"}
+        assert event["data"] == (item.get("data") or {})
+        expected_xdm = item.get("xdm", item)
+        for key, value in expected_xdm.items():
+            if key != "identityMap":
+                assert event["xdm"][key] == value
