@@ -56,7 +56,10 @@ def normalise(payload: Any) -> ParsedPayload:
     if "events" in payload:
         return ParsedPayload("batch", _normalise_batch(payload))
     if "event" in payload:
-        return ParsedPayload("wrapped", [_normalise_event(payload["event"], "event")])
+        event = _normalise_event(payload["event"], "event")
+        if isinstance(payload.get("meta"), dict):
+            event["meta"] = {**payload["meta"], **event["meta"]}
+        return ParsedPayload("wrapped", [event])
     if "xdm" in payload:
         return ParsedPayload("single", [_normalise_event(payload, "")])
     if any(key in XDM_KEYS or key.startswith("_") for key in payload):

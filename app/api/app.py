@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
             yield
         finally:
             await relay.aclose()
+            log.info("stopped")
 
     app = FastAPI(
         title="aep-relay",

@@ -8,7 +8,9 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
-from app.mapping.functions import jmespath_options
+from app.mapping.functions import RelayFunctions, jmespath_options
+
+FUNCTION_TABLE: dict[str, Any] = RelayFunctions.FUNCTION_TABLE
 
 
 class ExpressionError(ValueError):
@@ -26,6 +28,9 @@ class Expression:
             self._compiled: ParsedResult = jmespath.compile(self.source)
         except JMESPathError as exc:
             raise ExpressionError(f"invalid JMESPath `{self.source}`: {_reason(exc)}") from None
+        problem = check_functions(dict(self._compiled.parsed))
+        if problem:
+            raise ExpressionError(f"invalid JMESPath `{self.source}`: {problem}")
         self._options = jmespath_options()
 
     def search(self, data: Any) -> Any:
@@ -37,6 +42,25 @@ class Expression:
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
+
+
+def check_functions(node: dict[str, Any]) -> str | None:
+    """Unknown functions and wrong argument counts, found at compile time, not per event."""
+    if node.get("type") == "function_expression":
+        name = node["value"]
+        spec = FUNCTION_TABLE.get(name)
+        if spec is None:
+            return f"unknown function {name}()"
+        signature, count = spec["signature"], len(node["children"])
+        if signature and signature[-1].get("variadic"):
+            if count < len(signature):
+                return f"{name}() takes at least {len(signature)} argument(s), got {count}"
+        elif count != len(signature):
+            return f"{name}() takes {len(signature)} argument(s), got {count}"
+    for child in node.get("children", ()):
+        if isinstance(child, dict) and (problem := check_functions(child)):
+            return problem
+    return None
 
 
 def is_truthy(value: Any) -> bool:

@@ -10,10 +10,27 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from app.mapping.expressions import Expression, ExpressionError, is_truthy
-from app.mapping.templates import Render, TemplateError, compile_template
+from app.mapping.templates import Keys, Render, TemplateError, compile_template
+
+
+class _TextTimestampConstructor(RoundTripConstructor):
+    """Unquoted YAML timestamps stay the text that was written (no time-zone rewriting)."""
+
+
+_TextTimestampConstructor.add_constructor(
+    "tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str
+)
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.Constructor = _TextTimestampConstructor
+    return yaml
+
 
 KNOWN_KEYS = {"name", "destination", "when", "event_id", "endpoint", "body", "examples"}
 EXAMPLE_KEYS = {"input", "expect", "ignored"}
@@ -57,6 +74,7 @@ class Mapping:
     destination: str
     source: Path
     render: Render
+    name_line: int = 1
     when: Expression | None = None
     event_id: Expression | None = None
     endpoint: str | None = None
@@ -102,7 +120,7 @@ def load_mappings(directory: Path, destinations: AbcMapping[str, tuple[str, ...]
             issues.append(
                 MappingIssue(
                     path,
-                    1,
+                    mapping.name_line,
                     f"duplicate mapping name {mapping.name!r} (also in {names[mapping.name]})",
                 )
             )
@@ -117,7 +135,7 @@ def load_mappings(directory: Path, destinations: AbcMapping[str, tuple[str, ...]
 def load_mapping_file(path: Path, destinations: AbcMapping[str, tuple[str, ...]]) -> Mapping:
     """Load and compile one mapping file."""
     try:
-        doc = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+        doc = _yaml().load(path.read_text(encoding="utf-8"))
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -138,7 +156,7 @@ def compile_mapping(doc: Any, path: Path, destinations: AbcMapping[str, tuple[st
     if not isinstance(name, str) or not name.strip():
         raise _issue(path, _key_line(doc, "name"), "`name` must be a non-empty string")
     destination = doc.get("destination")
-    if destination not in destinations:
+    if not isinstance(destination, str) or destination not in destinations:
         known = ", ".join(sorted(destinations))
         raise _issue(
             path,
@@ -146,14 +164,15 @@ def compile_mapping(doc: Any, path: Path, destinations: AbcMapping[str, tuple[st
             f"unknown destination {destination!r} (known: {known})",
         )
     endpoint, endpoint_params = _compile_endpoint(doc, path, destinations[destination])
-    if "body" not in doc:
-        raise _issue(path, 1, "`body` is required")
+    if doc.get("body") is None:
+        line = _key_line(doc, "body") if "body" in doc else 1
+        raise _issue(path, line, "`body` is required (the request body to render)")
     try:
         render = compile_template(to_plain(doc["body"]))
     except TemplateError as exc:
         raise _issue(
             path,
-            _path_line(doc["body"], exc.path, _key_line(doc, "body")),
+            _path_line(doc["body"], exc.keys, _key_line(doc, "body")),
             f"body.{exc.path}: {exc.reason}" if exc.path else exc.reason,
         ) from None
     return Mapping(
@@ -161,6 +180,7 @@ def compile_mapping(doc: Any, path: Path, destinations: AbcMapping[str, tuple[st
         destination=destination,
         source=path,
         render=render,
+        name_line=_key_line(doc, "name") if "name" in doc else 1,
         when=_compile_expression(doc, "when", path),
         event_id=_compile_expression(doc, "event_id", path),
         endpoint=endpoint,
@@ -198,7 +218,7 @@ def _compile_endpoint(
             if key == "name":
                 continue
             try:
-                params[str(key)] = compile_template(to_plain(item), f"endpoint.{key}")
+                params[str(key)] = compile_template(to_plain(item), ("endpoint", str(key)))
             except TemplateError as exc:
                 raise _issue(path, _key_line(value, key), str(exc)) from None
     else:
@@ -254,7 +274,7 @@ def _example_input(value: Any, path: Path, line: int) -> Any:
 def to_plain(node: Any) -> Any:
     """ruamel's round-trip values -> plain JSON-like Python values."""
     if isinstance(node, AbcMapping):
-        return {str(key): to_plain(value) for key, value in node.items()}
+        return {_key_text(key): to_plain(value) for key, value in node.items()}
     if isinstance(node, list):
         return [to_plain(value) for value in node]
     if isinstance(node, bool) or node is None:
@@ -270,6 +290,13 @@ def to_plain(node: Any) -> Any:
     return node
 
 
+def _key_text(key: Any) -> str:
+    """YAML keys as JSON keys: `true:` is "true", `null:` is "null"."""
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return "null" if key is None else str(key)
+
+
 def _issue(path: Path, line: int, reason: str) -> MappingLoadError:
     return MappingLoadError([MappingIssue(path, line, reason)])
 
@@ -281,20 +308,14 @@ def _key_line(node: Any, key: Any) -> int:
         return int(getattr(getattr(node, "lc", None), "line", 0)) + 1
 
 
-def _path_line(node: Any, dotted: str, fallback: int) -> int:
-    """The line of a field given as ``a.b[2].c`` inside a round-trip node."""
+def _path_line(node: Any, keys: Keys, fallback: int) -> int:
+    """The line of the field at ``keys`` inside a round-trip node."""
     line = fallback
-    for part in dotted.replace("[", ".[").split("."):
-        if not part:
-            continue
+    for key in keys:
         try:
-            if part.startswith("["):
-                index = int(part[1:-1])
-                line = int(node.lc.item(index)[0]) + 1
-                node = node[index]
-            else:
-                line = int(node.lc.key(part)[0]) + 1
-                node = node[part]
+            position = node.lc.item(key) if isinstance(key, int) else node.lc.key(key)
+            line = int(position[0]) + 1
+            node = node[key]
         except (AttributeError, KeyError, IndexError, TypeError, ValueError):
             break
     return line

@@ -14,16 +14,26 @@ import orjson
 from app.mapping.expressions import Expression, ExpressionError
 
 Render = Callable[[Any], Any]
+Keys = tuple[str | int, ...]
 OPEN, CLOSE = "{{", "}}"
 
 
-class TemplateError(ValueError):
-    """A template that does not compile; ``path`` says where in the body."""
+def format_path(keys: Keys) -> str:
+    """``("event", "items", 2, "sku")`` -> ``event.items[2].sku``."""
+    text = ""
+    for key in keys:
+        text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else key)
+    return text
 
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}" if path else reason)
-        self.path = path
+
+class TemplateError(ValueError):
+    """A template that does not compile; ``keys`` and ``path`` say where in the body."""
+
+    def __init__(self, keys: Keys, reason: str) -> None:
+        self.keys = keys
+        self.path = format_path(keys)
         self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
 
 
 class RenderError(ValueError):
@@ -35,19 +45,19 @@ class RenderError(ValueError):
         self.reason = reason
 
 
-def compile_template(node: Any, path: str = "") -> Render:
+def compile_template(node: Any, keys: Keys = ()) -> Render:
     """Compile a YAML value (dict, list, string, literal) into a render function."""
     if isinstance(node, dict):
-        return _compile_object(node, path)
+        return _compile_object(node, keys)
     if isinstance(node, list):
-        return _compile_array(node, path)
+        return _compile_array(node, keys)
     if isinstance(node, str):
-        return _compile_string(node, path)
+        return _compile_string(node, keys)
     return lambda _event: node
 
 
-def _compile_object(node: dict[Any, Any], path: str) -> Render:
-    fields = [(str(key), compile_template(value, _join(path, str(key)))) for key, value in node.items()]
+def _compile_object(node: dict[Any, Any], keys: Keys) -> Render:
+    fields = [(str(key), compile_template(value, (*keys, str(key)))) for key, value in node.items()]
 
     def render_object(event: Any) -> dict[str, Any]:
         out = {}
@@ -60,8 +70,8 @@ def _compile_object(node: dict[Any, Any], path: str) -> Render:
     return render_object
 
 
-def _compile_array(node: list[Any], path: str) -> Render:
-    items = [compile_template(value, f"{path}[{index}]") for index, value in enumerate(node)]
+def _compile_array(node: list[Any], keys: Keys) -> Render:
+    items = [compile_template(value, (*keys, index)) for index, value in enumerate(node)]
 
     def render_array(event: Any) -> list[Any]:
         rendered = (render(event) for render in items)
@@ -70,10 +80,11 @@ def _compile_array(node: list[Any], path: str) -> Render:
     return render_array
 
 
-def _compile_string(text: str, path: str) -> Render:
+def _compile_string(text: str, keys: Keys) -> Render:
     if OPEN not in text:
         return lambda _event: text
-    parts = split_tokens(text, path)
+    parts = split_tokens(text, keys)
+    path = format_path(keys)
     if len(parts) == 1 and isinstance(parts[0], Expression):
         return _evaluate(parts[0], path)
     pieces: list[Render] = [
@@ -86,7 +97,7 @@ def _compile_string(text: str, path: str) -> Render:
     return render_text
 
 
-def split_tokens(text: str, path: str = "") -> list[str | Expression]:
+def split_tokens(text: str, keys: Keys = ()) -> list[str | Expression]:
     """Split text into literal pieces and compiled tokens.
 
     A token ends at the first ``}}`` after which its inside compiles, so expressions that
@@ -103,17 +114,17 @@ def split_tokens(text: str, path: str = "") -> list[str | Expression]:
     while (start := text.find(OPEN, position)) != -1:
         if start > position:
             parts.append(text[position:start])
-        expression, position = _scan_token(text, start, path)
+        expression, position = _scan_token(text, start, keys)
         parts.append(expression)
     if position < len(text):
         parts.append(text[position:])
     return parts
 
 
-def _scan_token(text: str, start: int, path: str) -> tuple[Expression, int]:
+def _scan_token(text: str, start: int, keys: Keys) -> tuple[Expression, int]:
     end = text.find(CLOSE, start + 2)
     if end == -1:
-        raise TemplateError(path, f"unclosed `{{{{` in {text!r}")
+        raise TemplateError(keys, f"unclosed `{{{{` in {text!r}")
     last_error = ""
     while end != -1:
         inner = text[start + 2 : end]
@@ -125,7 +136,7 @@ def _scan_token(text: str, start: int, path: str) -> tuple[Expression, int]:
         else:
             last_error = "empty `{{ }}` token"
         end = text.find(CLOSE, end + 1)
-    raise TemplateError(path, last_error)
+    raise TemplateError(keys, last_error)
 
 
 def _evaluate(expression: Expression, path: str) -> Render:
@@ -153,7 +164,3 @@ def to_text(value: Any) -> str:
     if value is None:
         return ""
     return orjson.dumps(value).decode()
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key

@@ -24,7 +24,9 @@ FILES = sorted(FIXTURES.glob("*.json")) + (
 
 
 def outcome(client: TestClient, path: Path) -> dict[str, Any]:
-    response = client.post("/v1/events", content=path.read_bytes(), headers={**auth(), "Content-Type": "text/plain"})
+    response = client.post(
+        "/v1/events", content=path.read_bytes(), headers={**auth(), "Content-Type": "text/plain"}
+    )
     assert response.status_code < 500, response.text
     doc = response.json()
     if response.status_code >= 400:

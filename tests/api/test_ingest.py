@@ -40,11 +40,27 @@ def test_purchase_is_delivered_to_zendesk(relay_client: Client, fake_zendesk: Fa
 @pytest.mark.parametrize(
     "payload",
     [
-        {"xdm": {"eventType": "commerce.purchases", "_id": "s1", "identityMap": {"Email": [{"id": "a@example.com"}]}}},
-        {"event": {"xdm": {"eventType": "commerce.purchases", "_id": "w1", "identityMap": {"Email": [{"id": "a@example.com"}]}}}},
+        {
+            "xdm": {
+                "eventType": "commerce.purchases",
+                "_id": "s1",
+                "identityMap": {"Email": [{"id": "a@example.com"}]},
+            }
+        },
+        {
+            "event": {
+                "xdm": {
+                    "eventType": "commerce.purchases",
+                    "_id": "w1",
+                    "identityMap": {"Email": [{"id": "a@example.com"}]},
+                }
+            }
+        },
         {"eventType": "commerce.purchases", "_id": "b1", "identityMap": {"Email": [{"id": "a@example.com"}]}},
-        {"events": [{"xdm": {"eventType": "commerce.purchases", "_id": "e1"}}],
-         "xdm": {"identityMap": {"Email": [{"id": "a@example.com", "primary": True}]}}},
+        {
+            "events": [{"xdm": {"eventType": "commerce.purchases", "_id": "e1"}}],
+            "xdm": {"identityMap": {"Email": [{"id": "a@example.com", "primary": True}]}},
+        },
     ],
     ids=["single", "wrapped", "bare", "batch-with-request-identity"],
 )
@@ -59,7 +75,9 @@ def test_every_shape_reaches_zendesk(
     assert sent.body["profile"]["identifiers"] == [{"type": "email", "value": "a@example.com"}]
 
 
-def test_batch_answers_one_result_per_event_and_mapping(relay_client: Client, fake_zendesk: FakeZendesk) -> None:
+def test_batch_answers_one_result_per_event_and_mapping(
+    relay_client: Client, fake_zendesk: FakeZendesk
+) -> None:
     client = relay_client(zendesk_settings(fake_zendesk.base_url))
     purchase = json.loads(PURCHASE)
     batch = {
@@ -97,7 +115,10 @@ def test_fan_out_sends_one_delivery_per_matching_mapping(
     assert [(r["mapping"], r["status"]) for r in response.json()["results"]] == [
         ("a", "delivered"), ("b", "delivered"),
     ]  # fmt: skip
-    assert sorted(r.body["event"]["type"] for r in fake_zendesk.accepted) == ["order_completed", "purchase_copy"]
+    assert sorted(r.body["event"]["type"] for r in fake_zendesk.accepted) == [
+        "order_completed",
+        "purchase_copy",
+    ]
 
 
 def test_falsy_values_are_kept_and_null_keys_dropped(
@@ -155,9 +176,7 @@ def test_text_plain_non_ascii_and_nul_characters_survive(
         (b'{"events": {"not": "a list"}}', 400, "unsupported_payload"),
     ],
 )
-def test_bad_input_gets_a_problem_document(
-    relay_client: Client, body: bytes, status: int, code: str
-) -> None:
+def test_bad_input_gets_a_problem_document(relay_client: Client, body: bytes, status: int, code: str) -> None:
     response = post(relay_client(), body)
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
@@ -187,7 +206,12 @@ def test_body_over_the_limit_is_refused_before_it_is_read(relay_client: Client) 
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}, {"Authorization": "Bearer "}],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": "Bearer "},
+    ],
 )
 def test_ingest_needs_a_valid_token(relay_client: Client, headers: dict[str, str]) -> None:
     client = relay_client()

@@ -20,7 +20,9 @@ Client = Callable[..., TestClient]
 PURCHASE = (EXAMPLES / "purchase.json").read_bytes()
 
 
-def test_preview_renders_and_validates_without_sending(relay_client: Client, fake_zendesk: FakeZendesk) -> None:
+def test_preview_renders_and_validates_without_sending(
+    relay_client: Client, fake_zendesk: FakeZendesk
+) -> None:
     client = relay_client(zendesk_settings(fake_zendesk.base_url))
     response = client.post("/v1/preview", content=PURCHASE, headers=auth())
     assert response.status_code == 200
@@ -77,7 +79,9 @@ def test_logs_never_show_emails_or_tokens(
     client = relay_client(zendesk_settings(fake_zendesk.base_url))
     # a rejected event whose problem text and upstream body carry the e-mail and the token
     fake_zendesk.enqueue(
-        CannedResponse(400, {"errors": [{"code": "Invalid", "title": "jane.smith@example.com is not allowed"}]})
+        CannedResponse(
+            400, {"errors": [{"code": "Invalid", "title": "jane.smith@example.com is not allowed"}]}
+        )
     )
     client.post("/v1/events", content=PURCHASE, headers=auth())
     client.post("/v1/events", content=PURCHASE, headers={"Authorization": "Bearer jane.smith@example.com"})

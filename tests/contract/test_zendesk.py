@@ -15,7 +15,11 @@ from tests.conftest import make_settings
 from tests.fakes.zendesk import ERROR_BODIES, CannedResponse, FakeZendesk
 
 BODY = {
-    "profile": {"source": "shop", "type": "customer", "identifiers": [{"type": "email", "value": "a@example.com"}]},
+    "profile": {
+        "source": "shop",
+        "type": "customer",
+        "identifiers": [{"type": "email", "value": "a@example.com"}],
+    },
     "event": {"source": "shop", "type": "order_completed", "properties": {"total": 1}},
 }
 
@@ -48,11 +52,17 @@ def send_expecting_problem(dest: ZendeskDestination) -> Problem:
 @pytest.mark.parametrize(
     ("settings", "form", "header"),
     [
-        ({"zendesk_api_token": "test-api-token"}, "api_token",
-         "Basic " + base64.b64encode(b"agent@example.com/token:test-api-token").decode()),
+        (
+            {"zendesk_api_token": "test-api-token"},
+            "api_token",
+            "Basic " + base64.b64encode(b"agent@example.com/token:test-api-token").decode(),
+        ),
         ({"zendesk_oauth_token": "test-oauth-token"}, "oauth", "Bearer test-oauth-token"),
-        ({"zendesk_password": "test-password"}, "password",
-         "Basic " + base64.b64encode(b"agent@example.com:test-password").decode()),
+        (
+            {"zendesk_password": "test-password"},
+            "password",
+            "Basic " + base64.b64encode(b"agent@example.com:test-password").decode(),
+        ),
     ],
     ids=["api-token", "oauth", "password"],
 )
@@ -171,10 +181,14 @@ def test_429_without_retry_after_assumes_ten_seconds(fake_zendesk: FakeZendesk) 
 
 
 def test_http_date_retry_after(fake_zendesk: FakeZendesk) -> None:
-    from email.utils import formatdate
     import time
+    from email.utils import formatdate
 
-    fake_zendesk.enqueue(CannedResponse(503, "down", {"Retry-After": formatdate(time.time() + 30, usegmt=True)}, content_type="text/plain"))
+    fake_zendesk.enqueue(
+        CannedResponse(
+            503, "down", {"Retry-After": formatdate(time.time() + 30, usegmt=True)}, content_type="text/plain"
+        )
+    )
     problem = send_expecting_problem(destination(fake_zendesk, zendesk_api_token="test-api-token"))
     assert problem.retry_after is not None and 25 <= problem.retry_after <= 31
 

@@ -279,7 +279,9 @@ def test_nul_character_inside_a_string_is_preserved() -> None:
 
 def test_utf8_bom_is_tolerated() -> None:
     body = b"\xef\xbb\xbf" + '{"xdm": {"city": "Tōkyō"}}'.encode()
-    assert parse_payload(body) == ParsedPayload("single", [{"xdm": {"city": "Tōkyō"}, "data": {}, "meta": {}}])
+    assert parse_payload(body) == ParsedPayload(
+        "single", [{"xdm": {"city": "Tōkyō"}, "data": {}, "meta": {}}]
+    )
 
 
 def test_parse_json_returns_any_json_value() -> None:
