@@ -19,14 +19,14 @@ run: $(BIN)/aep-relay
 	$(BIN)/aep-relay serve --host 0.0.0.0 --port $(PORT)
 
 test: $(BIN)/aep-relay
-	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/aep-relay mappings test mappings
 	$(BIN)/pytest
 
 lint: $(BIN)/aep-relay
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 clean:
