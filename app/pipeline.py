@@ -6,13 +6,25 @@ mapping); ``deliver`` sends the planned ones (or marks them ``dry_run``).
 
 from __future__ import annotations
 
-import asyncio
+import uuid
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import structlog
-
+from app.delivery.store import (
+    DEAD,
+    DELIVERED,
+    DRY_RUN,
+    DUPLICATE,
+    PENDING,
+    QUEUED,
+    Delivery,
+    EnqueueResult,
+    NewDelivery,
+    Overloaded,
+    Store,
+    StoreUnavailable,
+)
 from app.destinations.base import Destination, OutboundRequest, Violation
 from app.mapping.expressions import ExpressionError
 from app.mapping.loader import Mapping, MappingSet
@@ -20,16 +32,9 @@ from app.mapping.templates import RenderError
 from app.payloads import Event
 from app.problems import Problem
 
-log = structlog.get_logger("app.pipeline")
-
-# Outcome statuses
-PLANNED, DELIVERED, DRY_RUN, IGNORED, REJECTED = (
-    "planned",
-    "delivered",
-    "dry_run",
-    "ignored",
-    "rejected",
-)
+# Outcome statuses, besides the store's queued, duplicate, dry_run, delivered and dead
+PLANNED, IGNORED, REJECTED = "planned", "ignored", "rejected"
+OVERLOAD_RETRY_AFTER = 5.0
 
 
 @dataclass(frozen=True)
@@ -45,11 +50,12 @@ class Outcome:
     violations: tuple[Violation, ...] = ()
     problem: Problem | None = None
     response: dict[str, Any] = field(default_factory=dict)
+    delivery_id: str | None = None
 
     def to_dict(self, *, show_request: bool = False) -> dict[str, Any]:
         """The outcome as a result entry of an API answer."""
         doc: dict[str, Any] = {"event_index": self.event_index, "status": self.status}
-        for key in ("mapping", "destination", "event_id"):
+        for key in ("mapping", "destination", "event_id", "delivery_id"):
             if getattr(self, key) is not None:
                 doc[key] = getattr(self, key)
         if self.response:
@@ -136,29 +142,65 @@ def _problem(outcome: Outcome, code: str, detail: str, **extensions: Any) -> Pro
     )
 
 
-async def deliver(outcomes: list[Outcome], destinations: AbcMapping[str, Destination]) -> list[Outcome]:
-    """Send every planned outcome concurrently; the others pass through unchanged."""
-    return list(await asyncio.gather(*(deliver_one(o, destinations) for o in outcomes)))
+async def accept(
+    outcomes: list[Outcome],
+    store: Store,
+    destinations: AbcMapping[str, Destination],
+    *,
+    request_id: str | None,
+    max_pending: int,
+    idempotency_ttl: float,
+) -> list[Outcome]:
+    """Store every planned outcome durably (all or none) and say what became of each.
 
-
-async def deliver_one(outcome: Outcome, destinations: AbcMapping[str, Destination]) -> Outcome:
-    """Send one planned outcome, or mark it ``dry_run`` when its destination may not send."""
-    if outcome.status != PLANNED or outcome.request is None or outcome.destination is None:
-        return outcome
-    destination = destinations[outcome.destination]
-    if destination.dry_run:
-        return replace(outcome, status=DRY_RUN)
-    fields = {"mapping": outcome.mapping, "destination": outcome.destination, "event_id": outcome.event_id}
+    Raises ``Problem`` ``overloaded`` (nothing stored) or ``store_unavailable``.
+    """
+    planned = [o for o in outcomes if o.status == PLANNED and o.request is not None]
+    if not planned:
+        return outcomes
+    new = [
+        NewDelivery(
+            id=uuid.uuid4().hex,
+            mapping=str(o.mapping),
+            destination=str(o.destination),
+            event_id=o.event_id,
+            request=o.request,  # type: ignore[arg-type]  # filtered above
+            request_id=request_id,
+            status=DRY_RUN if destinations[str(o.destination)].dry_run else PENDING,
+        )
+        for o in planned
+    ]
     try:
-        delivered = await destination.send(outcome.request)
-    except Problem as problem:
-        problem.extensions.update({k: v for k, v in fields.items() if v})
-        log.warning("delivery", outcome=REJECTED, code=problem.code, detail=problem.detail, **fields)
-        return replace(outcome, status=REJECTED, problem=problem)
-    log.info("delivery", outcome=DELIVERED, **fields)
-    response = dict(delivered.response)
-    response.pop("status", None)
-    return replace(outcome, status=DELIVERED, response=response)
+        results = await store.enqueue(new, max_pending=max_pending, idempotency_ttl=idempotency_ttl)
+    except Overloaded as exc:
+        detail = f"{exc.pending} deliveries are waiting (RELAY_MAX_PENDING={exc.bound})"
+        raise Problem("overloaded", detail, retry_after=OVERLOAD_RETRY_AFTER) from None
+    except StoreUnavailable as exc:
+        raise Problem("store_unavailable", str(exc), retry_after=OVERLOAD_RETRY_AFTER) from None
+    stored = {id(o): r for o, r in zip(planned, results, strict=True)}
+    return [_accepted(o, stored[id(o)]) if id(o) in stored else o for o in outcomes]
+
+
+def _accepted(outcome: Outcome, result: EnqueueResult) -> Outcome:
+    if result.status == DUPLICATE:
+        return replace(outcome, status=DUPLICATE, delivery_id=result.delivery_id, request=None)
+    return replace(outcome, status=result.status, delivery_id=result.delivery_id)
+
+
+def settle(outcomes: list[Outcome], deliveries: AbcMapping[str, Delivery]) -> list[Outcome]:
+    """Outcomes updated with what became of their deliveries while the caller waited."""
+    settled = []
+    for outcome in outcomes:
+        delivery = deliveries.get(outcome.delivery_id or "") if outcome.status == QUEUED else None
+        if delivery is None or delivery.status not in (DELIVERED, DEAD):
+            settled.append(outcome)
+        elif delivery.status == DELIVERED:
+            response = {k: v for k, v in (delivery.response or {}).items() if k != "status"}
+            settled.append(replace(outcome, status=DELIVERED, response=response))
+        else:
+            problem = Problem.from_dict(delivery.last_problem or {"code": "internal_error"})
+            settled.append(replace(outcome, status=DEAD, problem=problem))
+    return settled
 
 
 def as_preview(outcomes: list[Outcome]) -> list[Outcome]:

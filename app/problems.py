@@ -5,7 +5,7 @@ The codes, grouped by where the problem arises::
     request      invalid_json, unsupported_payload, invalid_request, unauthorized,
                  forbidden, not_found, method_not_allowed, payload_too_large
     mapping      mapping_not_found, mapping_error, validation_failed
-    delivery     duplicate, overloaded
+    delivery     duplicate, overloaded, store_unavailable
     destination  destination_rejected, destination_auth_failed, destination_not_found,
                  destination_conflict, rate_limited, destination_unavailable, timeout
     relay        internal_error
@@ -52,6 +52,7 @@ CODES: dict[str, ProblemKind] = {
     "destination_unavailable": ProblemKind(502, "Destination unavailable", retryable=True),
     "timeout": ProblemKind(504, "Destination did not answer in time", retryable=True),
     "overloaded": ProblemKind(503, "Relay is overloaded", retryable=True),
+    "store_unavailable": ProblemKind(503, "Relay cannot store events right now", retryable=True),
     "internal_error": ProblemKind(500, "Internal error", retryable=True),
 }
 
@@ -74,6 +75,18 @@ class Problem(Exception):
         self.detail = detail
         self.retry_after = retry_after
         self.extensions = {k: v for k, v in extensions.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Problem:
+        """Rebuild a problem from its document (as stored with a delivery)."""
+        fixed = {"type", "title", "status", "code", "retryable", "detail", "retry_after"}
+        code = doc.get("code")
+        return cls(
+            code if isinstance(code, str) and code in CODES else "internal_error",
+            doc.get("detail"),
+            retry_after=doc.get("retry_after"),
+            **{k: v for k, v in doc.items() if k not in fixed},
+        )
 
     @property
     def kind(self) -> ProblemKind:

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from app.delivery import open_store
+from app.delivery.dispatcher import Dispatcher, DispatchSettings
+from app.delivery.ratelimit import AdaptiveRateLimiter, RateLimiter
+from app.delivery.retry import RetryPolicy
+from app.delivery.store import Store
+from app.delivery.waiters import OutcomeWaiters
 from app.destinations.base import Destination
 from app.destinations.zendesk import ZendeskConfig, ZendeskDestination
 from app.mapping.examples import run_examples
@@ -34,13 +40,27 @@ def load_checked_mappings(settings: Settings, destinations: dict[str, Destinatio
     return mappings
 
 
+def build_limiters(destinations: dict[str, Destination]) -> dict[str, RateLimiter]:
+    """One rate limiter per destination account (destinations on one account share it)."""
+    by_account: dict[str, RateLimiter] = {}
+    limiters: dict[str, RateLimiter] = {}
+    for name, destination in destinations.items():
+        if destination.account not in by_account:
+            by_account[destination.account] = AdaptiveRateLimiter(destination.rate_limit_per_minute)
+        limiters[name] = by_account[destination.account]
+    return limiters
+
+
 @dataclass
 class Relay:
-    """What the HTTP app serves with: settings, destinations, and the current mapping set."""
+    """What the HTTP app serves with: settings, destinations, mappings, store and dispatcher."""
 
     settings: Settings
     destinations: dict[str, Destination]
     mappings: MappingSet
+    store: Store
+    dispatcher: Dispatcher
+    waiters: OutcomeWaiters
     secrets: list[str] = field(default_factory=list)
 
     @classmethod
@@ -53,8 +73,31 @@ class Relay:
             )
         destinations = build_destinations(settings)
         mappings = load_checked_mappings(settings, destinations)
-        return cls(settings, destinations, mappings, settings.secret_values())
+        store = open_store(settings)
+        waiters = OutcomeWaiters()
+        policy = RetryPolicy(
+            max_attempts=settings.relay_max_attempts,
+            max_age=settings.relay_max_age,
+            base=settings.relay_retry_base_seconds,
+            cap=settings.relay_retry_cap_seconds,
+        )
+        dispatch = DispatchSettings(
+            lease_seconds=settings.relay_lease_seconds,
+            concurrency=settings.relay_dispatch_concurrency,
+            shutdown_grace=settings.relay_shutdown_grace,
+            retention=settings.relay_retention_seconds,
+        )
+        dispatcher = Dispatcher(store, destinations, build_limiters(destinations), policy, waiters, dispatch)
+        return cls(settings, destinations, mappings, store, dispatcher, waiters, settings.secret_values())
+
+    async def start(self) -> None:
+        """Open the store and start delivering."""
+        await self.store.open()
+        self.dispatcher.start()
 
     async def aclose(self) -> None:
+        """Finish sends in flight (within the grace period), then close everything."""
+        await self.dispatcher.stop()
+        await self.store.close()
         for destination in self.destinations.values():
             await destination.aclose()

@@ -56,6 +56,17 @@ class Settings(BaseSettings):
     relay_admin_token: SecretStr | None = None
     relay_dry_run: bool | None = None
     relay_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    relay_max_pending: int = Field(default=100_000, gt=0)
+    relay_max_attempts: int = Field(default=30, gt=0)
+    relay_max_age: float = Field(default=86_400.0, gt=0)
+    relay_retry_base_seconds: float = Field(default=1.0, gt=0)
+    relay_retry_cap_seconds: float = Field(default=3_600.0, gt=0)
+    relay_lease_seconds: float = Field(default=60.0, gt=0)
+    relay_idempotency_ttl: float = Field(default=86_400.0, gt=0)
+    relay_dispatch_concurrency: int = Field(default=16, gt=0)
+    relay_shutdown_grace: float = Field(default=10.0, ge=0)
+    relay_retention_seconds: float = Field(default=7 * 86_400.0, gt=0)
+    relay_sqlite_synchronous: str = "FULL"
     relay_log_level: str = "info"
     relay_log_format: str = "json"
 

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api import events, health
+from app.api import deliveries, events, health
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import problem_response
 from app.problems import Problem
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await relay.start()
         _log_start(relay)
         try:
             yield
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
     )
     app.state.relay = relay
     app.include_router(events.router)
+    app.include_router(deliveries.router)
     app.include_router(health.router)
     app.add_exception_handler(Problem, _on_problem)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http_exception)  # type: ignore[arg-type]

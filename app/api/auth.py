@@ -36,3 +36,11 @@ def require_ingest_token(request: Request, tokens: list[SecretStr], allow_open: 
         return
     if not token_matches(bearer_token(request), tokens):
         raise Problem("unauthorized", "Send `Authorization: Bearer <token>` with an ingest token")
+
+
+def require_admin_token(request: Request, admin_token: SecretStr | None) -> None:
+    """Admin routes: ``forbidden`` when no RELAY_ADMIN_TOKEN is set, ``unauthorized`` without it."""
+    if admin_token is None or not admin_token.get_secret_value():
+        raise Problem("forbidden", "Admin endpoints are off: set RELAY_ADMIN_TOKEN to use them")
+    if not token_matches(bearer_token(request), [admin_token]):
+        raise Problem("unauthorized", "Send `Authorization: Bearer <RELAY_ADMIN_TOKEN>`")

@@ -11,9 +11,10 @@ from app.api.auth import require_ingest_token
 from app.api.body import read_limited_body
 from app.api.openapi import INGEST_OPENAPI, PREVIEW_OPENAPI
 from app.api.responses import json_response, problem_response
+from app.delivery.store import DEAD, QUEUED
 from app.mapping.loader import Mapping
 from app.payloads import parse_payload
-from app.pipeline import IGNORED, REJECTED, Outcome, as_preview, deliver, plan
+from app.pipeline import IGNORED, REJECTED, Outcome, accept, as_preview, plan, settle
 from app.problems import Problem
 from app.relay import Relay
 
@@ -53,16 +54,54 @@ async def preview(request: Request, mapping: str | None = None) -> Response:
 
 async def _ingest(request: Request, mapping_name: str | None) -> Response:
     relay, only = await _authorised(request, mapping_name)
+    wait = requested_wait(request)
     parsed = parse_payload(await read_limited_body(request, relay.settings.relay_max_body_bytes))
-    outcomes = await deliver(
-        plan(parsed.events, relay.mappings, relay.destinations, only=only), relay.destinations
+    request_id = request.scope["state"].get("request_id")
+    outcomes = await accept(
+        plan(parsed.events, relay.mappings, relay.destinations, only=only),
+        relay.store,
+        relay.destinations,
+        request_id=request_id,
+        max_pending=relay.settings.relay_max_pending,
+        idempotency_ttl=relay.settings.relay_idempotency_ttl,
     )
+    queued = [o for o in outcomes if o.status == QUEUED and o.delivery_id]
+    for destination in {str(o.destination) for o in queued}:
+        relay.dispatcher.notify(destination)
+    if wait and queued:
+        finished = await relay.waiters.wait(relay.store, [str(o.delivery_id) for o in queued], wait)
+        outcomes = settle(outcomes, finished)
     request.scope["state"]["log_fields"] = {
         "shape": parsed.shape,
         "events": len(parsed.events),
         "outcomes": _count(outcomes),
     }
-    return ingest_response(outcomes, request.scope["state"].get("request_id"))
+    response = ingest_response(outcomes, request_id)
+    if wait is not None:
+        response.headers["Preference-Applied"] = f"wait={wait:g}"
+    return response
+
+
+MAX_WAIT = 30.0
+
+
+def requested_wait(request: Request) -> float | None:
+    """Seconds to wait for outcomes from ``?wait=N`` or ``Prefer: wait=N`` (at most 30)."""
+    raw = request.query_params.get("wait")
+    if raw is None:
+        for preference in request.headers.get("prefer", "").split(","):
+            name, _, value = preference.strip().partition("=")
+            if name.strip().lower() == "wait":
+                raw = value.strip().strip('"')
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise Problem("invalid_request", f"wait must be a number of seconds, got {raw!r}") from None
+    if not 0 <= seconds < float("inf"):
+        raise Problem("invalid_request", f"wait must be between 0 and {MAX_WAIT:g} seconds")
+    return min(seconds, MAX_WAIT)
 
 
 async def _authorised(request: Request, mapping_name: str | None) -> tuple[Relay, Mapping | None]:
@@ -79,18 +118,20 @@ async def _authorised(request: Request, mapping_name: str | None) -> tuple[Relay
 
 
 def ingest_response(outcomes: list[Outcome], request_id: str | None) -> Response:
-    """200 when nothing was rejected; the first problem (with all results) when everything
-    that matched was rejected; 207 Multi-Status when results are mixed."""
+    """202 when something is still queued and nothing failed, 200 when all is final and
+    nothing failed; the first problem (with all results) when everything that matched
+    failed (rejected or dead); 207 Multi-Status when results are mixed."""
     results = [outcome.to_dict() for outcome in outcomes]
-    rejected = [o for o in outcomes if o.status == REJECTED and o.problem is not None]
+    failed = [o for o in outcomes if o.status in (REJECTED, DEAD) and o.problem is not None]
     matched = [o for o in outcomes if o.status != IGNORED]
-    if not rejected:
-        return json_response({"request_id": request_id, "results": results})
-    if len(rejected) == len(matched):
-        first = rejected[0].problem
+    body = {"request_id": request_id, "results": results}
+    if not failed:
+        return json_response(body, status=202 if any(o.status == QUEUED for o in outcomes) else 200)
+    if len(failed) == len(matched):
+        first = failed[0].problem
         assert first is not None
         return problem_response(first, request_id=request_id, results=results)
-    return json_response({"request_id": request_id, "results": results}, status=207)
+    return json_response(body, status=207)
 
 
 def _count(outcomes: list[Outcome]) -> dict[str, Any]:

@@ -45,6 +45,9 @@ class Delivered:
     status: int
     request_id: str | None = None
     response: dict[str, Any] = field(default_factory=dict)
+    # What the API said of its rate limit (per minute), for the limiter; None when not told.
+    rate_limit: int | None = None
+    rate_remaining: int | None = None
 
 
 class Destination(Protocol):
@@ -55,6 +58,9 @@ class Destination(Protocol):
     endpoints: tuple[str, ...]
     # True when nothing may be sent (no credentials, or RELAY_DRY_RUN).
     dry_run: bool
+    # The account's limit for these calls, and a key naming the account (one bucket each).
+    rate_limit_per_minute: int
+    account: str
 
     def prepare(
         self, body: Any, endpoint: str | None, params: dict[str, Any]

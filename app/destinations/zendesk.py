@@ -104,6 +104,8 @@ class ZendeskDestination:
     def __init__(self, config: ZendeskConfig, *, dry_run: bool) -> None:
         self.config = config
         self.dry_run = dry_run
+        self.rate_limit_per_minute = config.rate_limit_per_minute
+        self.account = f"zendesk:{config.base_url}"
         self._client: httpx.AsyncClient | None = None
 
     def _http(self) -> httpx.AsyncClient:
@@ -231,7 +233,13 @@ def classify_response(
             for key in ("profile_id", "user_id", "status")
             if isinstance(body, dict) and body.get(key) is not None
         }
-        return Delivered(status=status, request_id=request_id, response=response)
+        return Delivered(
+            status=status,
+            request_id=request_id,
+            response=response,
+            rate_limit=_int_header(headers, "x-rate-limit"),
+            rate_remaining=_int_header(headers, "x-rate-limit-remaining"),
+        )
     code = _code_for_status(status)
     retry_after = parse_retry_after(headers.get("retry-after"))
     if code == "rate_limited" and retry_after is None:
@@ -247,6 +255,14 @@ def classify_response(
             "body": trim_body(body, secrets),
         },
     )
+
+
+def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _code_for_status(status: int) -> str:

@@ -19,7 +19,8 @@ Client = Callable[..., TestClient]
 def post(client: TestClient, body: bytes | str | dict[str, Any], **kwargs: Any) -> Any:
     content = json.dumps(body) if isinstance(body, dict) else body
     headers = {**auth(), "Content-Type": "text/plain", **kwargs.pop("headers", {})}
-    return client.post(kwargs.pop("path", "/v1/events"), content=content, headers=headers, **kwargs)
+    path = kwargs.pop("path", "/v1/events") + "?wait=10"  # wait for the outcome of each delivery
+    return client.post(path, content=content, headers=headers, **kwargs)
 
 
 def test_purchase_is_delivered_to_zendesk(relay_client: Client, fake_zendesk: FakeZendesk) -> None:

@@ -83,9 +83,9 @@ def test_logs_never_show_emails_or_tokens(
             400, {"errors": [{"code": "Invalid", "title": "jane.smith@example.com is not allowed"}]}
         )
     )
-    client.post("/v1/events", content=PURCHASE, headers=auth())
+    client.post("/v1/events?wait=5", content=PURCHASE, headers=auth())
     client.post("/v1/events", content=PURCHASE, headers={"Authorization": "Bearer jane.smith@example.com"})
-    client.post("/v1/events", content=PURCHASE, headers=auth())
+    client.post("/v1/events?wait=5", content=PURCHASE, headers=auth())
     text = logs.getvalue()
     lines = log_lines(logs)
     assert any(line["event"] == "request" for line in lines)

@@ -27,6 +27,7 @@ class RelayProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "ZENDESK_"))}
+        self.env["RELAY_STORE"] = f"sqlite:///{log_path.parent / 'relay.db'}"
         self.env.update(env)
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None

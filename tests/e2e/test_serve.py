@@ -31,7 +31,7 @@ def test_served_relay_delivers_a_purchase_and_stops_cleanly(
     relay.start()
     try:
         response = httpx.post(
-            f"{relay.url}/v1/events",
+            f"{relay.url}/v1/events?wait=10",
             content=(EXAMPLES / "purchase.json").read_bytes(),
             headers={"Authorization": "Bearer e2e-token", "Content-Type": "text/plain"},
             timeout=10,

@@ -1,0 +1,124 @@
+"""``GET /v1/deliveries/{id}`` and the dead-letter admin routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from app.api.auth import bearer_token, require_admin_token, require_ingest_token, token_matches
+from app.api.responses import json_response
+from app.delivery.store import DEAD, DeadLetterFilter
+from app.problems import Problem
+from app.relay import Relay
+
+router = APIRouter()
+
+
+@router.get("/v1/deliveries/{delivery_id}", summary="One delivery: status, attempts, last problem")
+async def get_delivery(request: Request, delivery_id: str) -> Response:
+    relay = _relay(request)
+    admin = relay.settings.relay_admin_token
+    if not (admin is not None and token_matches(bearer_token(request), [admin])):
+        require_ingest_token(
+            request, relay.settings.relay_ingest_tokens, relay.settings.relay_allow_unauthenticated
+        )
+    delivery = await relay.store.get(delivery_id)
+    if delivery is None:
+        raise Problem("not_found", f"No delivery {delivery_id!r}")
+    return json_response(delivery.to_dict())
+
+
+@router.get("/v1/dead-letters", summary="List dead letters (admin)")
+async def list_dead_letters(
+    request: Request,
+    destination: str | None = None,
+    mapping: str | None = None,
+    code: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """Filters: destination, mapping, problem code, and ISO-8601 times (dead since / before)."""
+    relay = _admin(request)
+    where = _filter(destination, mapping, code, since, until, limit)
+    letters = await relay.store.dead_letters(where)
+    return json_response({"dead_letters": [d.to_dict() for d in letters], "count": len(letters)})
+
+
+@router.get(
+    "/v1/dead-letters/{delivery_id}", summary="One dead letter with its body and upstream answer (admin)"
+)
+async def get_dead_letter(request: Request, delivery_id: str) -> Response:
+    relay = _admin(request)
+    delivery = await relay.store.get(delivery_id)
+    if delivery is None or delivery.status != DEAD:
+        raise Problem("not_found", f"No dead letter {delivery_id!r}")
+    return json_response(delivery.to_dict(with_body=True))
+
+
+@router.post("/v1/dead-letters/{delivery_id}/replay", summary="Replay one dead letter (admin)")
+async def replay_one(request: Request, delivery_id: str) -> Response:
+    relay = _admin(request)
+    count = await relay.store.replay(DeadLetterFilter(ids=(delivery_id,)))
+    if not count:
+        raise Problem("not_found", f"No dead letter {delivery_id!r}")
+    delivery = await relay.store.get(delivery_id)
+    if delivery is not None:
+        relay.dispatcher.notify(delivery.destination)
+    return json_response({"replayed": count}, status=202)
+
+
+@router.post("/v1/dead-letters/replay", summary="Replay every dead letter matching a filter (admin)")
+async def replay_matching(
+    request: Request,
+    destination: str | None = None,
+    mapping: str | None = None,
+    code: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Response:
+    relay = _admin(request)
+    count = await relay.store.replay(_filter(destination, mapping, code, since, until, 0))
+    for name in relay.destinations:
+        relay.dispatcher.notify(name)
+    return json_response({"replayed": count}, status=202)
+
+
+@router.delete("/v1/dead-letters/{delivery_id}", summary="Purge one dead letter (admin)")
+async def purge_one(request: Request, delivery_id: str) -> Response:
+    relay = _admin(request)
+    if not await relay.store.purge(DeadLetterFilter(ids=(delivery_id,))):
+        raise Problem("not_found", f"No dead letter {delivery_id!r}")
+    return Response(status_code=204)
+
+
+def _relay(request: Request) -> Relay:
+    relay: Relay = request.app.state.relay
+    return relay
+
+
+def _admin(request: Request) -> Relay:
+    relay = _relay(request)
+    require_admin_token(request, relay.settings.relay_admin_token)
+    return relay
+
+
+def _filter(
+    destination: str | None,
+    mapping: str | None,
+    code: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+) -> DeadLetterFilter:
+    return DeadLetterFilter(
+        destination=destination,
+        mapping=mapping,
+        code=code,
+        since=since.timestamp() if since else None,
+        until=until.timestamp() if until else None,
+        limit=limit,
+    )

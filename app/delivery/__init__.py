@@ -1,0 +1,15 @@
+"""Durable delivery: store backends, the dispatcher, rate limiting and retry policy."""
+
+from __future__ import annotations
+
+from app.delivery.sqlite import SqliteStore, sqlite_path
+from app.delivery.store import Store
+from app.settings import ConfigError, Settings
+
+
+def open_store(settings: Settings) -> Store:
+    """The backend ``RELAY_STORE`` names (not yet opened)."""
+    url = settings.relay_store
+    if url.startswith("sqlite:///"):
+        return SqliteStore(sqlite_path(url), synchronous=settings.relay_sqlite_synchronous)
+    raise ConfigError(f"RELAY_STORE must be sqlite:///path (redis:// is not available yet): {url!r}")

@@ -1,0 +1,180 @@
+"""Background delivery: lease due deliveries, send them within the rate limit, record outcomes.
+
+One loop per destination, so a throttled or failing destination never holds up another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from app.delivery.ratelimit import RateLimiter
+from app.delivery.retry import RetryPolicy
+from app.delivery.store import Delivery, Store
+from app.delivery.waiters import OutcomeWaiters
+from app.destinations.base import Destination
+from app.problems import Problem
+
+log = structlog.get_logger("app.delivery")
+
+IDLE_POLL_SECONDS = 1.0
+CLEANUP_EVERY = 3600.0
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """How the dispatcher works (from ``Settings``)."""
+
+    lease_seconds: float = 60.0
+    concurrency: int = 16
+    shutdown_grace: float = 10.0
+    retention: float = 7 * 86_400.0
+
+
+class Dispatcher:
+    """Runs one delivery loop per destination that may send (dry-run ones are skipped)."""
+
+    def __init__(
+        self,
+        store: Store,
+        destinations: Mapping[str, Destination],
+        limiters: Mapping[str, RateLimiter],
+        policy: RetryPolicy,
+        waiters: OutcomeWaiters,
+        settings: DispatchSettings,
+    ) -> None:
+        self.store = store
+        self.destinations = destinations
+        self.limiters = limiters
+        self.policy = policy
+        self.waiters = waiters
+        self.settings = settings
+        self._wake = {name: asyncio.Event() for name in destinations}
+        self._loops: list[asyncio.Task[None]] = []
+        self._sends: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    def start(self) -> None:
+        for name, destination in self.destinations.items():
+            if not destination.dry_run:
+                self._loops.append(asyncio.create_task(self._run(name), name=f"dispatch-{name}"))
+        self._loops.append(asyncio.create_task(self._cleanup(), name="store-cleanup"))
+
+    def notify(self, destination: str) -> None:
+        """New deliveries were stored for a destination: look now instead of at the next poll."""
+        event = self._wake.get(destination)
+        if event is not None:
+            event.set()
+
+    async def stop(self) -> None:
+        """Stop leasing; let sends in flight finish within the grace period; give back the rest."""
+        self._stopping = True
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._sends:
+            _, late = await asyncio.wait(set(self._sends), timeout=self.settings.shutdown_grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def _run(self, name: str) -> None:
+        limiter = self.limiters[name]
+        slots = asyncio.Semaphore(self.settings.concurrency)
+        while not self._stopping:
+            try:
+                await slots.acquire()
+                granted = await limiter.acquire(1)
+                leased = await self.store.lease(name, granted, self.settings.lease_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                slots.release()
+                log.exception("lease_failed", destination=name)
+                await asyncio.sleep(IDLE_POLL_SECONDS)
+                continue
+            if not leased:
+                limiter.refund(granted)
+                slots.release()
+                await self._idle(name)
+                continue
+            for delivery in leased:
+                task = asyncio.create_task(self._send(name, delivery, slots))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
+
+    async def _idle(self, name: str) -> None:
+        wake = self._wake[name]
+        due = await self.store.next_due(name)
+        timeout = IDLE_POLL_SECONDS if due is None else min(IDLE_POLL_SECONDS, max(0.0, due - time.time()))
+        if timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout)
+        wake.clear()
+
+    async def _send(self, name: str, delivery: Delivery, slots: asyncio.Semaphore) -> None:
+        # each send runs in its own task: bind the ingest request's id for its log lines
+        structlog.contextvars.bind_contextvars(request_id=delivery.request_id)
+        destination, limiter = self.destinations[name], self.limiters[name]
+        fields = {"destination": name, "mapping": delivery.mapping, "event_id": delivery.event_id,
+                  "delivery_id": delivery.id, "attempt": delivery.attempts}  # fmt: skip
+        try:
+            try:
+                delivered = await destination.send(delivery.request)
+            except Problem as problem:
+                upstream = problem.extensions.get("upstream") or {}
+                limiter.on_response(
+                    status=int(upstream.get("status") or 0),
+                    retry_after=problem.retry_after,
+                    limit_per_minute=None,
+                    remaining=None,
+                )
+                await self._failed(delivery, problem, fields)
+                return
+            limiter.on_response(
+                status=delivered.status,
+                retry_after=None,
+                limit_per_minute=delivered.rate_limit,
+                remaining=delivered.rate_remaining,
+            )
+            if await self.store.mark_delivered(delivery, delivered.response):
+                log.info("delivery", outcome="delivered", status=delivered.status, **fields)
+                self.waiters.finished(delivery.id)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.store.release(delivery))
+            raise
+        except Exception:
+            log.exception("delivery_crashed", **fields)
+            await self.store.mark_retry(delivery, time.time() + self.policy.backoff(delivery.attempts), {
+                "code": "internal_error", "detail": "the relay failed while sending"})  # fmt: skip
+        finally:
+            slots.release()
+
+    async def _failed(self, delivery: Delivery, problem: Problem, fields: dict[str, Any]) -> None:
+        problem.extensions.update({"mapping": delivery.mapping, "event_id": delivery.event_id})
+        doc = problem.to_dict()
+        now = time.time()
+        due = self.policy.next_attempt(problem, delivery.attempts, delivery.created_at, now)
+        if due is None:
+            if await self.store.mark_dead(delivery, doc):
+                log.warning("delivery", outcome="dead", code=problem.code, detail=problem.detail, **fields)
+                self.waiters.finished(delivery.id)
+            return
+        if await self.store.mark_retry(delivery, due, doc):
+            log.info("delivery", outcome="retry", code=problem.code, retry_in=round(due - now, 3), **fields)
+
+    async def _cleanup(self) -> None:
+        while True:
+            try:
+                removed = await self.store.cleanup(time.time() - self.settings.retention)
+                if removed:
+                    log.info("store_cleanup", removed=removed)
+            except Exception:
+                log.exception("store_cleanup_failed")
+            await asyncio.sleep(CLEANUP_EVERY)

@@ -1,0 +1,466 @@
+"""SQLite store (the default): one WAL file, one writer thread, group commit.
+
+Every operation runs on the writer thread inside a shared transaction: the thread takes all
+operations waiting in its queue, runs each in its own savepoint, commits once, and only then
+answers their callers. Many concurrent ingests thus cost one disk flush, and an operation
+that fails rolls back alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from app.delivery.store import (
+    DEAD,
+    DELIVERED,
+    DRY_RUN,
+    DUPLICATE,
+    IN_FLIGHT,
+    PENDING,
+    QUEUED,
+    DeadLetterFilter,
+    Delivery,
+    EnqueueResult,
+    NewDelivery,
+    Overloaded,
+    StoreStats,
+    StoreUnavailable,
+)
+from app.destinations.base import OutboundRequest
+
+T = TypeVar("T")
+Operation = Callable[[sqlite3.Connection], Any]
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    mapping TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    event_id TEXT,
+    request_id TEXT,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    body BLOB NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    due_at REAL,
+    lease_token TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    last_code TEXT,
+    last_problem TEXT,
+    response TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (destination, due_at)
+    WHERE status IN ('pending', 'in_flight');
+CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (updated_at) WHERE status = 'dead';
+CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (updated_at)
+    WHERE status IN ('delivered', 'dry_run');
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    delivery_id TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
+"""
+COLUMNS = (
+    "id, mapping, destination, event_id, request_id, method, path, body, status, attempts, due_at, "
+    "lease_token, created_at, updated_at, last_problem, response"
+)
+ACTIVE = f"status IN ('{PENDING}', '{IN_FLIGHT}')"
+MAX_BATCH = 512
+RECOUNT_EVERY = 5.0  # seconds; other processes (the CLI) may change the pending count
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///relative/x.db``, ``sqlite:////abs/x.db`` or ``sqlite:///:memory:`` -> path."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not an sqlite URL: {url!r}")
+    return url[len("sqlite:///") :]
+
+
+class SqliteStore:
+    """The ``Store`` protocol on one SQLite file in WAL mode."""
+
+    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._queue: queue.SimpleQueue[tuple[Operation, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._pending = 0
+        self._counted_at = float("inf")  # no recount before the schema exists
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._thread is not None:
+            return
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._serve, name="sqlite-store", daemon=True)
+        self._thread.start()
+        await self._run(self._migrate)
+
+    async def close(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        elif row[0] > SCHEMA_VERSION:
+            raise RuntimeError(f"store schema {row[0]} is newer than this relay ({SCHEMA_VERSION})")
+        # One process owns an SQLite store: what was in flight when it stopped is due again now.
+        conn.execute(
+            f"UPDATE deliveries SET status = '{PENDING}', lease_token = NULL, due_at = ? "
+            f"WHERE status = '{IN_FLIGHT}'",
+            (time.time(),),
+        )
+        self._recount(conn)
+
+    # -- the writer thread -----------------------------------------------------------------
+
+    async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None:
+            raise StoreUnavailable("store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put((operation, future))
+        return await future
+
+    def _serve(self) -> None:
+        try:
+            self._conn = self._connect()
+        except sqlite3.Error as exc:
+            self._fail_all(StoreUnavailable(f"cannot open {self.path}: {exc}"))
+            return
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            self._execute(self._conn, batch)
+        self._conn.close()
+
+    def _fail_all(self, error: Exception) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            _settle(item[1], None, error)
+
+    def _execute(self, conn: sqlite3.Connection, batch: list[tuple[Operation, asyncio.Future[Any]]]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if time.monotonic() - self._counted_at > RECOUNT_EVERY:
+                self._recount(conn)
+            for operation, future in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    result = operation(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    outcomes.append((future, None, exc))
+                else:
+                    conn.execute("RELEASE op")
+                    outcomes.append((future, result, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self._recount(conn)
+            failure = StoreUnavailable(f"SQLite: {exc}")
+            outcomes = [(future, None, failure) for _, future in batch]
+        for future, result, error in outcomes:
+            _settle(future, result, error)
+
+    def _recount(self, conn: sqlite3.Connection) -> None:
+        self._pending = conn.execute(f"SELECT COUNT(*) FROM deliveries WHERE {ACTIVE}").fetchone()[0]
+        self._counted_at = time.monotonic()
+
+    # -- operations ------------------------------------------------------------------------
+
+    async def enqueue(
+        self, deliveries: Sequence[NewDelivery], *, max_pending: int, idempotency_ttl: float
+    ) -> list[EnqueueResult]:
+        def enqueue(conn: sqlite3.Connection) -> list[EnqueueResult]:
+            now = time.time()
+            new_pending = sum(d.status == PENDING for d in deliveries)
+            if new_pending and self._pending + new_pending > max_pending:
+                raise Overloaded(self._pending, max_pending)
+            results: list[EnqueueResult] = []
+            stored_pending = 0
+            for d in deliveries:
+                if d.event_id is not None:
+                    key = f"{d.mapping}\x1f{d.event_id}"
+                    row = conn.execute(
+                        "SELECT delivery_id FROM idempotency WHERE key = ? AND expires_at > ?", (key, now)
+                    ).fetchone()
+                    if row is not None:
+                        results.append(EnqueueResult(DUPLICATE, row[0]))
+                        continue
+                    conn.execute(
+                        "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
+                        (key, d.id, now + idempotency_ttl),
+                    )
+                conn.execute(
+                    "INSERT INTO deliveries (id, mapping, destination, event_id, request_id, method, path, "
+                    "body, status, attempts, due_at, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                    (
+                        d.id, d.mapping, d.destination, d.event_id, d.request_id, d.request.method,
+                        d.request.path, orjson.dumps(d.request.body), d.status,
+                        now if d.status == PENDING else None, now, now,
+                    ),
+                )  # fmt: skip
+                stored_pending += d.status == PENDING
+                results.append(EnqueueResult(QUEUED if d.status == PENDING else DRY_RUN, d.id))
+            self._pending += stored_pending
+            return results
+
+        return await self._run(enqueue)
+
+    async def lease(self, destination: str, limit: int, lease_seconds: float) -> list[Delivery]:
+        def lease(conn: sqlite3.Connection) -> list[Delivery]:
+            now = time.time()
+            rows = conn.execute(
+                f"UPDATE deliveries SET status = '{IN_FLIGHT}', lease_token = ?, due_at = ?, "
+                "attempts = attempts + 1, updated_at = ? "
+                f"WHERE id IN (SELECT id FROM deliveries WHERE {ACTIVE} AND destination = ? "
+                "AND due_at <= ? ORDER BY due_at LIMIT ?) "
+                f"RETURNING {COLUMNS}",
+                (uuid.uuid4().hex, now + lease_seconds, now, destination, now, limit),
+            ).fetchall()
+            return [_delivery(row) for row in rows]
+
+        return await self._run(lease)
+
+    async def mark_delivered(self, delivery: Delivery, response: dict[str, Any]) -> bool:
+        return await self._finish(delivery, DELIVERED, None, None, response)
+
+    async def mark_retry(self, delivery: Delivery, due_at: float, problem: dict[str, Any]) -> bool:
+        return await self._finish(delivery, PENDING, due_at, problem, None)
+
+    async def mark_dead(self, delivery: Delivery, problem: dict[str, Any]) -> bool:
+        return await self._finish(delivery, DEAD, None, problem, None)
+
+    async def release(self, delivery: Delivery) -> bool:
+        def release(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                f"UPDATE deliveries SET status = '{PENDING}', lease_token = NULL, due_at = ?, "
+                "attempts = MAX(attempts - 1, 0), updated_at = ? "
+                f"WHERE id = ? AND lease_token = ? AND status = '{IN_FLIGHT}'",
+                (time.time(), time.time(), delivery.id, delivery.lease_token),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(release)
+
+    async def _finish(
+        self,
+        delivery: Delivery,
+        status: str,
+        due_at: float | None,
+        problem: dict[str, Any] | None,
+        response: dict[str, Any] | None,
+    ) -> bool:
+        def finish(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE deliveries SET status = ?, due_at = ?, lease_token = NULL, updated_at = ?, "
+                "last_code = COALESCE(?, last_code), last_problem = COALESCE(?, last_problem), "
+                "response = COALESCE(?, response) "
+                f"WHERE id = ? AND lease_token = ? AND status = '{IN_FLIGHT}'",
+                (
+                    status, due_at, time.time(), problem.get("code") if problem else None,
+                    _json(problem), _json(response), delivery.id, delivery.lease_token,
+                ),
+            )  # fmt: skip
+            done = cursor.rowcount == 1
+            if done and status != PENDING:
+                self._pending -= 1
+            return done
+
+        return await self._run(finish)
+
+    async def get(self, delivery_id: str) -> Delivery | None:
+        found = await self.get_many([delivery_id])
+        return found[0] if found else None
+
+    async def get_many(self, delivery_ids: Sequence[str]) -> list[Delivery]:
+        ids = list(delivery_ids)
+
+        def get_many(conn: sqlite3.Connection) -> list[Delivery]:
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(f"SELECT {COLUMNS} FROM deliveries WHERE id IN ({marks})", ids).fetchall()
+            return [_delivery(row) for row in rows]
+
+        return await self._run(get_many) if ids else []
+
+    async def next_due(self, destination: str) -> float | None:
+        def next_due(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                f"SELECT MIN(due_at) FROM deliveries WHERE {ACTIVE} AND destination = ?", (destination,)
+            ).fetchone()
+            return None if row[0] is None else float(row[0])
+
+        return await self._run(next_due)
+
+    async def dead_letters(self, where: DeadLetterFilter) -> list[Delivery]:
+        def dead_letters(conn: sqlite3.Connection) -> list[Delivery]:
+            clause, params = _dead_filter(where)
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM deliveries WHERE {clause} ORDER BY updated_at DESC LIMIT ?",
+                [*params, where.limit],
+            ).fetchall()
+            return [_delivery(row) for row in rows]
+
+        return await self._run(dead_letters)
+
+    async def replay(self, where: DeadLetterFilter) -> int:
+        def replay(conn: sqlite3.Connection) -> int:
+            clause, params = _dead_filter(where)
+            now = time.time()
+            cursor = conn.execute(
+                f"UPDATE deliveries SET status = '{PENDING}', attempts = 0, due_at = ?, updated_at = ?, "
+                f"lease_token = NULL WHERE {clause}",
+                [now, now, *params],
+            )
+            self._pending += cursor.rowcount
+            return cursor.rowcount
+
+        return await self._run(replay)
+
+    async def purge(self, where: DeadLetterFilter) -> int:
+        def purge(conn: sqlite3.Connection) -> int:
+            clause, params = _dead_filter(where)
+            return conn.execute(f"DELETE FROM deliveries WHERE {clause}", params).rowcount
+
+        return await self._run(purge)
+
+    async def stats(self) -> StoreStats:
+        def stats(conn: sqlite3.Connection) -> StoreStats:
+            rows = conn.execute(
+                f"SELECT destination, COUNT(*), MIN(created_at) FROM deliveries WHERE {ACTIVE} "
+                "GROUP BY destination"
+            ).fetchall()
+            dead = conn.execute(f"SELECT COUNT(*) FROM deliveries WHERE status = '{DEAD}'").fetchone()[0]
+            return StoreStats(
+                pending={r[0]: r[1] for r in rows}, oldest_pending_at={r[0]: r[2] for r in rows}, dead=dead
+            )
+
+        return await self._run(stats)
+
+    async def cleanup(self, delivered_before: float) -> int:
+        def cleanup(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (time.time(),))
+            return conn.execute(
+                f"DELETE FROM deliveries WHERE status IN ('{DELIVERED}', '{DRY_RUN}') AND updated_at < ?",
+                (delivered_before,),
+            ).rowcount
+
+        return await self._run(cleanup)
+
+    @property
+    def pending_estimate(self) -> int:
+        """The writer's running count of pending and in-flight deliveries."""
+        return self._pending
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    def settle() -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody is waiting
+        future.get_loop().call_soon_threadsafe(settle)
+
+
+def _dead_filter(where: DeadLetterFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = [f"status = '{DEAD}'"]
+    params: list[Any] = []
+    for column, value in (
+        ("destination", where.destination),
+        ("mapping", where.mapping),
+        ("last_code", where.code),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if where.since is not None:
+        clauses.append("updated_at >= ?")
+        params.append(where.since)
+    if where.until is not None:
+        clauses.append("updated_at < ?")
+        params.append(where.until)
+    if where.ids:
+        clauses.append(f"id IN ({','.join('?' * len(where.ids))})")
+        params.extend(where.ids)
+    return " AND ".join(clauses), params
+
+
+def _json(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _delivery(row: tuple[Any, ...]) -> Delivery:
+    (id_, mapping, destination, event_id, request_id, method, path, body, status, attempts, due_at,
+     lease_token, created_at, updated_at, last_problem, response) = row  # fmt: skip
+    return Delivery(
+        id=id_,
+        mapping=mapping,
+        destination=destination,
+        event_id=event_id,
+        request=OutboundRequest(method, path, orjson.loads(body)),
+        status=status,
+        attempts=attempts,
+        created_at=created_at,
+        updated_at=updated_at,
+        due_at=due_at,
+        request_id=request_id,
+        lease_token=lease_token,
+        last_problem=orjson.loads(last_problem) if last_problem else None,
+        response=orjson.loads(response) if response else None,
+    )

@@ -1,0 +1,193 @@
+"""The store protocol: durable deliveries, leases, dead letters and idempotency keys.
+
+Every backend (``sqlite.py`` now, Redis for replicas) implements ``Store``; the dispatcher,
+the ingest route, the admin API and the CLI use nothing else. Times are epoch seconds
+(wall clock), since they outlive the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from app.destinations.base import OutboundRequest
+
+# Delivery statuses
+PENDING, IN_FLIGHT, DELIVERED, DEAD, DRY_RUN = "pending", "in_flight", "delivered", "dead", "dry_run"
+# What enqueue says of each delivery
+QUEUED, DUPLICATE = "queued", "duplicate"
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A rendered, validated request to store (status ``pending``, or ``dry_run`` to keep only)."""
+
+    id: str
+    mapping: str
+    destination: str
+    event_id: str | None
+    request: OutboundRequest
+    request_id: str | None = None
+    status: str = PENDING
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A stored delivery as the store returns it."""
+
+    id: str
+    mapping: str
+    destination: str
+    event_id: str | None
+    request: OutboundRequest
+    status: str
+    attempts: int
+    created_at: float
+    updated_at: float
+    due_at: float | None
+    request_id: str | None = None
+    lease_token: str | None = None
+    last_problem: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+
+    def to_dict(self, *, with_body: bool = False) -> dict[str, Any]:
+        """The delivery as the API shows it."""
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "mapping": self.mapping,
+            "destination": self.destination,
+            "event_id": self.event_id,
+            "attempts": self.attempts,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "endpoint": self.request.describe(),
+        }
+        if self.status in (PENDING, IN_FLIGHT) and self.due_at is not None:
+            doc["next_attempt_at"] = self.due_at
+        if self.request_id:
+            doc["request_id"] = self.request_id
+        if self.last_problem is not None:
+            doc["last_problem"] = self.last_problem
+        if self.response:
+            doc["response"] = self.response
+        if with_body:
+            doc["body"] = self.request.body
+        return doc
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    """``queued`` (stored now), ``duplicate`` (the id of the first), or ``dry_run``."""
+
+    status: str
+    delivery_id: str
+
+
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which dead letters a list, replay or purge applies to (all fields optional)."""
+
+    destination: str | None = None
+    mapping: str | None = None
+    code: str | None = None
+    since: float | None = None
+    until: float | None = None
+    ids: tuple[str, ...] = ()
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """Depth of the queue: pending (incl. in flight) per destination and the oldest age."""
+
+    pending: dict[str, int] = field(default_factory=dict)
+    oldest_pending_at: dict[str, float] = field(default_factory=dict)
+    dead: int = 0
+
+    @property
+    def total_pending(self) -> int:
+        return sum(self.pending.values())
+
+
+class Overloaded(Exception):
+    """The store holds more pending deliveries than its bound; nothing was stored."""
+
+    def __init__(self, pending: int, bound: int) -> None:
+        super().__init__(f"{pending} deliveries pending (bound {bound})")
+        self.pending = pending
+        self.bound = bound
+
+
+class StoreUnavailable(Exception):
+    """The backend cannot be reached; nothing was stored."""
+
+
+class Store(Protocol):
+    """Durable storage of deliveries; every method is safe to call from many tasks at once."""
+
+    async def open(self) -> None:
+        """Create or migrate the schema and start serving."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release the backend."""
+        ...
+
+    async def enqueue(
+        self, deliveries: Sequence[NewDelivery], *, max_pending: int, idempotency_ttl: float
+    ) -> list[EnqueueResult]:
+        """Store all non-duplicate deliveries durably, all or none; ``Overloaded`` over the bound.
+
+        A delivery whose (mapping, event_id) was stored within the TTL is a ``duplicate``.
+        Returns only once the write is durable.
+        """
+        ...
+
+    async def lease(self, destination: str, limit: int, lease_seconds: float) -> list[Delivery]:
+        """Take up to ``limit`` due deliveries of a destination (pending, or with an expired
+        lease), mark them in flight with a new lease token, and count an attempt."""
+        ...
+
+    async def mark_delivered(self, delivery: Delivery, response: dict[str, Any]) -> bool:
+        """Record success; False when the lease was lost (another worker owns it now)."""
+        ...
+
+    async def mark_retry(self, delivery: Delivery, due_at: float, problem: dict[str, Any]) -> bool:
+        """Put back as pending until ``due_at`` with the last problem."""
+        ...
+
+    async def mark_dead(self, delivery: Delivery, problem: dict[str, Any]) -> bool:
+        """Move to the dead letters with the problem."""
+        ...
+
+    async def release(self, delivery: Delivery) -> bool:
+        """Give a leased delivery back (due now) without an outcome, e.g. on shutdown."""
+        ...
+
+    async def get(self, delivery_id: str) -> Delivery | None: ...
+
+    async def get_many(self, delivery_ids: Sequence[str]) -> list[Delivery]: ...
+
+    async def next_due(self, destination: str) -> float | None:
+        """When the earliest pending delivery of a destination becomes due (None: none)."""
+        ...
+
+    async def dead_letters(self, where: DeadLetterFilter) -> list[Delivery]:
+        """Dead letters matching the filter, newest first."""
+        ...
+
+    async def replay(self, where: DeadLetterFilter) -> int:
+        """Dead letters matching the filter back to pending, due now, attempts reset."""
+        ...
+
+    async def purge(self, where: DeadLetterFilter) -> int:
+        """Delete dead letters matching the filter."""
+        ...
+
+    async def stats(self) -> StoreStats: ...
+
+    async def cleanup(self, delivered_before: float) -> int:
+        """Drop expired idempotency keys and finished deliveries older than a time."""
+        ...

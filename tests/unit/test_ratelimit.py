@@ -1,0 +1,409 @@
+"""AdaptiveRateLimiter on a fake clock: spacing, windows, throughput, feedback, concurrency, refunds."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from app.delivery.ratelimit import AdaptiveRateLimiter, RateLimiter
+
+START = 1000.0
+EPS = 1e-9
+
+
+class FakeClock:
+    """Monotonic clock whose ``sleep`` waits for simulated time, advanced by ``advance`` or ``autojump``."""
+
+    def __init__(self, start: float = START) -> None:
+        self.now = start
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        if delay <= 0:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._timers, (self.now + delay, self._seq, fut))
+        await fut
+
+    @staticmethod
+    async def settle() -> None:
+        """Let every runnable task run until it blocks again."""
+        for _ in range(100):
+            await asyncio.sleep(0)
+
+    def _fire_next(self) -> None:
+        when, _, fut = heapq.heappop(self._timers)
+        self.now = max(self.now, when)
+        if not fut.done():
+            fut.set_result(None)
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``, firing due timers in order."""
+        target = self.now + seconds
+        await self.settle()
+        while self._timers and self._timers[0][0] <= target:
+            self._fire_next()
+            await self.settle()
+        self.now = target
+        await self.settle()
+
+    async def autojump(self) -> None:
+        """Background driver: whenever everything is blocked, jump to the next timer."""
+        while True:
+            await self.settle()
+            if self._timers:
+                self._fire_next()
+
+
+def run(main: Callable[[FakeClock], Awaitable[None]], *, autojump: bool = True) -> None:
+    async def runner() -> None:
+        clock = FakeClock()
+        driver = asyncio.create_task(clock.autojump()) if autojump else None
+        try:
+            await main(clock)
+        finally:
+            if driver is not None:
+                driver.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await driver
+
+    asyncio.run(runner())
+
+
+def make(clock: FakeClock, rate: int = 300, **kwargs: float) -> AdaptiveRateLimiter:
+    return AdaptiveRateLimiter(rate, clock=clock, sleep=clock.sleep, **kwargs)
+
+
+async def grants_for(clock: FakeClock, limiter: RateLimiter, seconds: float) -> list[float]:
+    """A steady consumer: acquire back to back for ``seconds`` of simulated time."""
+    times: list[float] = []
+    end = clock.now + seconds
+    while True:
+        assert await limiter.acquire() == 1
+        if clock.now >= end:
+            return times
+        times.append(clock.now)
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+def test_satisfies_protocol() -> None:
+    limiter: RateLimiter = AdaptiveRateLimiter(300)
+    assert limiter.current_rate_per_minute == pytest.approx(294.0)
+    assert limiter.paused_until == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"rate_per_minute": 0},
+        {"rate_per_minute": 10, "safety": 0.0},
+        {"rate_per_minute": 10, "safety": 1.5},
+        {"rate_per_minute": 10, "recovery_seconds": 0.0},
+        {"rate_per_minute": 10, "decrease_factor": 1.0},
+    ],
+)
+def test_rejects_bad_arguments(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        AdaptiveRateLimiter(**kwargs)  # type: ignore[arg-type]
+
+
+def test_grants_are_spaced_at_rate_times_safety() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300)
+        times = [clock.now]
+        await limiter.acquire()  # first grant is immediate
+        assert clock.now == START
+        for _ in range(100):
+            await limiter.acquire()
+            times.append(clock.now)
+        interval = 60 / (300 * 0.98)  # 0.20408... s
+        assert min(gaps(times)) >= interval - EPS
+        assert max(gaps(times)) <= interval + EPS
+
+    run(main)
+
+
+def test_max_tokens_grants_one_slot_at_a_time() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 60)
+        assert await limiter.acquire(max_tokens=10) == 1
+        clock.now += 30  # long idle: still no burst
+        assert await limiter.acquire(max_tokens=10) == 1
+        t = clock.now
+        assert await limiter.acquire(max_tokens=10) == 1
+        assert clock.now - t >= 60 / 58.8 - EPS
+        with pytest.raises(ValueError):
+            await limiter.acquire(max_tokens=0)
+
+    run(main)
+
+
+def test_no_window_exceeds_the_limit_and_throughput_is_high() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300)
+        times = [t - START for t in await grants_for(clock, limiter, 300.0)]
+        for size, limit in ((1.0, 5), (60.0, 300)):
+            for k in range(math.ceil(300 / size)):
+                lo, hi = k * size, (k + 1) * size
+                assert sum(lo <= t < hi for t in times) <= limit
+        # Sliding windows anchored on each grant: never more than ceil(W * effective / 60). The slack
+        # only absorbs float rounding where a grant lands exactly on the window's far edge.
+        for i, t in enumerate(times):
+            assert sum(t <= u < t + 60.0 - 1e-6 for u in times[i:]) <= math.ceil(60 * 294 / 60)
+            assert sum(t <= u < t + 1.0 - 1e-6 for u in times[i : i + 10]) <= math.ceil(294 / 60)
+        assert len(times) >= 0.95 * 300 * 5
+        assert len(times) >= 0.98 * 300 * 5 - 1
+
+    run(main)
+
+
+def test_event_loop_hiccup_does_not_cause_a_burst() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 60, safety=1.0)
+        await limiter.acquire()
+        clock.now += 10.0  # the consumer was stalled for 10 intervals
+        await limiter.acquire()
+        t = clock.now
+        await limiter.acquire()
+        assert clock.now - t == pytest.approx(1.0)
+
+    run(main)
+
+
+def test_lower_rate_limit_header_lowers_ceiling_higher_does_not_raise() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300)
+        limiter.on_response(status=200, retry_after=None, limit_per_minute=1000, remaining=999)
+        assert limiter.ceiling_per_minute == 300
+        assert limiter.current_rate_per_minute == pytest.approx(294.0)
+
+        limiter.on_response(status=200, retry_after=None, limit_per_minute=120, remaining=119)
+        assert limiter.ceiling_per_minute == 120
+        assert limiter.current_rate_per_minute == pytest.approx(120 * 0.98)
+        times = await grants_for(clock, limiter, 30.0)
+        assert min(gaps(times)) >= 60 / (120 * 0.98) - EPS
+
+        # The latest header wins, capped at the configured rate.
+        limiter.on_response(status=200, retry_after=None, limit_per_minute=250, remaining=249)
+        assert limiter.ceiling_per_minute == 250
+        limiter.on_response(status=200, retry_after=None, limit_per_minute=700, remaining=699)
+        assert limiter.ceiling_per_minute == 300
+
+    run(main)
+
+
+def test_429_with_retry_after_pauses_exactly_and_recovers_linearly() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300, recovery_seconds=60.0, decrease_factor=0.8)
+        await limiter.acquire()
+        t429 = clock.now + 1.0
+        clock.now = t429
+        limiter.on_response(status=429, retry_after=7.0, limit_per_minute=None, remaining=None)
+        assert limiter.paused_until == t429 + 7.0
+        assert limiter.current_rate_per_minute == pytest.approx(240 * 0.98)
+
+        await limiter.acquire()
+        assert clock.now == t429 + 7.0
+        assert limiter.paused_until == 0.0
+        t = clock.now
+        await limiter.acquire()
+        # 7 s into the 60 s recovery the rate is 240 + 60 * 7/60 = 247/min.
+        assert clock.now - t == pytest.approx(60 / (247 * 0.98))
+
+        clock.now = t429 + 30.0
+        assert limiter.current_rate_per_minute == pytest.approx(270 * 0.98)
+        clock.now = t429 + 60.0
+        assert limiter.current_rate_per_minute == pytest.approx(294.0)
+        clock.now = t429 + 600.0
+        assert limiter.current_rate_per_minute == pytest.approx(294.0)
+
+    run(main)
+
+
+def test_429_without_retry_after_pauses_ten_seconds() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300)
+        await limiter.acquire()
+        limiter.on_response(status=429, retry_after=None, limit_per_minute=None, remaining=None)
+        assert limiter.paused_until == START + 10.0
+        await limiter.acquire()
+        assert clock.now == START + 10.0
+
+    run(main)
+
+
+def test_pause_arriving_while_a_waiter_sleeps_is_honoured() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 60, safety=1.0)
+        await limiter.acquire()
+        waiter = asyncio.create_task(limiter.acquire())
+        await clock.advance(0.5)
+        limiter.on_response(status=429, retry_after=5.0, limit_per_minute=None, remaining=None)
+        await clock.advance(1.0)
+        assert not waiter.done()
+        await clock.advance(4.0)
+        assert waiter.done()
+        assert clock.now == START + 5.5
+        await waiter
+
+    run(main, autojump=False)
+
+
+def test_repeated_429s_during_a_pause_do_not_compound() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300)
+        for _ in range(10):
+            limiter.on_response(status=429, retry_after=5.0, limit_per_minute=None, remaining=None)
+        assert limiter.current_rate_per_minute == pytest.approx(240 * 0.98)
+        clock.now += 1.0
+        limiter.on_response(status=429, retry_after=10.0, limit_per_minute=None, remaining=None)
+        assert limiter.paused_until == START + 11.0  # extended, never shortened
+        clock.now = START + 11.0
+        limiter.on_response(status=429, retry_after=1.0, limit_per_minute=None, remaining=None)
+        assert limiter.current_rate_per_minute < 240 * 0.98 * 0.85  # a fresh 429 lowers again
+
+    run(main)
+
+
+def test_503_pauses_only_with_retry_after_and_transport_errors_are_ignored() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300)
+        limiter.on_response(status=503, retry_after=None, limit_per_minute=None, remaining=None)
+        limiter.on_response(status=0, retry_after=30.0, limit_per_minute=10, remaining=0)
+        limiter.on_response(status=500, retry_after=None, limit_per_minute=None, remaining=0)
+        assert limiter.paused_until == 0.0
+        assert limiter.current_rate_per_minute == pytest.approx(294.0)
+        limiter.on_response(status=503, retry_after=3.0, limit_per_minute=None, remaining=None)
+        assert limiter.paused_until == START + 3.0
+        assert limiter.current_rate_per_minute == pytest.approx(240 * 0.98)
+
+    run(main)
+
+
+def test_remaining_zero_lowers_but_not_again_within_cooldown() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300, recovery_seconds=60.0)  # cooldown 6 s
+        limiter.on_response(status=200, retry_after=None, limit_per_minute=300, remaining=0)
+        assert limiter.current_rate_per_minute == pytest.approx(240 * 0.98)
+        assert limiter.paused_until == 0.0
+        for _ in range(50):
+            clock.now += 0.1
+            limiter.on_response(status=202, retry_after=None, limit_per_minute=300, remaining=0)
+        # Only the linear recovery moved it: 240 + 60 * 5/60 = 245.
+        assert limiter.current_rate_per_minute == pytest.approx(245 * 0.98)
+        clock.now = START + 6.0
+        limiter.on_response(status=200, retry_after=None, limit_per_minute=300, remaining=0)
+        assert limiter.current_rate_per_minute == pytest.approx(246 * 0.8 * 0.98)
+
+    run(main)
+
+
+def test_decreases_never_go_below_one_per_minute() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 10)
+        for _ in range(100):
+            clock.now += 0.01
+            limiter.on_response(status=429, retry_after=0.0, limit_per_minute=None, remaining=None)
+        assert limiter.current_rate_per_minute == pytest.approx(0.98)
+
+    run(main)
+
+
+def test_fifty_concurrent_acquirers_are_spaced_and_served_in_order() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300)
+        order: list[tuple[int, float]] = []
+
+        async def one(i: int) -> None:
+            await limiter.acquire()
+            order.append((i, clock.now))
+
+        await asyncio.gather(*(one(i) for i in range(50)))
+        assert [i for i, _ in order] == list(range(50))
+        times = [t for _, t in order]
+        assert min(gaps(times)) >= 60 / 294 - EPS
+        assert times[-1] - times[0] == pytest.approx(49 * 60 / 294)
+
+    run(main)
+
+
+def test_refund_lets_the_next_acquire_go_sooner() -> None:
+    async def main(clock: FakeClock) -> None:
+        interval = 60 / 294
+        limiter = make(clock, 300)
+        await limiter.acquire()
+        await limiter.acquire()
+        assert clock.now == pytest.approx(START + interval)
+        limiter.refund(1)
+        await limiter.acquire()  # the refunded slot is due now
+        assert clock.now == pytest.approx(START + interval)
+        await limiter.acquire()
+        assert clock.now == pytest.approx(START + 2 * interval)
+        limiter.refund(0)
+        limiter.refund(-3)
+
+    run(main)
+
+
+def test_refund_of_a_slot_followed_by_another_grant_is_forfeited() -> None:
+    async def main(clock: FakeClock) -> None:
+        interval = 60 / 294
+        limiter = make(clock, 300)
+        got = asyncio.Event()
+        release = asyncio.Event()
+
+        async def early() -> None:
+            await limiter.acquire()
+            got.set()
+            await release.wait()
+            limiter.refund(1)  # a later grant exists: refunding must not allow a burst
+
+        task = asyncio.create_task(early())
+        await got.wait()
+        await limiter.acquire()
+        assert clock.now == pytest.approx(START + interval)
+        release.set()
+        await task
+        await limiter.acquire()
+        assert clock.now == pytest.approx(START + 2 * interval)
+
+    run(main)
+
+
+def test_cancelled_waiter_does_not_consume_a_slot() -> None:
+    async def main(clock: FakeClock) -> None:
+        interval = 60 / 294
+        limiter = make(clock, 300)
+        await limiter.acquire()
+        sleeping = asyncio.create_task(limiter.acquire())  # holds the lock, sleeping until its slot
+        queued = asyncio.create_task(limiter.acquire())  # waiting on the lock
+        last = asyncio.create_task(limiter.acquire())
+        await clock.settle()
+        sleeping.cancel()
+        queued.cancel()
+        await clock.advance(interval)
+        assert last.done()
+        assert sleeping.cancelled()
+        assert queued.cancelled()
+        await last
+        assert clock.now == pytest.approx(START + interval)
+        nxt = asyncio.create_task(limiter.acquire())
+        await clock.advance(interval)
+        assert nxt.done()
+        await nxt
+
+    run(main, autojump=False)
