@@ -1,13 +1,21 @@
-"""The ``aep-relay`` command line: serve, check and test mappings, render a payload, send."""
+"""The ``aep-relay`` command line: serve, check and test mappings, render a payload, send,
+and list, show, replay or purge dead letters."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import orjson
 import typer
 
+from app.delivery import open_store
+from app.delivery.sqlite import sqlite_path
+from app.delivery.store import DEAD, DeadLetterFilter, Delivery, Store, StoreUnavailable
 from app.destinations.base import Destination
 from app.mapping.examples import run_examples
 from app.mapping.loader import (
@@ -26,6 +34,14 @@ from app.settings import ConfigError, Settings
 cli = typer.Typer(help="aep-relay: Adobe event forwarding -> Zendesk events.", no_args_is_help=True)
 mappings_cli = typer.Typer(help="Check, test and try mapping files.", no_args_is_help=True)
 cli.add_typer(mappings_cli, name="mappings")
+dlq_cli = typer.Typer(
+    help="List, show, replay and purge dead letters in the RELAY_STORE store "
+    "(works whether or not the relay is running).",
+    no_args_is_help=True,
+)
+cli.add_typer(dlq_cli, name="dlq")
+
+T = TypeVar("T")
 
 DirArg = Annotated[Path | None, typer.Argument(help="Mappings folder (default RELAY_MAPPINGS_DIR)")]
 
@@ -117,6 +133,216 @@ def send(
     typer.echo(response.text)
     if response.status_code >= 400:
         raise typer.Exit(1)
+
+
+# -- dead letters -------------------------------------------------------------------------------
+
+DestinationOpt = Annotated[str | None, typer.Option(help="Only dead letters for this destination")]
+MappingOpt = Annotated[str | None, typer.Option(help="Only dead letters of this mapping")]
+CodeOpt = Annotated[str | None, typer.Option(help="Only dead letters whose last problem has this code")]
+SinceOpt = Annotated[
+    str | None, typer.Option(help="Only dead since this ISO-8601 time (no offset: UTC)", metavar="ISO")
+]
+UntilOpt = Annotated[
+    str | None, typer.Option(help="Only dead before this ISO-8601 time (no offset: UTC)", metavar="ISO")
+]
+IdsArg = Annotated[list[str] | None, typer.Argument(help="Dead-letter ids", metavar="ID", show_default=False)]
+AllOpt = Annotated[bool, typer.Option("--all", help="Required when no id and no filter is given")]
+DETAIL_WIDTH = 60
+
+
+@dlq_cli.command("list")
+def dlq_list(
+    destination: DestinationOpt = None,
+    mapping: MappingOpt = None,
+    code: CodeOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """List dead letters, newest first: a table, or JSON lines with --json."""
+    where = _dead_filter(destination, mapping, code, since, until, limit=limit)
+
+    async def run(store: Store) -> list[Delivery]:
+        return await store.dead_letters(where)
+
+    letters = _with_store(run)
+    if as_json:
+        for letter in letters:
+            typer.echo(orjson.dumps(_dead_doc(letter)).decode())
+        return
+    if not letters:
+        typer.echo("no dead letters")
+        return
+    rows = [("ID", "DEAD AT", "DESTINATION", "MAPPING", "CODE", "ATTEMPTS", "DETAIL")]
+    for letter in letters:
+        problem = letter.last_problem or {}
+        rows.append(
+            (
+                letter.id,
+                _iso(letter.updated_at),
+                letter.destination,
+                letter.mapping,
+                str(problem.get("code") or "-"),
+                str(letter.attempts),
+                _trim(str(problem.get("detail") or "")),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        typer.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+@dlq_cli.command("show")
+def dlq_show(delivery_id: Annotated[str, typer.Argument(help="Dead-letter id")]) -> None:
+    """Print one dead letter with its body, last problem and upstream answer; exit 1 if none."""
+
+    async def run(store: Store) -> Delivery | None:
+        return await store.get(delivery_id)
+
+    letter = _with_store(run)
+    if letter is None or letter.status != DEAD:
+        typer.echo(f"no dead letter {delivery_id!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(orjson.dumps(_dead_doc(letter, with_body=True), option=orjson.OPT_INDENT_2).decode())
+
+
+@dlq_cli.command("replay")
+def dlq_replay(
+    ids: IdsArg = None,
+    destination: DestinationOpt = None,
+    mapping: MappingOpt = None,
+    code: CodeOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    all_: AllOpt = False,
+) -> None:
+    """Send dead letters again (pending now, attempts reset): by id, by filter, or --all.
+
+    A running relay picks them up within its idle poll (about a second)."""
+    _change("replay", "replayed", ids, destination, mapping, code, since, until, all_)
+
+
+@dlq_cli.command("purge")
+def dlq_purge(
+    ids: IdsArg = None,
+    destination: DestinationOpt = None,
+    mapping: MappingOpt = None,
+    code: CodeOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    all_: AllOpt = False,
+) -> None:
+    """Delete dead letters for good: by id, by filter, or --all."""
+    _change("purge", "purged", ids, destination, mapping, code, since, until, all_)
+
+
+def _change(
+    action: str,
+    done: str,
+    ids: list[str] | None,
+    destination: str | None,
+    mapping: str | None,
+    code: str | None,
+    since: str | None,
+    until: str | None,
+    all_: bool,
+) -> None:
+    """Replay or purge; with neither ids nor filters, only with --all (exit 2 otherwise)."""
+    wanted = tuple(dict.fromkeys(ids or ()))
+    filtered = any(v is not None for v in (destination, mapping, code, since, until))
+    if not wanted and not filtered and not all_:
+        _fail(f"dlq {action}: give dead-letter ids or filters, or --all to {action} every dead letter")
+    where = _dead_filter(destination, mapping, code, since, until, ids=wanted)
+
+    async def run(store: Store) -> tuple[int, list[str]]:
+        missing: list[str] = []
+        if wanted:
+            found = {d.id for d in await store.dead_letters(replace(where, limit=len(wanted)))}
+            missing = [i for i in wanted if i not in found]
+        count = await (store.replay(where) if action == "replay" else store.purge(where))
+        return count, missing
+
+    count, missing = _with_store(run)
+    typer.echo(f"{done} {count}")
+    if missing:
+        typer.echo(f"no dead letter: {', '.join(missing)}", err=True)
+        raise typer.Exit(1)
+
+
+def _dead_filter(
+    destination: str | None,
+    mapping: str | None,
+    code: str | None,
+    since: str | None,
+    until: str | None,
+    *,
+    limit: int = 100,
+    ids: tuple[str, ...] = (),
+) -> DeadLetterFilter:
+    return DeadLetterFilter(
+        destination=destination,
+        mapping=mapping,
+        code=code,
+        since=_timestamp(since, "--since"),
+        until=_timestamp(until, "--until"),
+        ids=ids,
+        limit=limit,
+    )
+
+
+def _timestamp(value: str | None, option: str) -> float | None:
+    """Epoch seconds of an ISO-8601 date or time; one without an offset is UTC."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        _fail(f"{option}: not an ISO-8601 time: {value!r}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _trim(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= DETAIL_WIDTH else text[: DETAIL_WIDTH - 3] + "..."
+
+
+def _dead_doc(letter: Delivery, *, with_body: bool = False) -> dict[str, Any]:
+    return {**letter.to_dict(with_body=with_body), "dead_at": _iso(letter.updated_at)}
+
+
+def _with_store(action: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the RELAY_STORE store, run ``action`` on it, close it (exit 2 when unusable)."""
+    settings = _settings()
+    url = settings.relay_store
+    if url.startswith("sqlite:///"):
+        path = sqlite_path(url)
+        if path != ":memory:" and not Path(path).is_file():
+            _fail(f"no store at {path} (set RELAY_STORE to the relay's store)")
+    try:
+        store = open_store(settings, owner=False)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+    async def run() -> T:
+        try:
+            await store.open()
+            return await action(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except (StoreUnavailable, RuntimeError) as exc:
+        _fail(f"store {url}: {exc}")
 
 
 def _settings() -> Settings:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -118,7 +118,14 @@ def _filter(
         destination=destination,
         mapping=mapping,
         code=code,
-        since=since.timestamp() if since else None,
-        until=until.timestamp() if until else None,
+        since=_epoch(since),
+        until=_epoch(until),
         limit=limit,
     )
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    """A query time as epoch seconds; a time without an offset is UTC."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()

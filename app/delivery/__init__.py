@@ -7,9 +7,10 @@ from app.delivery.store import Store
 from app.settings import ConfigError, Settings
 
 
-def open_store(settings: Settings) -> Store:
-    """The backend ``RELAY_STORE`` names (not yet opened)."""
+def open_store(settings: Settings, *, owner: bool = True) -> Store:
+    """The backend ``RELAY_STORE`` names (not yet opened); ``owner`` is False for tools such
+    as the CLI that work on the store of a relay that may be running."""
     url = settings.relay_store
     if url.startswith("sqlite:///"):
-        return SqliteStore(sqlite_path(url), synchronous=settings.relay_sqlite_synchronous)
+        return SqliteStore(sqlite_path(url), synchronous=settings.relay_sqlite_synchronous, owner=owner)
     raise ConfigError(f"RELAY_STORE must be sqlite:///path (redis:// is not available yet): {url!r}")

@@ -95,9 +95,13 @@ def sqlite_path(url: str) -> str:
 class SqliteStore:
     """The ``Store`` protocol on one SQLite file in WAL mode."""
 
-    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str, *, synchronous: str = "FULL", owner: bool = True) -> None:
+        """``owner``: this process serves the store (the relay), so leases it finds in flight
+        were its own before a restart and are due again; tools (the CLI) pass False."""
         self.path = path
         self.synchronous = synchronous
+        self.owner = owner
+        self._closing = False
         self._queue: queue.SimpleQueue[tuple[Operation, asyncio.Future[Any]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -118,9 +122,11 @@ class SqliteStore:
     async def close(self) -> None:
         if self._thread is None:
             return
+        self._closing = True
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
+        self._closing = False
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -138,18 +144,19 @@ class SqliteStore:
             conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
         elif row[0] > SCHEMA_VERSION:
             raise RuntimeError(f"store schema {row[0]} is newer than this relay ({SCHEMA_VERSION})")
-        # One process owns an SQLite store: what was in flight when it stopped is due again now.
-        conn.execute(
-            f"UPDATE deliveries SET status = '{PENDING}', lease_token = NULL, due_at = ? "
-            f"WHERE status = '{IN_FLIGHT}'",
-            (time.time(),),
-        )
+        if self.owner:
+            # One relay serves an SQLite store: what was in flight when it stopped is due now.
+            conn.execute(
+                f"UPDATE deliveries SET status = '{PENDING}', lease_token = NULL, due_at = ? "
+                f"WHERE status = '{IN_FLIGHT}'",
+                (time.time(),),
+            )
         self._recount(conn)
 
     # -- the writer thread -----------------------------------------------------------------
 
     async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        if self._thread is None:
+        if self._thread is None or self._closing:
             raise StoreUnavailable("store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put((operation, future))
@@ -177,6 +184,17 @@ class SqliteStore:
                 batch.append(nxt)
             self._execute(self._conn, batch)
         self._conn.close()
+        self._fail_waiting(StoreUnavailable("store closed"))
+
+    def _fail_waiting(self, error: Exception) -> None:
+        """Answer operations queued behind the stop signal instead of leaving them hanging."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                _settle(item[1], None, error)
 
     def _fail_all(self, error: Exception) -> None:
         while True:
@@ -224,24 +242,31 @@ class SqliteStore:
     ) -> list[EnqueueResult]:
         def enqueue(conn: sqlite3.Connection) -> list[EnqueueResult]:
             now = time.time()
-            new_pending = sum(d.status == PENDING for d in deliveries)
-            if new_pending and self._pending + new_pending > max_pending:
-                raise Overloaded(self._pending, max_pending)
-            results: list[EnqueueResult] = []
-            stored_pending = 0
+            results: list[EnqueueResult | None] = []
+            keys: dict[str, str] = {}  # idempotency key -> id of the delivery stored with it
             for d in deliveries:
-                if d.event_id is not None:
-                    key = f"{d.mapping}\x1f{d.event_id}"
+                key = f"{d.mapping}\x1f{d.event_id}" if d.event_id is not None else None
+                first = keys.get(key) if key else None
+                if key and first is None:
                     row = conn.execute(
                         "SELECT delivery_id FROM idempotency WHERE key = ? AND expires_at > ?", (key, now)
                     ).fetchone()
-                    if row is not None:
-                        results.append(EnqueueResult(DUPLICATE, row[0]))
-                        continue
-                    conn.execute(
-                        "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
-                        (key, d.id, now + idempotency_ttl),
-                    )
+                    first = row[0] if row else None
+                if first is not None:
+                    results.append(EnqueueResult(DUPLICATE, first))
+                    continue
+                if key:
+                    keys[key] = d.id
+                results.append(None)
+            new = [d for d, r in zip(deliveries, results, strict=True) if r is None]
+            new_pending = sum(d.status == PENDING for d in new)
+            if new_pending and self._pending + new_pending > max_pending:
+                raise Overloaded(self._pending, max_pending)
+            for d in new:
+                if d.event_id is not None:
+                    key = f"{d.mapping}\x1f{d.event_id}"
+                    expires = now + idempotency_ttl
+                    conn.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)", (key, d.id, expires))
                 conn.execute(
                     "INSERT INTO deliveries (id, mapping, destination, event_id, request_id, method, path, "
                     "body, status, attempts, due_at, created_at, updated_at) "
@@ -252,10 +277,14 @@ class SqliteStore:
                         now if d.status == PENDING else None, now, now,
                     ),
                 )  # fmt: skip
-                stored_pending += d.status == PENDING
-                results.append(EnqueueResult(QUEUED if d.status == PENDING else DRY_RUN, d.id))
-            self._pending += stored_pending
-            return results
+            self._pending += new_pending
+            stored = iter(new)
+            return [
+                r
+                if r is not None
+                else EnqueueResult(QUEUED if (d := next(stored)).status == PENDING else DRY_RUN, d.id)
+                for r in results
+            ]
 
         return await self._run(enqueue)
 
@@ -372,6 +401,11 @@ class SqliteStore:
     async def purge(self, where: DeadLetterFilter) -> int:
         def purge(conn: sqlite3.Connection) -> int:
             clause, params = _dead_filter(where)
+            # forget the events too, so sending them again is not answered `duplicate`
+            conn.execute(
+                f"DELETE FROM idempotency WHERE delivery_id IN (SELECT id FROM deliveries WHERE {clause})",
+                params,
+            )
             return conn.execute(f"DELETE FROM deliveries WHERE {clause}", params).rowcount
 
         return await self._run(purge)

@@ -786,6 +786,9 @@ class FakeZendesk:
             self._window(time.monotonic())
             limit = self.rate_limit if self.rate_limit is not None else DEFAULT_RATE_LIMIT_HEADER
             remaining = max(0, limit - self._window_count)
+            if self.rate_limit is not None:  # Zendesk's headers count per minute
+                limit = round(limit * 60 / self.rate_window)
+                remaining = round(remaining * 60 / self.rate_window)
             record.status = status
             self._cond.notify_all()
         out: dict[str, str] = {

@@ -1,0 +1,753 @@
+"""Ingest benchmark: ``POST /v1/events`` on the relay against a bare FastAPI route.
+
+Not a test. Starts, as real processes on free loopback ports:
+
+* the relay (``python -m app.cli serve``) with the shipped mappings, the SQLite store in a
+  temporary folder, ``RELAY_LOG_LEVEL=warning`` and either no Zendesk credentials (variant
+  ``dry-run``: every event is still parsed, matched, rendered, validated and durably stored,
+  with status ``dry_run``, answered ``200``) or ``ZENDESK_BASE_URL`` pointing at
+  ``bench/fake_zendesk.py`` (variant ``deliver``: answered ``202`` queued, and the dispatcher
+  leases, sends and records every delivery in the background, competing for the CPU);
+* ``bench/bare_app.py``: one FastAPI route that parses the same JSON with orjson and answers 202.
+
+Then it runs the same load generator (wrk, ``bench/post_events.lua``: the body of
+``mappings/examples/purchase.json`` with a unique ``xdm._id`` per request, ``text/plain``)
+with the same connection count against each, alternating relay/bare for several rounds,
+and prints requests/s, p50/p99 latency and status counts per round, and the ratio
+relay/bare (median of the per-round ratios) against the 0.8x target. Any non-2xx answer or
+socket error fails the run. Servers are pinned to ``--server-cores`` and wrk (and the fake
+Zendesk) to ``--client-cores`` with ``taskset``.
+
+    .venv/bin/python bench/ingest.py                      # both variants, 3 rounds x 10 s
+    .venv/bin/python bench/ingest.py --deliver --rounds 5
+    .venv/bin/python bench/ingest.py --profile /tmp/prof  # plus a py-spy profile of the relay
+
+Method and latest results: ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import secrets
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+EXAMPLES = ROOT / "mappings" / "examples"
+EXAMPLE = EXAMPLES / "purchase.json"
+EXAMPLE_ID = "a1b2c3d4-0000-4000-8000-000000000001"
+ANONYMOUS = EXAMPLES / "pageview-anonymous.json"  # matches no mapping: answered `ignored`
+ANONYMOUS_ID = "d4e5f6a7-0000-4000-8000-000000000004"
+TOKEN = "bench-token"
+TARGET = 0.8
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run or a run was invalid (errors, non-2xx answers)."""
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(cmd: Sequence[str], cores: str | None) -> list[str]:
+    """``cmd`` under ``taskset -c cores`` (exec'd, so the pid is the command's own)."""
+    return ["taskset", "-c", cores, *cmd] if cores else list(cmd)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "ZENDESK_"))}
+    env.update(extra)
+    return env
+
+
+class Server:
+    """A server process on a loopback port, its output in a log file."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], port: int, log: Path) -> None:
+        self.name, self.cmd, self.env, self.port, self.log = name, cmd, env, port, log
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def wait_ready(self, probe: urllib.request.Request, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise BenchError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(probe, timeout=1.0) as answer:
+                    if 200 <= answer.status < 300:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise BenchError(f"{self.name} did not become ready:\n{self.tail()}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process (all its threads) so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+# -- one wrk run -----------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One load-generator run against one server."""
+
+    variant: str
+    side: str
+    round: int
+    seconds: float
+    requests: int
+    rps: float
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    statuses: dict[str, int]
+    socket_errors: dict[str, int]
+    server_cpu: float  # cores busy (1.0 = one core) over the run
+    client_cpu: float
+    drain_seconds: float | None = None
+    drained: int | None = None
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """Server CPU time per answered request (robust to CPU stolen by neighbours)."""
+        return self.server_cpu * self.seconds * 1000 / self.requests if self.requests else float("nan")
+
+    @property
+    def non_2xx(self) -> int:
+        return sum(n for status, n in self.statuses.items() if not 200 <= int(status) < 300)
+
+    @property
+    def socket_error_count(self) -> int:
+        return sum(self.socket_errors.values())
+
+
+@dataclass
+class Config:
+    rounds: int
+    seconds: float
+    warmup: float
+    connections: int
+    threads: int
+    server_cores: str | None
+    client_cores: str | None
+    timeout: float
+    relay_log_level: str = "warning"
+    breakdown: bool = False
+
+
+def make_template(example: Path, event_id: str, out: Path) -> Path:
+    """The example payload with its event id replaced by wrk's ``@ID@`` placeholder."""
+    text = example.read_text(encoding="utf-8")
+    if text.count(event_id) != 1:
+        raise BenchError(f"{example} no longer holds the event id {event_id!r} exactly once")
+    out.write_text(text.replace(event_id, "@ID@"), encoding="utf-8")
+    return out
+
+
+def run_wrk(
+    cfg: Config,
+    server: Server,
+    template: Path,
+    salt: str,
+    seconds: float,
+    variant: str,
+    side: str,
+    rnd: int,
+    path: str = "/v1/events",
+) -> Run:
+    cmd = pinned(
+        [
+            "wrk", f"-t{cfg.threads}", f"-c{cfg.connections}", f"-d{seconds:g}s",
+            f"--timeout={cfg.timeout:g}s", "--latency", "-s", str(BENCH / "post_events.lua"),
+            f"{server.url}{path}", "--", str(template), salt, TOKEN,
+        ],
+        cfg.client_cores,
+    )  # fmt: skip
+    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before_server = server.cpu_seconds()
+    started = time.monotonic()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - started
+    server_cpu = server.cpu_seconds() - before_server
+    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (after_children.ru_utime - before_children.ru_utime) + (
+        after_children.ru_stime - before_children.ru_stime
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH_JSON ")]
+    if done.returncode != 0 or not lines:
+        raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    data: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH_JSON "))
+    duration = data["duration_us"] / 1e6
+    lat = data["latency_us"]
+    socket_errors = {k: v for k, v in data["errors"].items() if k != "status"}
+    return Run(
+        variant=variant,
+        side=side,
+        round=rnd,
+        seconds=duration,
+        requests=data["requests"],
+        rps=data["requests"] / duration,
+        mean_ms=lat["mean"] / 1000,
+        p50_ms=lat["p50"] / 1000,
+        p90_ms=lat["p90"] / 1000,
+        p99_ms=lat["p99"] / 1000,
+        max_ms=lat["max"] / 1000,
+        statuses={str(k): int(v) for k, v in data["statuses"].items()},
+        socket_errors=socket_errors,
+        server_cpu=server_cpu / wall,
+        client_cpu=client_cpu / wall,
+    )
+
+
+# -- the relay's store -----------------------------------------------------------------------
+
+
+def store_counts(db: Path) -> dict[str, int]:
+    """Deliveries in the relay's SQLite store by status (read-only, beside the running relay)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
+    finally:
+        conn.close()
+    return {str(status): int(n) for status, n in rows}
+
+
+def wait_drained(db: Path, timeout: float) -> tuple[float, int]:
+    """Wait until no delivery is pending or in flight; (seconds waited, backlog at start)."""
+    started = time.monotonic()
+    backlog = None
+    while True:
+        counts = store_counts(db)
+        active = counts.get("pending", 0) + counts.get("in_flight", 0)
+        if backlog is None:
+            backlog = active
+        if active == 0:
+            return time.monotonic() - started, backlog
+        if time.monotonic() - started > timeout:
+            raise BenchError(f"relay still has {active} deliveries queued after {timeout:g} s")
+        time.sleep(0.2)
+
+
+# -- one variant -----------------------------------------------------------------------------
+
+
+@dataclass
+class VariantResult:
+    variant: str
+    runs: list[Run] = field(default_factory=list)
+    store: dict[str, int] = field(default_factory=dict)
+    relay_answers: int = 0
+    fake_zendesk_accepted: int | None = None
+    profile: dict[str, Any] | None = None
+    breakdown: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextmanager
+def started(servers: list[Server]) -> Iterator[None]:
+    try:
+        for server in servers:
+            server.start()
+        yield
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+def run_variant(
+    variant: str, cfg: Config, workdir: Path, profile_dir: Path | None, gil_only: bool = True
+) -> VariantResult:
+    work = workdir / variant
+    work.mkdir()
+    template = make_template(EXAMPLE, EXAMPLE_ID, work / "purchase.template.json")
+    db = work / "relay.db"
+
+    servers: list[Server] = []
+    fake: Server | None = None
+    relay_env = clean_env(
+        RELAY_INGEST_TOKENS=TOKEN,
+        RELAY_STORE=f"sqlite:///{db}",
+        RELAY_LOG_LEVEL=cfg.relay_log_level,
+        RELAY_MAPPINGS_DIR=str(ROOT / "mappings"),
+    )
+    if variant == "deliver":
+        fake_port = free_port()
+        fake = Server(
+            "fake-zendesk",
+            pinned(
+                [sys.executable, str(BENCH / "fake_zendesk.py"), "--port", str(fake_port)], cfg.client_cores
+            ),
+            clean_env(),
+            fake_port,
+            work / "fake_zendesk.log",
+        )
+        servers.append(fake)
+        relay_env.update(
+            ZENDESK_BASE_URL=fake.url,
+            ZENDESK_OAUTH_TOKEN="bench-zendesk-token",
+            ZENDESK_RATE_LIMIT_PER_MINUTE="6000000",
+        )
+    relay_port, bare_port = free_port(), free_port()
+    relay = Server(
+        "relay",
+        pinned([sys.executable, "-m", "app.cli", "serve", "--port", str(relay_port)], cfg.server_cores),
+        relay_env,
+        relay_port,
+        work / "relay.log",
+    )
+    bare = Server(
+        "bare",
+        pinned([sys.executable, str(BENCH / "bare_app.py"), "--port", str(bare_port)], cfg.server_cores),
+        clean_env(),
+        bare_port,
+        work / "bare.log",
+    )
+    servers += [relay, bare]
+    result = VariantResult(variant)
+    with started(servers):
+        if fake is not None:
+            fake.wait_ready(urllib.request.Request(f"{fake.url}/count"))
+        relay.wait_ready(urllib.request.Request(f"{relay.url}/healthz"))
+        bare.wait_ready(
+            urllib.request.Request(
+                f"{bare.url}/v1/events", data=b"{}", headers={"Content-Type": "text/plain"}
+            )
+        )
+        print(
+            f"\n== variant {variant}: relay pid {relay.pid} :{relay_port}, bare pid {bare.pid} :{bare_port}"
+        )
+        salt = secrets.token_hex(4)
+
+        def drain(run: Run | None) -> None:
+            if variant != "deliver":
+                return
+            waited, backlog = wait_drained(db, timeout=300)
+            if run is not None:
+                run.drain_seconds, run.drained = waited, backlog
+                print(f"         backlog of {backlog} deliveries drained in {waited:.1f} s")
+
+        if cfg.warmup > 0:
+            for server in (relay, bare):
+                warm = run_wrk(cfg, server, template, f"{salt}-warm-{server.name}", cfg.warmup,
+                               variant, server.name, 0)  # fmt: skip
+                _check(warm)
+                if server is relay:
+                    result.relay_answers += warm.requests
+                    drain(None)
+            print(f"   warmed up ({cfg.warmup:g} s each)")
+        for rnd in range(1, cfg.rounds + 1):
+            for server in (relay, bare):
+                run = run_wrk(cfg, server, template, f"{salt}-{server.name}-{rnd}", cfg.seconds,
+                              variant, server.name, rnd)  # fmt: skip
+                _check(run)
+                print("   " + _line(run))
+                result.runs.append(run)
+                if server is relay:
+                    result.relay_answers += run.requests
+                    drain(run)
+        if cfg.breakdown and variant == "dry-run":
+            result.breakdown = breakdown(cfg, relay, bare, template, work, salt)
+            result.relay_answers += sum(step["requests"] for step in result.breakdown if step["stored"])
+        if profile_dir is not None:
+            result.profile = profile_relay(
+                cfg, relay, template, f"{salt}-profile", variant, profile_dir, gil_only
+            )
+            result.relay_answers += result.profile["requests"]  # (not drained: not measured)
+        if fake is not None:
+            with urllib.request.urlopen(f"{fake.url}/count", timeout=5) as answer:
+                result.fake_zendesk_accepted = int(answer.read())
+        result.store = store_counts(db)
+    stored = sum(result.store.get(s, 0) for s in ("dry_run", "delivered", "pending", "in_flight"))
+    print(
+        f"   store: {result.store} ({stored} stored for {result.relay_answers} relay answers counted by wrk)"
+    )
+    if stored < result.relay_answers:
+        raise BenchError("the relay answered more events than it stored")
+    return result
+
+
+def breakdown(
+    cfg: Config, relay: Server, bare: Server, template: Path, work: Path, salt: str
+) -> list[dict[str, Any]]:
+    """One run each of progressively more relay work, to split the relay's cost per request."""
+    anonymous = make_template(ANONYMOUS, ANONYMOUS_ID, work / "pageview.template.json")
+    steps = (
+        ("bare route: parse JSON, answer 202", bare, template, "/v1/events"),
+        ("relay, anonymous page view: auth, parse, 3 `when`s -> ignored", relay, anonymous, "/v1/events"),
+        ("relay, /v1/preview purchase: + render, validate (no store)", relay, template, "/v1/preview"),
+        ("relay, /v1/events purchase: + durable SQLite store", relay, template, "/v1/events"),
+    )
+    print("   breakdown (one run each; CPU ms per request is the robust number):")
+    steps_done: list[dict[str, Any]] = []
+    for label, server, body, path in steps:
+        run = run_wrk(
+            cfg, server, body, f"{salt}-step-{len(steps_done)}", cfg.seconds, "dry-run", server.name, 0, path
+        )
+        _check(run)
+        steps_done.append(
+            {
+                "step": label,
+                "requests": run.requests,
+                "stored": server is relay and path == "/v1/events" and body == template,
+                "rps": round(run.rps, 1),
+                "cpu_ms_per_request": round(run.cpu_ms_per_request, 3),
+                "p50_ms": run.p50_ms,
+                "p99_ms": run.p99_ms,
+            }
+        )
+        print(
+            f"     {run.rps:7.0f} req/s  {run.cpu_ms_per_request:.3f} CPU ms/req  "
+            f"p50 {run.p50_ms:6.2f} ms  {label}"
+        )
+    return steps_done
+
+
+def _check(run: Run) -> None:
+    if run.non_2xx or run.socket_error_count or run.requests == 0:
+        raise BenchError(
+            f"{run.side} round {run.round}: {run.non_2xx} non-2xx answers {run.statuses}, "
+            f"socket errors {run.socket_errors}, {run.requests} requests"
+        )
+
+
+def _line(run: Run) -> str:
+    statuses = " ".join(f"{k}:{v}" for k, v in sorted(run.statuses.items()))
+    return (
+        f"round {run.round} {run.side:<5} {run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
+        f"p99 {run.p99_ms:6.2f} ms  max {run.max_ms:7.1f} ms  [{statuses}] non-2xx {run.non_2xx} "
+        f"sock-err {run.socket_error_count}  server CPU {run.server_cpu:4.0%} "
+        f"({run.cpu_ms_per_request:.3f} ms/req)  wrk CPU {run.client_cpu:4.0%}"
+    )
+
+
+# -- profiling -------------------------------------------------------------------------------
+
+STDLIB = set(sys.stdlib_module_names)
+BUCKETS = (  # (label, prefixes of the frame's file as py-spy prints it); first match wins
+    ("JMESPath evaluation (jmespath)", ("jmespath/",)),
+    ("mapping match/render (app/mapping)", ("app/mapping/",)),
+    ("Zendesk prepare/validate/send (app/destinations)", ("app/destinations/",)),
+    ("SQLite store (app/delivery/sqlite.py, writer thread)", ("app/delivery/sqlite.py",)),
+    ("dispatcher + rate limiter (app/delivery)", ("app/delivery/",)),
+    ("httpx/httpcore (dispatcher's client)", ("httpx/", "httpcore/", "h11/", "anyio/", "sniffio/")),
+    ("logging (structlog, app/logs.py)", ("structlog/", "app/logs.py")),
+    ("payload parsing (app/payloads.py)", ("app/payloads.py",)),
+    ("pipeline glue (app/pipeline.py)", ("app/pipeline.py",)),
+    ("relay API: auth, middleware, response (app/api)", ("app/api/",)),
+    ("problems/other app code", ("app/",)),
+    ("FastAPI routing/deps", ("fastapi/",)),
+    ("Starlette", ("starlette/",)),
+    ("pydantic", ("pydantic/", "pydantic_core/", "pydantic_settings/")),
+    ("uvicorn + event loop", ("uvicorn/", "uvloop/", "httptools/")),
+)
+
+
+def _frame_file(frame: str) -> str:
+    """``func (path/to/file.py:12)`` -> ``path/to/file.py``."""
+    if not frame.endswith(")") or " (" not in frame:
+        return ""
+    return frame.rsplit(" (", 1)[1][:-1].rsplit(":", 1)[0]
+
+
+def _is_stdlib(path: str) -> bool:
+    if not path or path.startswith("<"):
+        return True
+    top = path.split("/", 1)[0].removesuffix(".py")
+    return top in STDLIB
+
+
+def summarise_profile(raw: Path, top: int = 15) -> dict[str, Any]:
+    """Attribute py-spy's raw samples: each to the innermost non-stdlib frame (stdlib time,
+    e.g. ``re``, ``asyncio``, ``sqlite3``, counts for the code that called it), bucketed by
+    package; plus the top such functions and thread shares."""
+    buckets: Counter[str] = Counter()
+    functions: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        if frames and frames[0].startswith("thread "):
+            threads[frames[0].split(": ", 1)[-1]] += count
+            frames = frames[1:]
+        total += count
+        owner = next(
+            (f for f in reversed(frames) if not _is_stdlib(_frame_file(f))), frames[-1] if frames else "?"
+        )
+        path = _frame_file(owner)
+        label = next((name for name, prefixes in BUCKETS if path.startswith(prefixes)), None)
+        if label is None:
+            label = "stdlib/native only (no library frame)" if _is_stdlib(path) else f"other ({path})"
+        buckets[label] += count
+        functions[owner] += count
+    share = {k: round(v / total, 4) for k, v in buckets.most_common()} if total else {}
+    return {
+        "samples": total,
+        "buckets": share,
+        "top_functions": [(f, round(n / total, 4)) for f, n in functions.most_common(top)] if total else [],
+        "threads": {k: round(v / total, 4) for k, v in threads.most_common()} if total else {},
+    }
+
+
+def profile_relay(
+    cfg: Config, relay: Server, template: Path, salt: str, variant: str, out_dir: Path, gil_only: bool
+) -> dict[str, Any]:
+    """One extra relay round (not counted) with py-spy sampling the relay process.
+
+    ``gil_only`` (py-spy ``--gil``) keeps only samples of the thread holding the GIL: with the
+    relay pinned to one busy core, that is where its CPU goes. Without it, threads waiting
+    for the GIL or in I/O (``os.urandom``, SQLite's fsync) are sampled too."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        raise BenchError("--profile needs py-spy (.venv/bin/pip install py-spy)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw = out_dir / f"relay-{variant}-{'gil' if gil_only else 'all'}.txt"
+    seconds = cfg.seconds
+    spy = subprocess.Popen(
+        pinned(
+            [py_spy, "record", "--pid", str(relay.pid), "--duration", f"{seconds + 1:g}", "--rate", "100",
+             "--threads", "--nonblocking", "--format", "raw", "--output", str(raw),
+             *(["--gil"] if gil_only else [])],
+            cfg.client_cores,
+        ),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    time.sleep(0.5)
+    run = run_wrk(cfg, relay, template, salt, seconds, variant, "relay", 0)
+    _check(run)
+    output, _ = spy.communicate(timeout=seconds + 30)
+    if spy.returncode != 0 or not raw.exists():
+        raise BenchError(f"py-spy failed ({spy.returncode}): {output}")
+    summary = summarise_profile(raw)
+    summary.update(
+        raw=str(raw), gil_only=gil_only, requests=run.requests, rps_while_profiled=round(run.rps, 1)
+    )
+    mode = "GIL holder only" if gil_only else "all threads"
+    print(f"   profile, {mode} ({summary['samples']} samples, {run.rps:.0f} req/s while sampled) -> {raw}")
+    for label, frac in summary["buckets"].items():
+        print(f"     {frac:6.1%}  {label}")
+    print("     top functions (innermost non-stdlib frame):")
+    for function, frac in summary["top_functions"]:
+        print(f"     {frac:6.1%}  {function}")
+    print(f"     threads: {summary['threads']}")
+    return summary
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def report(results: list[VariantResult]) -> list[dict[str, Any]]:
+    summary: list[dict[str, Any]] = []
+    print("\n== summary (requests/s: total requests / total seconds; latencies: median of rounds)")
+    table = [
+        "| variant | side | req/s | p50 ms | p99 ms | worst p99 ms | non-2xx | server CPU | CPU ms/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        sides: dict[str, list[Run]] = {"relay": [], "bare": []}
+        for run in result.runs:
+            sides[run.side].append(run)
+        row: dict[str, Any] = {"variant": result.variant}
+        for side, runs in sides.items():
+            rps = sum(r.requests for r in runs) / sum(r.seconds for r in runs)
+            p50 = _median([r.p50_ms for r in runs])
+            p99 = _median([r.p99_ms for r in runs])
+            worst = max(r.p99_ms for r in runs)
+            errors = sum(r.non_2xx + r.socket_error_count for r in runs)
+            cpu = _median([r.server_cpu for r in runs])
+            cpu_ms = _median([r.cpu_ms_per_request for r in runs])
+            row[side] = {"rps": round(rps, 1), "p50_ms": p50, "p99_ms": p99, "worst_p99_ms": worst,
+                         "errors": errors, "server_cpu": cpu, "cpu_ms_per_request": cpu_ms}  # fmt: skip
+            table.append(
+                f"| {result.variant} | {side} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {worst:.2f} | "
+                f"{errors} | {cpu:.0%} | {cpu_ms:.3f} |"
+            )
+        ratios = [relay.rps / bare.rps for relay, bare in zip(sides["relay"], sides["bare"], strict=True)]
+        ratio = _median(ratios)
+        row.update(ratios=[round(r, 3) for r in ratios], ratio=round(ratio, 3), meets_target=ratio >= TARGET)
+        summary.append(row)
+    print("\n".join(table))
+    print()
+    for row in summary:
+        verdict = "MEETS" if row["meets_target"] else "BELOW"
+        rounds = ", ".join(f"{r:.2f}" for r in row["ratios"])
+        relay, bare = row["relay"], row["bare"]
+        print(
+            f"{row['variant']}: relay/bare throughput ratio {row['ratio']:.2f}x (median of rounds: {rounds}) "
+            f"-> {verdict} the {TARGET}x target; p50 {relay['p50_ms']:.2f} vs {bare['p50_ms']:.2f} ms, "
+            f"p99 {relay['p99_ms']:.2f} vs {bare['p99_ms']:.2f} ms (relay vs bare)"
+        )
+    return summary
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    version = (wrk.stdout or wrk.stderr).splitlines()[0] if (wrk.stdout or wrk.stderr) else "?"
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": version.strip(),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="relay/bare pairs per variant (default 3)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per run (default 10)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per server (default 3)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="wrk request timeout, s (default 10)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--deliver", action="store_true", help="only the deliver variant (fake Zendesk)")
+    which.add_argument("--dry-run", action="store_true", help="only the dry-run variant")
+    parser.add_argument("--server-cores", default="0", help="taskset cores for the servers (default 0)")
+    parser.add_argument("--client-cores", default="1", help="taskset cores for wrk, fake Zendesk (default 1)")
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument(
+        "--relay-log-level",
+        default="warning",
+        help="RELAY_LOG_LEVEL (default warning; `info` logs each request)",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="dry-run: also time an ignored event and /v1/preview, to split the relay's cost",
+    )
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="also profile the relay with py-spy")
+    parser.add_argument(
+        "--profile-all-threads", action="store_true", help="sample every thread, not only the GIL holder"
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write every run and the summary here")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.seconds <= 0 or args.connections < args.threads:
+        parser.error("need --rounds >= 1, --seconds > 0 and --connections >= --threads")
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    pin = not args.no_pin and shutil.which("taskset") is not None
+    cfg = Config(
+        rounds=args.rounds,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        connections=args.connections,
+        threads=args.threads,
+        server_cores=args.server_cores if pin else None,
+        client_cores=args.client_cores if pin else None,
+        timeout=args.timeout,
+        relay_log_level=args.relay_log_level,
+        breakdown=args.breakdown,
+    )
+    variants = ["deliver"] if args.deliver else ["dry-run"] if args.dry_run else ["dry-run", "deliver"]
+    info = machine()
+    print(f"machine: {info}")
+    pinning = (
+        f"servers on cores {cfg.server_cores}, wrk/fake Zendesk on cores {cfg.client_cores}"
+        if pin
+        else "none"
+    )
+    print(
+        f"wrk -t{cfg.threads} -c{cfg.connections}, {cfg.rounds} rounds x {cfg.seconds:g} s per side, "
+        f"warm-up {cfg.warmup:g} s; RELAY_LOG_LEVEL={cfg.relay_log_level}; pinning: {pinning}"
+    )
+    results: list[VariantResult] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="aep-relay-bench-") as tmp:
+            for variant in variants:
+                results.append(
+                    run_variant(variant, cfg, Path(tmp), args.profile, not args.profile_all_threads)
+                )
+    except BenchError as exc:
+        print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr)
+        return 1
+    summary = report(results)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "config": asdict(cfg),
+                    "summary": summary,
+                    "variants": [{**asdict(r), "runs": [asdict(run) for run in r.runs]} for r in results],
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
