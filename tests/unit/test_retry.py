@@ -12,7 +12,7 @@ def test_backoff_ceiling_doubles_up_to_the_cap() -> None:
     policy = RetryPolicy(base=1.0, cap=30.0, rng=random.Random(7))
     for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 30.0), (20, 30.0)]:
         samples = [policy.backoff(attempt) for _ in range(500)]
-        assert 0.0 <= min(samples) and max(samples) <= ceiling
+        assert min(samples) >= 0.0 and max(samples) <= ceiling
         assert max(samples) > 0.9 * ceiling  # full jitter spreads over the whole range
 
 
