@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.api import deliveries, events, health
+from app.api.ingest_route import IngestRoute
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import problem_response
 from app.problems import Problem
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
         version="0.1.0",
         description="Adobe Experience Platform event forwarding -> Zendesk events.",
         lifespan=lifespan,
+        # no OpenTelemetry here; its per-request checks cost more than a whole ignored event
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.relay = relay
     app.include_router(events.router)
@@ -52,6 +55,7 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
     app.add_exception_handler(Problem, _on_problem)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http_exception)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
+    app.add_middleware(IngestRoute)
     app.add_middleware(RequestContextMiddleware)
     return app
 

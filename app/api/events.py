@@ -23,8 +23,8 @@ router = APIRouter()
 
 @router.post("/v1/events", openapi_extra=INGEST_OPENAPI, summary="Ingest Adobe events")
 async def ingest(request: Request) -> Response:
-    """Match, render, validate and deliver every event of the payload."""
-    return await _ingest(request, mapping_name=None)
+    """Match, render, validate and store every event of the payload (served by ``IngestRoute``)."""
+    return await ingest_request(request, mapping_name=None)
 
 
 @router.post(
@@ -34,7 +34,7 @@ async def ingest(request: Request) -> Response:
 )
 async def ingest_one_mapping(request: Request, mapping: str) -> Response:
     """Like ``POST /v1/events`` but only through the named mapping."""
-    return await _ingest(request, mapping_name=mapping)
+    return await ingest_request(request, mapping_name=mapping)
 
 
 @router.post("/v1/preview", openapi_extra=PREVIEW_OPENAPI, summary="Render and validate; never sends")
@@ -52,7 +52,8 @@ async def preview(request: Request, mapping: str | None = None) -> Response:
     )
 
 
-async def _ingest(request: Request, mapping_name: str | None) -> Response:
+async def ingest_request(request: Request, mapping_name: str | None) -> Response:
+    """The ingest handler: parse, plan, store, optionally wait; raises ``Problem``."""
     relay, only = await _authorised(request, mapping_name)
     wait = requested_wait(request)
     parsed = parse_payload(await read_limited_body(request, relay.settings.relay_max_body_bytes))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import jmespath
 from jmespath.exceptions import JMESPathError
-from jmespath.parser import ParsedResult
 
-from app.mapping.functions import RelayFunctions, jmespath_options
+from app.mapping.compiled import CompiledExpression
+from app.mapping.compiled import compile as compile_jmespath
+from app.mapping.functions import RelayFunctions
 
 FUNCTION_TABLE: dict[str, Any] = RelayFunctions.FUNCTION_TABLE
 
@@ -20,25 +20,26 @@ class ExpressionError(ValueError):
 class Expression:
     """A compiled JMESPath expression; ``search`` applies it to a normalised event."""
 
-    __slots__ = ("_compiled", "_options", "source")
+    __slots__ = ("_compiled", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source.strip()
         try:
-            self._compiled: ParsedResult = jmespath.compile(self.source)
+            self._compiled: CompiledExpression = compile_jmespath(self.source)
         except JMESPathError as exc:
             raise ExpressionError(f"invalid JMESPath `{self.source}`: {_reason(exc)}") from None
-        problem = check_functions(dict(self._compiled.parsed))
+        problem = check_functions(self._compiled.parsed)
         if problem:
             raise ExpressionError(f"invalid JMESPath `{self.source}`: {problem}")
-        self._options = jmespath_options()
 
     def search(self, data: Any) -> Any:
         """Evaluate against ``data``; ``ExpressionError`` when the expression fails on it."""
         try:
-            return self._compiled.search(data, options=self._options)
+            return self._compiled.search(data)
         except JMESPathError as exc:
             raise ExpressionError(f"`{self.source}` failed: {_reason(exc)}") from None
+        except TypeError as exc:  # e.g. `'a' < `1`` compares a string with a number
+            raise ExpressionError(f"`{self.source}` failed: {exc}") from None
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
