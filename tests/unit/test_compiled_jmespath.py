@@ -7,7 +7,6 @@ project, and always a differential comparison on mapping-style expressions.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import jmespath
