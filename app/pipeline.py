@@ -6,7 +6,6 @@ mapping); ``deliver`` sends the planned ones (or marks them ``dry_run``).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,6 +25,7 @@ from app.delivery.store import (
     StoreUnavailable,
 )
 from app.destinations.base import Destination, OutboundRequest, Violation
+from app.ids import new_id
 from app.mapping.expressions import ExpressionError
 from app.mapping.loader import Mapping, MappingSet
 from app.mapping.templates import RenderError
@@ -98,28 +98,41 @@ def plan_one(
     check_when: bool = True,
 ) -> Outcome | None:
     """Plan one (event, mapping) pair: ``None`` when the mapping does not apply."""
-    base = Outcome(event_index=index, status=PLANNED, mapping=mapping.name, destination=mapping.destination)
+    event_id = None
     try:
         if check_when and not mapping.applies_to(event):
-            return None
+            return None  # the common case, so nothing is built before this
         event_id = _event_id(mapping, event)
-        base = replace(base, event_id=event_id)
         body = mapping.render(event)
         params = {key: render(event) for key, render in mapping.endpoint_params.items()}
     except (ExpressionError, RenderError) as exc:
         where = f"body.{exc.path}" if isinstance(exc, RenderError) and exc.path else None
-        return replace(base, status=REJECTED, problem=_problem(base, "mapping_error", str(exc), field=where))
-    destination = destinations[mapping.destination]
-    request, violations = destination.prepare(body, mapping.endpoint, params)
+        problem = _problem(mapping, event_id, "mapping_error", str(exc), field=where)
+        return _outcome(index, mapping, event_id, REJECTED, problem=problem)
+    request, violations = destinations[mapping.destination].prepare(body, mapping.endpoint, params)
     if violations:
         problem = _problem(
-            base,
+            mapping,
+            event_id,
             "validation_failed",
             "; ".join(f"{v.path or 'body'}: {v.message}" for v in violations),
             violations=[v.to_dict() for v in violations],
         )
-        return replace(base, status=REJECTED, request=request, violations=tuple(violations), problem=problem)
-    return replace(base, request=request)
+        return _outcome(
+            index, mapping, event_id, REJECTED, request=request, violations=tuple(violations), problem=problem
+        )
+    return _outcome(index, mapping, event_id, PLANNED, request=request)
+
+
+def _outcome(index: int, mapping: Mapping, event_id: str | None, status: str, **fields: Any) -> Outcome:
+    return Outcome(
+        event_index=index,
+        status=status,
+        mapping=mapping.name,
+        destination=mapping.destination,
+        event_id=event_id,
+        **fields,
+    )
 
 
 def _event_id(mapping: Mapping, event: Event) -> str | None:
@@ -131,14 +144,9 @@ def _event_id(mapping: Mapping, event: Event) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-def _problem(outcome: Outcome, code: str, detail: str, **extensions: Any) -> Problem:
+def _problem(mapping: Mapping, event_id: str | None, code: str, detail: str, **extensions: Any) -> Problem:
     return Problem(
-        code,
-        detail,
-        mapping=outcome.mapping,
-        destination=outcome.destination,
-        event_id=outcome.event_id,
-        **extensions,
+        code, detail, mapping=mapping.name, destination=mapping.destination, event_id=event_id, **extensions
     )
 
 
@@ -160,7 +168,7 @@ async def accept(
         return outcomes
     new = [
         NewDelivery(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             mapping=str(o.mapping),
             destination=str(o.destination),
             event_id=o.event_id,

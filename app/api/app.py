@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -11,9 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from app.api import deliveries, events, health
-from app.api.ingest_route import IngestRoute
+from app.api.ingest_route import PREFIX, IngestRoute
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import problem_response
 from app.problems import Problem
@@ -24,6 +26,26 @@ log = structlog.get_logger("app")
 
 HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
               413: "payload_too_large"}  # fmt: skip
+
+
+class RelayApp(FastAPI):
+    """FastAPI for every route but ingest, which is answered before FastAPI's own stack.
+
+    The ingest route is what Adobe calls for every event of a site; going straight to its
+    handler (with the request-context middleware) skips routing, dependency solving and the
+    framework's middleware layers.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._ingest = RequestContextMiddleware(IngestRoute(super().__call__))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(PREFIX):
+            scope["app"] = self
+            await self._ingest(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, relay: Relay | None = None) -> FastAPI:
@@ -40,7 +62,7 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
             await relay.aclose()
             log.info("stopped")
 
-    app = FastAPI(
+    app = RelayApp(
         title="aep-relay",
         version="0.1.0",
         description="Adobe Experience Platform event forwarding -> Zendesk events.",
@@ -55,7 +77,6 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
     app.add_exception_handler(Problem, _on_problem)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http_exception)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
-    app.add_middleware(IngestRoute)
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -88,6 +88,8 @@ MAX_WAIT = 30.0
 
 def requested_wait(request: Request) -> float | None:
     """Seconds to wait for outcomes from ``?wait=N`` or ``Prefer: wait=N`` (at most 30)."""
+    if not request.scope.get("query_string") and b"prefer" not in dict(request.scope["headers"]):
+        return None  # the common case, without building the query and header objects
     raw = request.query_params.get("wait")
     if raw is None:
         for preference in request.headers.get("prefer", "").split(","):

@@ -2,7 +2,8 @@
 
 Adobe sends every event of a site and most are ignored, so ingest cost is what users pay for.
 This ASGI layer answers the two ingest routes itself (same handler, same problem documents)
-and passes everything else on; the FastAPI routes of the same paths remain for OpenAPI.
+and passes everything else on; ``RelayApp`` puts it in front of FastAPI's stack, and the
+FastAPI routes of the same paths remain for OpenAPI.
 """
 
 from __future__ import annotations

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.responses import problem_response
+from app.ids import new_id
 from app.problems import Problem
 
 log = structlog.get_logger("app.api")
@@ -67,4 +67,4 @@ def _request_id(scope: Scope) -> str:
             text: str = value.decode("latin-1").strip()
             if text and len(text) <= MAX_REQUEST_ID and text.isprintable():
                 return text
-    return uuid.uuid4().hex
+    return new_id()

@@ -16,7 +16,7 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
 
 import jmespath
 import phonenumbers
@@ -131,6 +131,17 @@ _STR_OR_NULL: list[str] = ["string", "null"]
 
 class RelayFunctions(Functions):
     """JMESPath built-ins plus the functions marketers need in mapping files."""
+
+    # The base class rebuilds the allowed Python types of an argument on every call.
+    _allowed_pytypes: ClassVar[dict[tuple[str, ...], tuple[list[str], list[str]]]] = {}
+
+    def _get_allowed_pytypes(self, types: list[str]) -> tuple[list[str], list[str]]:
+        key = tuple(types)
+        allowed = self._allowed_pytypes.get(key)
+        if allowed is None:
+            allowed = super()._get_allowed_pytypes(types)  # type: ignore[misc]  # not in the stubs
+            self._allowed_pytypes[key] = allowed
+        return allowed
 
     @signature({"types": _STR_OR_NULL})
     def _func_lower(self, value: str | None) -> str | None:
