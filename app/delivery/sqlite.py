@@ -81,6 +81,17 @@ COLUMNS = (
     "lease_token, created_at, updated_at, last_problem, response"
 )
 ACTIVE = f"status IN ('{PENDING}', '{IN_FLIGHT}')"
+# Take an idempotency key unless a live one holds it (then nothing changes: rowcount 0).
+CLAIM_KEY = (
+    "INSERT INTO idempotency (key, delivery_id, expires_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET delivery_id = excluded.delivery_id, "
+    "expires_at = excluded.expires_at WHERE idempotency.expires_at <= ?"
+)
+INSERT_DELIVERY = (
+    "INSERT INTO deliveries (id, mapping, destination, event_id, request_id, method, path, "
+    "body, status, attempts, due_at, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
+)
 MAX_BATCH = 512
 RECOUNT_EVERY = 5.0  # seconds; other processes (the CLI) may change the pending count
 
@@ -204,32 +215,44 @@ class SqliteStore:
             _settle(item[1], None, error)
 
     def _execute(self, conn: sqlite3.Connection, batch: list[tuple[Operation, asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        saved = self._pending
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            if time.monotonic() - self._counted_at > RECOUNT_EVERY:
-                self._recount(conn)
-            for operation, future in batch:
-                conn.execute("SAVEPOINT op")
+            outcomes = self._transaction(conn, batch)
+        except Exception:  # one operation broke the batch: run each alone
+            self._rollback(conn, saved)
+            outcomes = []
+            for item in batch:
+                saved = self._pending
                 try:
-                    result = operation(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append((future, None, exc))
-                else:
-                    conn.execute("RELEASE op")
-                    outcomes.append((future, result, None))
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                self._recount(conn)
-            failure = StoreUnavailable(f"SQLite: {exc}")
-            outcomes = [(future, None, failure) for _, future in batch]
-        for future, result, error in outcomes:
-            _settle(future, result, error)
+                    outcomes.extend(self._transaction(conn, [item]))
+                except Exception as exc:  # its caller gets it
+                    self._rollback(conn, saved)
+                    failure = StoreUnavailable(f"SQLite: {exc}") if isinstance(exc, sqlite3.Error) else exc
+                    outcomes.append((item[1], None, failure))
+        _settle_all(outcomes)
+
+    def _transaction(
+        self, conn: sqlite3.Connection, batch: list[tuple[Operation, asyncio.Future[Any]]]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        """Run operations in one transaction. An operation may raise ``Overloaded`` only
+        before it writes (it fails alone); any other error breaks the whole transaction."""
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        if time.monotonic() - self._counted_at > RECOUNT_EVERY:
+            self._recount(conn)
+        for operation, future in batch:
+            try:
+                outcomes.append((future, operation(conn), None))
+            except Overloaded as exc:
+                outcomes.append((future, None, exc))
+        conn.execute("COMMIT")
+        return outcomes
+
+    def _rollback(self, conn: sqlite3.Connection, pending: int) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        self._pending = pending
 
     def _recount(self, conn: sqlite3.Connection) -> None:
         self._pending = conn.execute(f"SELECT COUNT(*) FROM deliveries WHERE {ACTIVE}").fetchone()[0]
@@ -242,49 +265,34 @@ class SqliteStore:
     ) -> list[EnqueueResult]:
         def enqueue(conn: sqlite3.Connection) -> list[EnqueueResult]:
             now = time.time()
-            results: list[EnqueueResult | None] = []
-            keys: dict[str, str] = {}  # idempotency key -> id of the delivery stored with it
-            for d in deliveries:
-                key = f"{d.mapping}\x1f{d.event_id}" if d.event_id is not None else None
-                first = keys.get(key) if key else None
-                if key and first is None:
-                    row = conn.execute(
-                        "SELECT delivery_id FROM idempotency WHERE key = ? AND expires_at > ?", (key, now)
-                    ).fetchone()
-                    first = row[0] if row else None
-                if first is not None:
-                    results.append(EnqueueResult(DUPLICATE, first))
-                    continue
-                if key:
-                    keys[key] = d.id
-                results.append(None)
-            new = [d for d, r in zip(deliveries, results, strict=True) if r is None]
-            new_pending = sum(d.status == PENDING for d in new)
+            new_pending = sum(d.status == PENDING for d in deliveries)
             if new_pending and self._pending + new_pending > max_pending:
-                raise Overloaded(self._pending, max_pending)
-            for d in new:
+                # near the bound: duplicates store nothing, so they must not be refused
+                fresh = _fresh(conn, deliveries, now)
+                if self._pending + sum(d.status == PENDING for d in fresh) > max_pending:
+                    raise Overloaded(self._pending, max_pending)
+            results: list[EnqueueResult] = []
+            stored_pending = 0
+            for d in deliveries:
                 if d.event_id is not None:
                     key = f"{d.mapping}\x1f{d.event_id}"
-                    expires = now + idempotency_ttl
-                    conn.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)", (key, d.id, expires))
+                    claimed = conn.execute(CLAIM_KEY, (key, d.id, now + idempotency_ttl, now)).rowcount
+                    if not claimed:
+                        first = conn.execute("SELECT delivery_id FROM idempotency WHERE key = ?", (key,))
+                        results.append(EnqueueResult(DUPLICATE, first.fetchone()[0]))
+                        continue
                 conn.execute(
-                    "INSERT INTO deliveries (id, mapping, destination, event_id, request_id, method, path, "
-                    "body, status, attempts, due_at, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                    INSERT_DELIVERY,
                     (
                         d.id, d.mapping, d.destination, d.event_id, d.request_id, d.request.method,
                         d.request.path, orjson.dumps(d.request.body), d.status,
                         now if d.status == PENDING else None, now, now,
                     ),
                 )  # fmt: skip
-            self._pending += new_pending
-            stored = iter(new)
-            return [
-                r
-                if r is not None
-                else EnqueueResult(QUEUED if (d := next(stored)).status == PENDING else DRY_RUN, d.id)
-                for r in results
-            ]
+                stored_pending += d.status == PENDING
+                results.append(EnqueueResult(QUEUED if d.status == PENDING else DRY_RUN, d.id))
+            self._pending += stored_pending
+            return results
 
         return await self._run(enqueue)
 
@@ -437,6 +445,43 @@ class SqliteStore:
     def pending_estimate(self) -> int:
         """The writer's running count of pending and in-flight deliveries."""
         return self._pending
+
+
+def _fresh(conn: sqlite3.Connection, deliveries: Sequence[NewDelivery], now: float) -> list[NewDelivery]:
+    """The deliveries that are not duplicates (of the store or of each other)."""
+    seen: set[str] = set()
+    fresh = []
+    for d in deliveries:
+        if d.event_id is not None:
+            key = f"{d.mapping}\x1f{d.event_id}"
+            live = conn.execute(
+                "SELECT 1 FROM idempotency WHERE key = ? AND expires_at > ?", (key, now)
+            ).fetchone()
+            if live or key in seen:
+                continue
+            seen.add(key)
+        fresh.append(d)
+    return fresh
+
+
+def _settle_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Answer a batch's callers with one wake-up per event loop (not one per caller)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            loop.call_soon_threadsafe(_set_results, items)
+
+
+def _set_results(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in items:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
