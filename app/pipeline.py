@@ -79,7 +79,7 @@ def plan(
     outcomes: list[Outcome] = []
     for index, event in enumerate(events):
         matched = 0
-        for mapping in (only,) if only is not None else mappings.mappings:
+        for mapping in (only,) if only is not None else mappings.candidates(event):
             outcome = plan_one(index, event, mapping, destinations, check_when=only is None)
             if outcome is not None:
                 outcomes.append(outcome)

@@ -32,6 +32,11 @@ class Expression:
         if problem:
             raise ExpressionError(f"invalid JMESPath `{self.source}`: {problem}")
 
+    @property
+    def parsed(self) -> dict[str, Any]:
+        """The expression's syntax tree (``jmespath.parser`` form)."""
+        return self._compiled.parsed
+
     def search(self, data: Any) -> Any:
         """Evaluate against ``data``; ``ExpressionError`` when the expression fails on it."""
         try:

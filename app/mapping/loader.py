@@ -80,6 +80,8 @@ class Mapping:
     endpoint: str | None = None
     endpoint_params: dict[str, Render] = field(default_factory=dict)
     examples: tuple[Example, ...] = ()
+    # The only xdm.eventType `when` admits, when it says so (see required_event_type).
+    event_type: str | None = None
 
     def applies_to(self, event: Any) -> bool:
         """Whether ``when`` is truthy for the event (no ``when`` applies to every event)."""
@@ -88,9 +90,32 @@ class Mapping:
 
 @dataclass(frozen=True)
 class MappingSet:
-    """The mappings being served, in file-name order."""
+    """The mappings being served, in file-name order, with a dispatch on ``xdm.eventType``.
+
+    A mapping whose ``when`` requires ``xdm.eventType == 'x'`` is only a candidate for events
+    of that type, so an event is checked against few mappings, and an ignored one often none.
+    """
 
     mappings: tuple[Mapping, ...]
+    by_event_type: dict[str, tuple[Mapping, ...]] = field(default_factory=dict)
+    untyped: tuple[Mapping, ...] = ()
+
+    @classmethod
+    def of(cls, mappings: tuple[Mapping, ...]) -> MappingSet:
+        types = {m.event_type for m in mappings if m.event_type is not None}
+        return cls(
+            mappings,
+            {t: tuple(m for m in mappings if m.event_type in (None, t)) for t in types},
+            tuple(m for m in mappings if m.event_type is None),
+        )
+
+    def candidates(self, event: Any) -> tuple[Mapping, ...]:
+        """The mappings that may apply to an event (each still checks its ``when``)."""
+        xdm = event.get("xdm") if isinstance(event, dict) else None
+        event_type = xdm.get("eventType") if isinstance(xdm, dict) else None
+        if isinstance(event_type, str) and event_type in self.by_event_type:
+            return self.by_event_type[event_type]
+        return self.untyped
 
     def get(self, name: str) -> Mapping | None:
         return next((m for m in self.mappings if m.name == name), None)
@@ -129,7 +154,7 @@ def load_mappings(directory: Path, destinations: AbcMapping[str, tuple[str, ...]
         mappings.append(mapping)
     if issues:
         raise MappingLoadError(issues)
-    return MappingSet(tuple(mappings))
+    return MappingSet.of(tuple(mappings))
 
 
 def load_mapping_file(path: Path, destinations: AbcMapping[str, tuple[str, ...]]) -> Mapping:
@@ -175,18 +200,36 @@ def compile_mapping(doc: Any, path: Path, destinations: AbcMapping[str, tuple[st
             _path_line(doc["body"], exc.keys, _key_line(doc, "body")),
             f"body.{exc.path}: {exc.reason}" if exc.path else exc.reason,
         ) from None
+    when = _compile_expression(doc, "when", path)
     return Mapping(
         name=name.strip(),
         destination=destination,
         source=path,
         render=render,
         name_line=_key_line(doc, "name") if "name" in doc else 1,
-        when=_compile_expression(doc, "when", path),
+        when=when,
+        event_type=required_event_type(when.parsed) if when is not None else None,
         event_id=_compile_expression(doc, "event_id", path),
         endpoint=endpoint,
         endpoint_params=endpoint_params,
         examples=_load_examples(doc, path),
     )
+
+
+def required_event_type(node: dict[str, Any]) -> str | None:
+    """``'x'`` when the expression can only be truthy if ``xdm.eventType == 'x'``."""
+    if node.get("type") == "and_expression":
+        left, right = node["children"]
+        return required_event_type(left) or required_event_type(right)
+    if node.get("type") != "comparator" or node.get("value") != "eq":
+        return None
+    for path, literal in (node["children"], node["children"][::-1]):
+        is_event_type = path.get("type") == "subexpression" and [
+            (child.get("type"), child.get("value")) for child in path["children"]
+        ] == [("field", "xdm"), ("field", "eventType")]
+        if is_event_type and literal.get("type") == "literal" and isinstance(literal.get("value"), str):
+            return str(literal["value"])
+    return None
 
 
 def _compile_expression(doc: CommentedMap, key: str, path: Path) -> Expression | None:
