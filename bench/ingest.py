@@ -1,25 +1,42 @@
-"""Ingest benchmark: ``POST /v1/events`` on the relay against a bare FastAPI route.
+"""Ingest benchmark: ``POST /v1/events`` on the relay against a bare FastAPI route and a raw
+ASGI callable.
 
-Not a test. Starts, as real processes on free loopback ports:
+Not a test. Starts, as real processes on free loopback ports, for each variant:
 
 * the relay (``python -m app.cli serve``) with the shipped mappings, the SQLite store in a
-  temporary folder, ``RELAY_LOG_LEVEL=warning`` and either no Zendesk credentials (variant
-  ``dry-run``: every event is still parsed, matched, rendered, validated and durably stored,
-  with status ``dry_run``, answered ``200``) or ``ZENDESK_BASE_URL`` pointing at
-  ``bench/fake_zendesk.py`` (variant ``deliver``: answered ``202`` queued, and the dispatcher
-  leases, sends and records every delivery in the background, competing for the CPU);
-* ``bench/bare_app.py``: one FastAPI route that parses the same JSON with orjson and answers 202.
+  temporary folder and ``RELAY_LOG_LEVEL=warning``;
+* ``bench/bare_app.py``: one FastAPI route that parses the same JSON with orjson and answers 202;
+* ``bench/raw_asgi_app.py``: a raw ASGI callable (no framework) that does the same under the
+  same ``uvicorn.run`` arguments: the floor of what uvicorn can do per request.
 
-Then it runs the same load generator (wrk, ``bench/post_events.lua``: the body of
-``mappings/examples/purchase.json`` with a unique ``xdm._id`` per request, ``text/plain``)
-with the same connection count against each, alternating relay/bare for several rounds,
-and prints requests/s, p50/p99 latency and status counts per round, and the ratio
-relay/bare (median of the per-round ratios) against the 0.8x target. Any non-2xx answer or
-socket error fails the run. Servers are pinned to ``--server-cores`` and wrk (and the fake
-Zendesk) to ``--client-cores`` with ``taskset``.
+Variants (the workload and how the relay is configured):
 
-    .venv/bin/python bench/ingest.py                      # both variants, 3 rounds x 10 s
-    .venv/bin/python bench/ingest.py --deliver --rounds 5
+* ``ignored``: the anonymous page view ``mappings/examples/pageview-anonymous.json`` (bare XDM
+  shape), which matches no mapping: the relay answers ``200`` with status ``ignored`` and
+  stores nothing (no Zendesk credentials: nothing is ever queued). Target: relay/bare >= 1.5x.
+* ``deliver`` (matched events): the purchase ``mappings/examples/purchase.json`` with
+  ``ZENDESK_BASE_URL`` pointing at ``bench/fake_zendesk.py``: matched, rendered, validated,
+  durably stored in SQLite and answered ``202`` queued, while the dispatcher leases, sends and
+  records every delivery in the background, competing for the CPU. Target: relay/bare >= 1.2x.
+* ``dry-run``: the purchase without Zendesk credentials: the same work, stored with status
+  ``dry_run`` and answered ``200``. No target; kept for comparison with earlier runs.
+
+For ``ignored`` and ``deliver`` the relay's p99 latency must also not be above the bare
+route's (median of the rounds' p99, at the ``--connections`` used: 32 by default).
+
+Then it runs the same load generator (wrk, ``bench/post_events.lua``: the example's body with
+a unique event id per request, ``text/plain``) with the same connection count against each
+server, alternating relay/bare/raw for several rounds, and prints requests/s, p50/p99 latency
+and status counts per round, the ratios relay/bare, relay/raw and bare/raw (median of the
+per-round ratios) and a table of the targets with PASS/BELOW. Any non-2xx answer, any answer
+other than the expected status (relay: 200 ignored / 202 queued / 200 dry_run, checked once
+by body too; baselines: 202) or socket error fails the run; for the storing variants the
+relay's store must hold at least as many deliveries as it answered, for ``ignored`` none.
+Servers are pinned to ``--server-cores`` and wrk (and the fake Zendesk) to ``--client-cores``
+with ``taskset``.
+
+    .venv/bin/python bench/ingest.py                      # ignored, deliver, dry-run; 3 x 10 s
+    .venv/bin/python bench/ingest.py --variant ignored --rounds 5
     .venv/bin/python bench/ingest.py --profile /tmp/prof  # plus a py-spy profile of the relay
 
 Method and latest results: ``bench/RESULTS.md``.
@@ -29,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -58,8 +76,40 @@ EXAMPLE_ID = "a1b2c3d4-0000-4000-8000-000000000001"
 ANONYMOUS = EXAMPLES / "pageview-anonymous.json"  # matches no mapping: answered `ignored`
 ANONYMOUS_ID = "d4e5f6a7-0000-4000-8000-000000000004"
 TOKEN = "bench-token"
-TARGET = 0.8
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SIDES = ("relay", "bare", "raw")  # the order of the runs in every round
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A workload and how the relay is configured for it."""
+
+    name: str
+    label: str
+    example: Path
+    example_id: str
+    zendesk: bool  # relay gets (fake) Zendesk credentials: matched events are queued (202)
+    stores: bool  # each relay answer stores one delivery
+    relay_status: int  # the HTTP status of every relay answer
+    outcome: str  # the status of the one result in the relay's answer
+    target: float | None  # minimum relay/bare throughput ratio; None: no target
+    p99_target: bool  # relay p99 must not be above the bare route's
+
+
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("ignored", "ignored events (anonymous page view, 200 ignored)", ANONYMOUS, ANONYMOUS_ID,
+                zendesk=False, stores=False, relay_status=200, outcome="ignored", target=1.5,
+                p99_target=True),
+        Variant("deliver", "matched events (purchase, 202 queued, SQLite, dispatcher)", EXAMPLE, EXAMPLE_ID,
+                zendesk=True, stores=True, relay_status=202, outcome="queued", target=1.2, p99_target=True),
+        Variant("dry-run", "matched events, dry run (purchase, 200 dry_run, SQLite)", EXAMPLE, EXAMPLE_ID,
+                zendesk=False, stores=True, relay_status=200, outcome="dry_run", target=None,
+                p99_target=False),
+    )
+}  # fmt: skip
+BASELINE_STATUS = 202
 
 
 class BenchError(RuntimeError):
@@ -194,11 +244,24 @@ class Config:
 
 
 def make_template(example: Path, event_id: str, out: Path) -> Path:
-    """The example payload with its event id replaced by wrk's ``@ID@`` placeholder."""
+    """The example payload with its event id replaced by wrk's ``@ID@`` placeholder.
+
+    Works on the text (the body stays byte for byte the example's), then checks that the
+    placeholder sits where the relay reads the event id: ``xdm._id`` (Adobe's envelope shape)
+    or a top-level ``_id`` (bare XDM shape, e.g. ``pageview-anonymous.json``)."""
     text = example.read_text(encoding="utf-8")
     if text.count(event_id) != 1:
         raise BenchError(f"{example} no longer holds the event id {event_id!r} exactly once")
-    out.write_text(text.replace(event_id, "@ID@"), encoding="utf-8")
+    template = text.replace(event_id, "@ID@")
+    probe = json.loads(template.replace("@ID@", "bench-probe-id"))
+    found = [
+        where
+        for where, doc in (("xdm._id", probe.get("xdm")), ("_id", probe))
+        if isinstance(doc, dict) and doc.get("_id") == "bench-probe-id"
+    ]
+    if not found:
+        raise BenchError(f"{example}: the event id is neither at xdm._id nor at a top-level _id")
+    out.write_text(template, encoding="utf-8")
     return out
 
 
@@ -312,11 +375,12 @@ def started(servers: list[Server]) -> Iterator[None]:
 
 
 def run_variant(
-    variant: str, cfg: Config, workdir: Path, profile_dir: Path | None, gil_only: bool = True
+    spec: Variant, cfg: Config, workdir: Path, profile_dir: Path | None, gil_only: bool = True
 ) -> VariantResult:
+    variant = spec.name
     work = workdir / variant
     work.mkdir()
-    template = make_template(EXAMPLE, EXAMPLE_ID, work / "purchase.template.json")
+    template = make_template(spec.example, spec.example_id, work / f"{spec.example.stem}.template.json")
     db = work / "relay.db"
 
     servers: list[Server] = []
@@ -327,7 +391,7 @@ def run_variant(
         RELAY_LOG_LEVEL=cfg.relay_log_level,
         RELAY_MAPPINGS_DIR=str(ROOT / "mappings"),
     )
-    if variant == "deliver":
+    if spec.zendesk:
         fake_port = free_port()
         fake = Server(
             "fake-zendesk",
@@ -344,7 +408,7 @@ def run_variant(
             ZENDESK_OAUTH_TOKEN="bench-zendesk-token",
             ZENDESK_RATE_LIMIT_PER_MINUTE="6000000",
         )
-    relay_port, bare_port = free_port(), free_port()
+    relay_port, bare_port, raw_port = free_port(), free_port(), free_port()
     relay = Server(
         "relay",
         pinned([sys.executable, "-m", "app.cli", "serve", "--port", str(relay_port)], cfg.server_cores),
@@ -359,88 +423,134 @@ def run_variant(
         bare_port,
         work / "bare.log",
     )
-    servers += [relay, bare]
+    raw = Server(
+        "raw",
+        pinned([sys.executable, str(BENCH / "raw_asgi_app.py"), "--port", str(raw_port)], cfg.server_cores),
+        clean_env(),
+        raw_port,
+        work / "raw.log",
+    )
+    servers += [relay, bare, raw]
+    sides = {"relay": relay, "bare": bare, "raw": raw}
+    expected = {"relay": spec.relay_status, "bare": BASELINE_STATUS, "raw": BASELINE_STATUS}
     result = VariantResult(variant)
     with started(servers):
         if fake is not None:
             fake.wait_ready(urllib.request.Request(f"{fake.url}/count"))
         relay.wait_ready(urllib.request.Request(f"{relay.url}/healthz"))
-        bare.wait_ready(
-            urllib.request.Request(
-                f"{bare.url}/v1/events", data=b"{}", headers={"Content-Type": "text/plain"}
+        for baseline in (bare, raw):
+            baseline.wait_ready(
+                urllib.request.Request(
+                    f"{baseline.url}/v1/events", data=b"{}", headers={"Content-Type": "text/plain"}
+                )
             )
-        )
         print(
-            f"\n== variant {variant}: relay pid {relay.pid} :{relay_port}, bare pid {bare.pid} :{bare_port}"
+            f"\n== variant {variant}: {spec.label}\n   relay pid {relay.pid} :{relay_port}, "
+            f"bare pid {bare.pid} :{bare_port}, raw pid {raw.pid} :{raw_port}"
         )
         salt = secrets.token_hex(4)
+        probe_relay(relay, template, f"{salt}-probe", spec)
+        result.relay_answers += 1 if spec.stores else 0
 
         def drain(run: Run | None) -> None:
-            if variant != "deliver":
+            if not spec.zendesk:
                 return
             waited, backlog = wait_drained(db, timeout=300)
             if run is not None:
                 run.drain_seconds, run.drained = waited, backlog
                 print(f"         backlog of {backlog} deliveries drained in {waited:.1f} s")
 
+        drain(None)
         if cfg.warmup > 0:
-            for server in (relay, bare):
-                warm = run_wrk(cfg, server, template, f"{salt}-warm-{server.name}", cfg.warmup,
-                               variant, server.name, 0)  # fmt: skip
-                _check(warm)
+            for side, server in sides.items():
+                warm = run_wrk(cfg, server, template, f"{salt}-warm-{side}", cfg.warmup,
+                               variant, side, 0)  # fmt: skip
+                _check(warm, expected[side])
                 if server is relay:
                     result.relay_answers += warm.requests
                     drain(None)
             print(f"   warmed up ({cfg.warmup:g} s each)")
         for rnd in range(1, cfg.rounds + 1):
-            for server in (relay, bare):
-                run = run_wrk(cfg, server, template, f"{salt}-{server.name}-{rnd}", cfg.seconds,
-                              variant, server.name, rnd)  # fmt: skip
-                _check(run)
+            for side, server in sides.items():
+                run = run_wrk(cfg, server, template, f"{salt}-{side}-{rnd}", cfg.seconds,
+                              variant, side, rnd)  # fmt: skip
+                _check(run, expected[side])
                 print("   " + _line(run))
                 result.runs.append(run)
                 if server is relay:
                     result.relay_answers += run.requests
                     drain(run)
         if cfg.breakdown and variant == "dry-run":
-            result.breakdown = breakdown(cfg, relay, bare, template, work, salt)
+            result.breakdown = breakdown(cfg, relay, bare, raw, template, work, salt)
             result.relay_answers += sum(step["requests"] for step in result.breakdown if step["stored"])
         if profile_dir is not None:
             result.profile = profile_relay(
-                cfg, relay, template, f"{salt}-profile", variant, profile_dir, gil_only
+                cfg, relay, template, f"{salt}-profile", spec, profile_dir, gil_only
             )
-            result.relay_answers += result.profile["requests"]  # (not drained: not measured)
+            if spec.stores:
+                result.relay_answers += result.profile["requests"]  # (not drained: not measured)
         if fake is not None:
             with urllib.request.urlopen(f"{fake.url}/count", timeout=5) as answer:
                 result.fake_zendesk_accepted = int(answer.read())
-        result.store = store_counts(db)
+        result.store = store_counts(db) if db.exists() else {}
     stored = sum(result.store.get(s, 0) for s in ("dry_run", "delivered", "pending", "in_flight"))
-    print(
-        f"   store: {result.store} ({stored} stored for {result.relay_answers} relay answers counted by wrk)"
-    )
-    if stored < result.relay_answers:
-        raise BenchError("the relay answered more events than it stored")
+    total = sum(result.store.values())
+    if spec.stores:
+        print(
+            f"   store: {result.store} ({stored} stored for {result.relay_answers} relay answers "
+            "counted by wrk)"
+        )
+        if stored < result.relay_answers:
+            raise BenchError("the relay answered more events than it stored")
+    else:
+        print(f"   store: {result.store or 'empty'} (nothing may be stored for ignored events)")
+        if total:
+            raise BenchError(f"the relay stored {total} deliveries for events it should ignore")
     return result
 
 
+def probe_relay(relay: Server, template: Path, event_id: str, spec: Variant) -> None:
+    """One request by hand: the relay's answer must have the variant's status and outcome
+    (wrk only counts HTTP statuses, and ``200`` is both ``ignored`` and ``dry_run``)."""
+    body = template.read_bytes().replace(b"@ID@", event_id.encode())
+    request = urllib.request.Request(
+        f"{relay.url}/v1/events",
+        data=body,
+        headers={"Content-Type": "text/plain", "Authorization": f"Bearer {TOKEN}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            status, doc = answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        raise BenchError(f"relay probe: {exc.code} {exc.read()[:500]!r}") from None
+    outcomes = [r.get("status") for r in doc.get("results", [])]
+    if status != spec.relay_status or outcomes != [spec.outcome]:
+        raise BenchError(
+            f"relay probe for {spec.name}: expected {spec.relay_status} with [{spec.outcome!r}], "
+            f"got {status} with {outcomes}: {doc}"
+        )
+    print(f"   probe: relay answered {status} {outcomes} as expected")
+
+
 def breakdown(
-    cfg: Config, relay: Server, bare: Server, template: Path, work: Path, salt: str
+    cfg: Config, relay: Server, bare: Server, raw: Server, template: Path, work: Path, salt: str
 ) -> list[dict[str, Any]]:
     """One run each of progressively more relay work, to split the relay's cost per request."""
     anonymous = make_template(ANONYMOUS, ANONYMOUS_ID, work / "pageview.template.json")
     steps = (
-        ("bare route: parse JSON, answer 202", bare, template, "/v1/events"),
-        ("relay, anonymous page view: auth, parse, 3 `when`s -> ignored", relay, anonymous, "/v1/events"),
-        ("relay, /v1/preview purchase: + render, validate (no store)", relay, template, "/v1/preview"),
-        ("relay, /v1/events purchase: + durable SQLite store", relay, template, "/v1/events"),
+        ("raw ASGI callable: parse JSON, answer 202", raw, template, "/v1/events", 202),
+        ("bare FastAPI route: parse JSON, answer 202", bare, template, "/v1/events", 202),
+        ("relay, anonymous page view: auth, parse, match -> ignored", relay, anonymous, "/v1/events", 200),
+        ("relay, /v1/preview purchase: + render, validate (no store)", relay, template, "/v1/preview", 200),
+        ("relay, /v1/events purchase: + durable SQLite store", relay, template, "/v1/events", 200),
     )
     print("   breakdown (one run each; CPU ms per request is the robust number):")
     steps_done: list[dict[str, Any]] = []
-    for label, server, body, path in steps:
+    for label, server, body, path, status in steps:
         run = run_wrk(
             cfg, server, body, f"{salt}-step-{len(steps_done)}", cfg.seconds, "dry-run", server.name, 0, path
         )
-        _check(run)
+        _check(run, status)
         steps_done.append(
             {
                 "step": label,
@@ -459,11 +569,15 @@ def breakdown(
     return steps_done
 
 
-def _check(run: Run) -> None:
+def _check(run: Run, expected: int | None = None) -> None:
     if run.non_2xx or run.socket_error_count or run.requests == 0:
         raise BenchError(
             f"{run.side} round {run.round}: {run.non_2xx} non-2xx answers {run.statuses}, "
             f"socket errors {run.socket_errors}, {run.requests} requests"
+        )
+    if expected is not None and set(run.statuses) != {str(expected)}:
+        raise BenchError(
+            f"{run.side} round {run.round}: expected only {expected} answers, got {run.statuses}"
         )
 
 
@@ -550,7 +664,7 @@ def summarise_profile(raw: Path, top: int = 15) -> dict[str, Any]:
 
 
 def profile_relay(
-    cfg: Config, relay: Server, template: Path, salt: str, variant: str, out_dir: Path, gil_only: bool
+    cfg: Config, relay: Server, template: Path, salt: str, spec: Variant, out_dir: Path, gil_only: bool
 ) -> dict[str, Any]:
     """One extra relay round (not counted) with py-spy sampling the relay process.
 
@@ -561,20 +675,20 @@ def profile_relay(
     if not Path(py_spy).exists():
         raise BenchError("--profile needs py-spy (.venv/bin/pip install py-spy)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    raw = out_dir / f"relay-{variant}-{'gil' if gil_only else 'all'}.txt"
+    raw = out_dir / f"relay-{spec.name}-{'gil' if gil_only else 'all'}.txt"
     seconds = cfg.seconds
     spy = subprocess.Popen(
         pinned(
-            [py_spy, "record", "--pid", str(relay.pid), "--duration", f"{seconds + 1:g}", "--rate", "100",
-             "--threads", "--nonblocking", "--format", "raw", "--output", str(raw),
+            [py_spy, "record", "--pid", str(relay.pid), "--duration", str(math.ceil(seconds) + 1),
+             "--rate", "100", "--threads", "--nonblocking", "--format", "raw", "--output", str(raw),
              *(["--gil"] if gil_only else [])],
             cfg.client_cores,
         ),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     time.sleep(0.5)
-    run = run_wrk(cfg, relay, template, salt, seconds, variant, "relay", 0)
-    _check(run)
+    run = run_wrk(cfg, relay, template, salt, seconds, spec.name, "relay", 0)
+    _check(run, spec.relay_status)
     output, _ = spy.communicate(timeout=seconds + 30)
     if spy.returncode != 0 or not raw.exists():
         raise BenchError(f"py-spy failed ({spy.returncode}): {output}")
@@ -600,18 +714,49 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def report(results: list[VariantResult]) -> list[dict[str, Any]]:
+RATIOS = (("relay/bare", "relay", "bare"), ("relay/raw", "relay", "raw"), ("bare/raw", "bare", "raw"))
+
+
+def report(results: list[VariantResult], cfg: Config) -> list[dict[str, Any]]:
     summary: list[dict[str, Any]] = []
+    rounds_table = [
+        "| variant | round | side | req/s | p50 ms | p99 ms | max ms | answers | server CPU | CPU ms/req "
+        "| wrk CPU | backlog after round |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for result in results:
+        for run in result.runs:
+            answers = ", ".join(f"{k} x {v}" for k, v in sorted(run.statuses.items()))
+            backlog = (
+                f"{run.drained}, drained in {run.drain_seconds:.1f} s" if run.drained is not None else "-"
+            )
+            rounds_table.append(
+                f"| {run.variant} | {run.round} | {run.side} | {run.rps:.0f} | {run.p50_ms:.2f} | "
+                f"{run.p99_ms:.2f} | {run.max_ms:.1f} | {answers} | {run.server_cpu:.0%} | "
+                f"{run.cpu_ms_per_request:.3f} | {run.client_cpu:.0%} | {backlog} |"
+            )
+    print("\n== all rounds")
+    print("\n".join(rounds_table))
+
     print("\n== summary (requests/s: total requests / total seconds; latencies: median of rounds)")
     table = [
         "| variant | side | req/s | p50 ms | p99 ms | worst p99 ms | non-2xx | server CPU | CPU ms/req |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    ratio_table = [
+        "| variant | relay/bare (rounds) | relay/raw (rounds) | bare/raw (rounds) | CPU ms/req bare/relay |",
+        "|---|---|---|---|---:|",
+    ]
+    targets = [
+        "| target | variant | required | measured | result |",
+        "|---|---|---|---|---|",
+    ]
     for result in results:
-        sides: dict[str, list[Run]] = {"relay": [], "bare": []}
+        spec = VARIANTS[result.variant]
+        sides: dict[str, list[Run]] = {side: [] for side in SIDES}
         for run in result.runs:
             sides[run.side].append(run)
-        row: dict[str, Any] = {"variant": result.variant}
+        row: dict[str, Any] = {"variant": result.variant, "label": spec.label}
         for side, runs in sides.items():
             rps = sum(r.requests for r in runs) / sum(r.seconds for r in runs)
             p50 = _median([r.p50_ms for r in runs])
@@ -626,21 +771,42 @@ def report(results: list[VariantResult]) -> list[dict[str, Any]]:
                 f"| {result.variant} | {side} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {worst:.2f} | "
                 f"{errors} | {cpu:.0%} | {cpu_ms:.3f} |"
             )
-        ratios = [relay.rps / bare.rps for relay, bare in zip(sides["relay"], sides["bare"], strict=True)]
-        ratio = _median(ratios)
-        row.update(ratios=[round(r, 3) for r in ratios], ratio=round(ratio, 3), meets_target=ratio >= TARGET)
+        ratios: dict[str, dict[str, Any]] = {}
+        cells = []
+        for name, top, bottom in RATIOS:
+            per_round = [a.rps / b.rps for a, b in zip(sides[top], sides[bottom], strict=True)]
+            ratios[name] = {
+                "rounds": [round(r, 3) for r in per_round],
+                "median": round(_median(per_round), 3),
+            }
+            cells.append(f"**{_median(per_round):.2f}x** ({', '.join(f'{r:.2f}' for r in per_round)})")
+        cpu_ratio = row["bare"]["cpu_ms_per_request"] / row["relay"]["cpu_ms_per_request"]
+        row.update(ratios=ratios, cpu_ratio_bare_over_relay=round(cpu_ratio, 3))
+        ratio_table.append(f"| {result.variant} | {' | '.join(cells)} | {cpu_ratio:.2f}x |")
+        checks: list[dict[str, Any]] = []
+        if spec.target is not None:
+            ratio = ratios["relay/bare"]["median"]
+            checks.append({"target": "throughput relay/bare", "required": f">= {spec.target:g}x",
+                           "measured": f"{ratio:.2f}x", "pass": ratio >= spec.target})  # fmt: skip
+        if spec.p99_target:
+            relay_p99, bare_p99 = row["relay"]["p99_ms"], row["bare"]["p99_ms"]
+            checks.append({"target": f"p99 latency at {cfg.connections} connections",
+                           "required": f"<= bare ({bare_p99:.2f} ms)",
+                           "measured": f"{relay_p99:.2f} ms", "pass": relay_p99 <= bare_p99})  # fmt: skip
+        for check in checks:
+            targets.append(
+                f"| {check['target']} | {result.variant} | {check['required']} | {check['measured']} | "
+                f"{'PASS' if check['pass'] else 'BELOW'} |"
+            )
+        row["targets"] = checks
         summary.append(row)
     print("\n".join(table))
-    print()
-    for row in summary:
-        verdict = "MEETS" if row["meets_target"] else "BELOW"
-        rounds = ", ".join(f"{r:.2f}" for r in row["ratios"])
-        relay, bare = row["relay"], row["bare"]
-        print(
-            f"{row['variant']}: relay/bare throughput ratio {row['ratio']:.2f}x (median of rounds: {rounds}) "
-            f"-> {verdict} the {TARGET}x target; p50 {relay['p50_ms']:.2f} vs {bare['p50_ms']:.2f} ms, "
-            f"p99 {relay['p99_ms']:.2f} vs {bare['p99_ms']:.2f} ms (relay vs bare)"
-        )
+    print("\n== ratios (median of the per-round ratios; each round's own ratio in brackets)")
+    print("\n".join(ratio_table))
+    print(f"\n== targets ({cfg.rounds} rounds x {cfg.seconds:g} s, {cfg.connections} connections)")
+    print("\n".join(targets))
+    if cfg.connections != 32:
+        print("(note: the p99 target speaks of 32 connections; this run used a different count)")
     return summary
 
 
@@ -665,15 +831,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=3, help="relay/bare pairs per variant (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="relay/bare/raw rounds per variant (default 3)")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per run (default 10)")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per server (default 3)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--timeout", type=float, default=10.0, help="wrk request timeout, s (default 10)")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--deliver", action="store_true", help="only the deliver variant (fake Zendesk)")
-    which.add_argument("--dry-run", action="store_true", help="only the dry-run variant")
+    which.add_argument(
+        "--variant",
+        action="append",
+        choices=list(VARIANTS),
+        help="run this variant (repeatable; default: ignored, deliver, dry-run)",
+    )
+    which.add_argument(
+        "--deliver", action="store_true", help="only the deliver variant (= --variant deliver)"
+    )
+    which.add_argument(
+        "--dry-run", action="store_true", help="only the dry-run variant (= --variant dry-run)"
+    )
+    which.add_argument(
+        "--ignored", action="store_true", help="only the ignored variant (= --variant ignored)"
+    )
     parser.add_argument("--server-cores", default="0", help="taskset cores for the servers (default 0)")
     parser.add_argument("--client-cores", default="1", help="taskset cores for wrk, fake Zendesk (default 1)")
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
@@ -711,7 +890,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         relay_log_level=args.relay_log_level,
         breakdown=args.breakdown,
     )
-    variants = ["deliver"] if args.deliver else ["dry-run"] if args.dry_run else ["dry-run", "deliver"]
+    if args.variant:
+        variants = list(dict.fromkeys(args.variant))
+    elif args.deliver or args.dry_run or args.ignored:
+        variants = ["deliver"] if args.deliver else ["dry-run"] if args.dry_run else ["ignored"]
+    else:
+        variants = list(VARIANTS)  # ignored, deliver (matched, 202), dry-run
     info = machine()
     print(f"machine: {info}")
     pinning = (
@@ -728,12 +912,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="aep-relay-bench-") as tmp:
             for variant in variants:
                 results.append(
-                    run_variant(variant, cfg, Path(tmp), args.profile, not args.profile_all_threads)
+                    run_variant(VARIANTS[variant], cfg, Path(tmp), args.profile, not args.profile_all_threads)
                 )
     except BenchError as exc:
         print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr)
         return 1
-    summary = report(results)
+    summary = report(results, cfg)
     if args.json:
         args.json.write_text(
             json.dumps(

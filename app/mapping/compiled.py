@@ -97,10 +97,10 @@ class Compiler:
         return field
 
     def _subexpression(self, node: dict[str, Any]) -> Fn:
-        children = node["children"]
-        if all(child["type"] == "field" for child in children):
-            return _field_chain(tuple(child["value"] for child in children))
-        return _sequence([self.compile(child) for child in children])
+        steps = _path_steps(node)
+        if steps is not None:
+            return _path_chain(steps, _sequence([self.compile(child) for child in node["children"]]))
+        return _sequence([self.compile(child) for child in node["children"]])
 
     _index_expression = _subexpression
 
@@ -209,8 +209,9 @@ class Compiler:
         base, each = (self.compile(child) for child in node["children"])
 
         def project_values(value: Any) -> Any:
+            found = base(value)  # outside the try, as in the reference: its errors propagate
             try:
-                items = base(value).values()
+                items = found.values()
             except AttributeError:
                 return None
             return [r for r in map(each, items) if r is not None]
@@ -254,6 +255,19 @@ class Compiler:
     def _multi_select_dict(self, node: dict[str, Any]) -> Fn:
         pairs = [(child["value"], self.compile(child)) for child in node["children"]]
         dict_cls = self.dict_cls
+        plain = [(child["value"], child["children"][0]) for child in node["children"]]
+        if dict_cls is dict and all(field["type"] == "field" for _, field in plain):
+            names = [(key, field["value"]) for key, field in plain]
+
+            def select_fields(value: Any) -> Any:
+                if type(value) is dict:  # `{sku: SKU, qty: quantity}` on an object
+                    get = value.get
+                    return {key: get(name) for key, name in names}
+                if value is None:
+                    return None
+                return {key: fn(value) for key, fn in pairs}
+
+            return select_fields
 
         def select_dict(value: Any) -> Any:
             if value is None:
@@ -309,20 +323,47 @@ def _sequence(steps: list[Fn]) -> Fn:
     return run
 
 
-def _field_chain(names: tuple[str, ...]) -> Fn:
-    """``a.b.c`` as plain dict lookups (the common case in mappings)."""
+Step = tuple[str, Any]  # ("field", name) or ("index", number)
 
-    def chain(value: Any) -> Any:
-        for name in names:
-            if type(value) is dict:
-                value = value.get(name)
-            else:
-                try:
-                    value = value.get(name)
-                except AttributeError:
-                    return None
-        return value
 
+def _path_steps(node: dict[str, Any]) -> list[Step] | None:
+    """``a.b[0].c`` as plain steps, or None when the path holds anything else."""
+    kind = node["type"]
+    if kind == "field":
+        return [("field", node["value"])]
+    if kind == "index":
+        return [("index", node["value"])]
+    if kind in ("subexpression", "index_expression"):
+        steps: list[Step] = []
+        for child in node["children"]:
+            inner = _path_steps(child)
+            if inner is None:
+                return None
+            steps.extend(inner)
+        return steps
+    return None
+
+
+def _path_chain(steps: list[Step], step_by_step: Fn) -> Fn:
+    """A field/index path as one generated function of direct lookups (``v["a"][0]``).
+
+    Anything but the expected container at each step (a missing key, a list where an
+    object was expected, a string, null) raises inside, and the step-by-step closures
+    answer instead, so results are the reference's in every case."""
+    lines = ["def chain(value):", "    v = value", "    try:"]
+    for index, (kind, _key) in enumerate(steps):
+        if kind == "index":  # JMESPath indexes lists only; Python would index strings too
+            lines.append("        if type(v) is not list: return step_by_step(value)")
+        lines.append(f"        v = v[_k{index}]")
+    lines += [
+        "        return v",
+        "    except (KeyError, TypeError, IndexError, AttributeError):",
+        "        return step_by_step(value)",
+    ]
+    namespace: dict[str, Any] = {f"_k{i}": key for i, (_kind, key) in enumerate(steps)}
+    namespace["step_by_step"] = step_by_step
+    exec("\n".join(lines), namespace)  # nosec B102 - keys are passed as values, not code
+    chain: Fn = namespace["chain"]
     return chain
 
 
@@ -336,6 +377,11 @@ class CompiledExpression:
         self.parsed = parsed
         self._functions = functions
         self._fn = Compiler(functions).compile(parsed)
+
+    @property
+    def function(self) -> Fn:
+        """The compiled closure for the default functions."""
+        return self._fn
 
     def search(self, value: Any, options: Options | None = None) -> Any:
         """Evaluate against ``value``; ``options`` may bring other functions or a dict class."""

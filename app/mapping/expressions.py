@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from jmespath.exceptions import JMESPathError
@@ -31,6 +32,11 @@ class Expression:
         problem = check_functions(self._compiled.parsed)
         if problem:
             raise ExpressionError(f"invalid JMESPath `{self.source}`: {problem}")
+
+    @property
+    def function(self) -> Callable[[Any], Any]:
+        """The compiled closure itself (raises ``jmespath`` errors, not ``ExpressionError``)."""
+        return self._compiled.function
 
     @property
     def parsed(self) -> dict[str, Any]:

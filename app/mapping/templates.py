@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from jmespath.exceptions import JMESPathError
 
 from app.mapping.expressions import Expression, ExpressionError
 
@@ -53,18 +54,45 @@ def compile_template(node: Any, keys: Keys = ()) -> Render:
         return _compile_array(node, keys)
     if isinstance(node, str):
         return _compile_string(node, keys)
-    return lambda _event: node
+    return _Literal(node)
+
+
+class _Literal:
+    """A value without tokens; objects copy it instead of calling it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __call__(self, _event: Any) -> Any:
+        return self.value
 
 
 def _compile_object(node: dict[Any, Any], keys: Keys) -> Render:
-    fields = [(str(key), compile_template(value, (*keys, str(key)))) for key, value in node.items()]
+    checked: list[tuple[str, Render]] = []
+    fast: list[tuple[str, Render | None, Any]] = []
+    for key, value in node.items():
+        render = compile_template(value, (*keys, str(key)))
+        checked.append((str(key), render))
+        if isinstance(render, _Literal):
+            if render.value is not None:  # a literal null is dropped once, here
+                fast.append((str(key), None, render.value))
+        else:
+            # a whole-value token is called bare; errors are traced to their field below
+            fast.append((str(key), getattr(render, "bare", render), None))
 
     def render_object(event: Any) -> dict[str, Any]:
         out = {}
-        for key, render in fields:
-            value = render(event)
-            if value is not None:
-                out[key] = value
+        try:
+            for key, render, constant in fast:
+                value = constant if render is None else render(event)
+                if value is not None:
+                    out[key] = value
+        except (JMESPathError, TypeError, ValueError):
+            for _key, render in checked:  # again with field paths, to say which one failed
+                render(event)
+            raise
         return out
 
     return render_object
@@ -82,7 +110,7 @@ def _compile_array(node: list[Any], keys: Keys) -> Render:
 
 def _compile_string(text: str, keys: Keys) -> Render:
     if OPEN not in text:
-        return lambda _event: text
+        return _Literal(text)
     parts = split_tokens(text, keys)
     path = format_path(keys)
     if len(parts) == 1 and isinstance(parts[0], Expression):
@@ -140,12 +168,15 @@ def _scan_token(text: str, start: int, keys: Keys) -> tuple[Expression, int]:
 
 
 def _evaluate(expression: Expression, path: str) -> Render:
+    function = expression.function  # called directly: no wrapper layers per token
+
     def evaluate(event: Any) -> Any:
         try:
-            return expression.search(event)
-        except ExpressionError as exc:
-            raise RenderError(path, str(exc)) from None
+            return function(event)
+        except (JMESPathError, TypeError, ValueError) as exc:
+            raise RenderError(path, f"`{expression.source}` failed: {' '.join(str(exc).split())}") from None
 
+    evaluate.bare = function  # type: ignore[attr-defined]  # for objects' fast loop
     return evaluate
 
 

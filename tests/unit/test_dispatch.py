@@ -17,7 +17,7 @@ DESTINATIONS = {"zendesk": ("events", "profile_events", "user_events")}
     [
         ("xdm.eventType == 'commerce.purchases'", "commerce.purchases"),
         ("'commerce.purchases' == xdm.eventType", "commerce.purchases"),
-        ("xdm.eventType == `\"a.b\"`", "a.b"),
+        ('xdm.eventType == `"a.b"`', "a.b"),
         ("xdm.eventType == 'x' && data.ok", "x"),
         ("data.ok && xdm.eventType == 'x'", "x"),
         ("xdm.eventType == 'x' || xdm.eventType == 'y'", None),
