@@ -11,9 +11,13 @@ from app.problems import Problem
 
 
 def bearer_token(request: Request) -> str | None:
-    """The token of an ``Authorization: Bearer`` header, if any."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    """The token of a request's ``Authorization: Bearer`` header, if any."""
+    return bearer_of(request.headers.get("authorization"))
+
+
+def bearer_of(authorization: str | None) -> str | None:
+    """The token of an ``Authorization`` header value when it is ``Bearer <token>``."""
+    scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
@@ -32,9 +36,14 @@ def token_matches(token: str | None, accepted: list[SecretStr]) -> bool:
 
 def require_ingest_token(request: Request, tokens: list[SecretStr], allow_open: bool) -> None:
     """Raise ``unauthorized`` unless the request carries an accepted token (or the relay is open)."""
+    check_ingest_token(request.headers.get("authorization"), tokens, allow_open)
+
+
+def check_ingest_token(authorization: str | None, tokens: list[SecretStr], allow_open: bool) -> None:
+    """``require_ingest_token`` for a bare ``Authorization`` header value."""
     if not tokens and allow_open:
         return
-    if not token_matches(bearer_token(request), tokens):
+    if not token_matches(bearer_of(authorization), tokens):
         raise Problem("unauthorized", "Send `Authorization: Bearer <token>` with an ingest token")
 
 

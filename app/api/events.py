@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.api.auth import require_ingest_token
 from app.api.body import read_limited_body
+from app.api.ingest import handle_ingest
 from app.api.openapi import INGEST_OPENAPI, PREVIEW_OPENAPI
-from app.api.responses import json_response, problem_response
-from app.delivery.store import DEAD, QUEUED
+from app.api.responses import json_response
 from app.mapping.loader import Mapping
 from app.payloads import parse_payload
-from app.pipeline import IGNORED, REJECTED, Outcome, accept, as_preview, plan, settle
+from app.pipeline import as_preview, plan
 from app.problems import Problem
 from app.relay import Relay
 
@@ -53,58 +51,18 @@ async def preview(request: Request, mapping: str | None = None) -> Response:
 
 
 async def ingest_request(request: Request, mapping_name: str | None) -> Response:
-    """The ingest handler: parse, plan, store, optionally wait; raises ``Problem``."""
-    relay, only = await _authorised(request, mapping_name)
-    wait = requested_wait(request)
-    parsed = parse_payload(await read_limited_body(request, relay.settings.relay_max_body_bytes))
-    request_id = request.scope["state"].get("request_id")
-    outcomes = await accept(
-        plan(parsed.events, relay.mappings, relay.destinations, only=only),
-        relay.store,
-        relay.destinations,
-        request_id=request_id,
-        max_pending=relay.settings.relay_max_pending,
-        idempotency_ttl=relay.settings.relay_idempotency_ttl,
+    """The FastAPI face of ``handle_ingest`` (traffic is served by ``IngestRoute``)."""
+    relay: Relay = request.app.state.relay
+    answer = await handle_ingest(
+        relay,
+        await read_limited_body(request, relay.settings.relay_max_body_bytes),
+        mapping_name=mapping_name,
+        authorization=request.headers.get("authorization"),
+        query_string=request.scope.get("query_string", b""),
+        prefer=request.headers.get("prefer"),
+        request_id=request.scope.get("state", {}).get("request_id"),
     )
-    queued = [o for o in outcomes if o.status == QUEUED and o.delivery_id]
-    for destination in {str(o.destination) for o in queued}:
-        relay.dispatcher.notify(destination)
-    if wait and queued:
-        finished = await relay.waiters.wait(relay.store, [str(o.delivery_id) for o in queued], wait)
-        outcomes = settle(outcomes, finished)
-    request.scope["state"]["log_fields"] = {
-        "shape": parsed.shape,
-        "events": len(parsed.events),
-        "outcomes": _count(outcomes),
-    }
-    response = ingest_response(outcomes, request_id)
-    if wait is not None:
-        response.headers["Preference-Applied"] = f"wait={wait:g}"
-    return response
-
-
-MAX_WAIT = 30.0
-
-
-def requested_wait(request: Request) -> float | None:
-    """Seconds to wait for outcomes from ``?wait=N`` or ``Prefer: wait=N`` (at most 30)."""
-    if not request.scope.get("query_string") and b"prefer" not in dict(request.scope["headers"]):
-        return None  # the common case, without building the query and header objects
-    raw = request.query_params.get("wait")
-    if raw is None:
-        for preference in request.headers.get("prefer", "").split(","):
-            name, _, value = preference.strip().partition("=")
-            if name.strip().lower() == "wait":
-                raw = value.strip().strip('"')
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise Problem("invalid_request", f"wait must be a number of seconds, got {raw!r}") from None
-    if not 0 <= seconds < float("inf"):
-        raise Problem("invalid_request", f"wait must be between 0 and {MAX_WAIT:g} seconds")
-    return min(seconds, MAX_WAIT)
+    return Response(answer.body, answer.status, answer.headers, media_type=answer.content_type)
 
 
 async def _authorised(request: Request, mapping_name: str | None) -> tuple[Relay, Mapping | None]:
@@ -118,27 +76,3 @@ async def _authorised(request: Request, mapping_name: str | None) -> tuple[Relay
     if mapping is None:
         raise Problem("mapping_not_found", f"No mapping named {mapping_name!r}")
     return relay, mapping
-
-
-def ingest_response(outcomes: list[Outcome], request_id: str | None) -> Response:
-    """202 when something is still queued and nothing failed, 200 when all is final and
-    nothing failed; the first problem (with all results) when everything that matched
-    failed (rejected or dead); 207 Multi-Status when results are mixed."""
-    results = [outcome.to_dict() for outcome in outcomes]
-    failed = [o for o in outcomes if o.status in (REJECTED, DEAD) and o.problem is not None]
-    matched = [o for o in outcomes if o.status != IGNORED]
-    body = {"request_id": request_id, "results": results}
-    if not failed:
-        return json_response(body, status=202 if any(o.status == QUEUED for o in outcomes) else 200)
-    if len(failed) == len(matched):
-        first = failed[0].problem
-        assert first is not None
-        return problem_response(first, request_id=request_id, results=results)
-    return json_response(body, status=207)
-
-
-def _count(outcomes: list[Outcome]) -> dict[str, Any]:
-    counts: dict[str, int] = {}
-    for outcome in outcomes:
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    return counts

@@ -1,21 +1,29 @@
-"""The ingest hot path: ``POST /v1/events[/{mapping}]`` served below FastAPI's routing.
+"""The ingest hot path: ``POST /v1/events[/{mapping}]`` as a raw ASGI handler.
 
-Adobe sends every event of a site and most are ignored, so ingest cost is what users pay for.
-This ASGI layer answers the two ingest routes itself (same handler, same problem documents)
-and passes everything else on; ``RelayApp`` puts it in front of FastAPI's stack, and the
-FastAPI routes of the same paths remain for OpenAPI.
+Adobe sends every event of a site and most are ignored, so ingest cost is what users pay
+for. ``RelayApp`` sends these requests here before FastAPI's stack: the few headers needed
+are read in one pass, the body straight from ``receive``, and the answer is sent as two
+messages. Request id, the request's log line and the problem documents are the same as on
+every other route.
 """
 
 from __future__ import annotations
 
-from starlette.requests import Request
+import time
+
+import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.events import ingest_request
-from app.api.responses import problem_response
+from app.api.ingest import Answer, handle_ingest
+from app.ids import new_id
 from app.problems import Problem
+from app.relay import Relay
+
+log = structlog.get_logger("app.api")
 
 PREFIX = "/v1/events"
+MAX_REQUEST_ID = 128
+WANTED = frozenset({b"authorization", b"content-length", b"prefer", b"x-request-id"})
 
 
 class IngestRoute:
@@ -25,11 +33,7 @@ class IngestRoute:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or scope["method"] != "POST" or not path.startswith(PREFIX):
-            await self.app(scope, receive, send)
-            return
-        rest = path[len(PREFIX) :]
+        rest = scope["path"][len(PREFIX) :]
         if rest in ("", "/"):
             mapping = None
         elif rest.startswith("/") and "/" not in rest[1:]:
@@ -37,9 +41,82 @@ class IngestRoute:
         else:
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
+        started = time.perf_counter()
+        headers = {name: value for name, value in scope["headers"] if name in WANTED}
+        request_id = _request_id(headers.get(b"x-request-id"))
+        relay: Relay = scope["app"].state.relay
         try:
-            response = await ingest_request(request, mapping)
+            body = await read_body(
+                receive, headers.get(b"content-length"), relay.settings.relay_max_body_bytes
+            )
+            answer = await handle_ingest(
+                relay,
+                body,
+                mapping_name=mapping,
+                authorization=_text(headers.get(b"authorization")),
+                query_string=scope.get("query_string", b""),
+                prefer=_text(headers.get(b"prefer")),
+                request_id=request_id,
+            )
         except Problem as problem:
-            response = problem_response(problem)
-        await response(scope, receive, send)
+            answer = Answer.of_problem(problem)
+        except Exception:
+            log.exception("unhandled_error", path=scope["path"], request_id=request_id)
+            answer = Answer.of_problem(Problem("internal_error", "The relay failed unexpectedly"))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": answer.status,
+                "headers": [
+                    (b"content-type", answer.content_type.encode()),
+                    (b"content-length", str(len(answer.body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                    *((name.lower().encode(), value.encode()) for name, value in answer.headers.items()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer.body})
+        log.info(
+            "request",
+            method="POST",
+            path=scope["path"],
+            status=answer.status,
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            request_id=request_id,
+            **answer.log_fields,
+        )
+
+
+async def read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
+    """The whole body, or ``payload_too_large`` as soon as it is known to exceed ``limit``."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Problem("invalid_request", "The client went away before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem("payload_too_large", f"Body is larger than RELAY_MAX_BODY_BYTES ({limit} bytes)")
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def _request_id(value: bytes | None) -> str:
+    if value is not None:
+        text = value.decode("latin-1").strip()
+        if text and len(text) <= MAX_REQUEST_ID and text.isprintable():
+            return text
+    return new_id()
