@@ -10,12 +10,12 @@ RUN pip install .
 
 # Final stage: no compilers, a non-root user, config only from the environment.
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 relay
+RUN useradd --create-home --uid 10001 relay && mkdir -p /app/data && chown 10001:10001 /app/data
 COPY --from=build /opt/venv /opt/venv
 COPY mappings /app/mappings
 WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 RELAY_MAPPINGS_DIR=/app/mappings
-USER relay
+USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"]

@@ -21,6 +21,7 @@ run: $(BIN)/aep-relay
 test: $(BIN)/aep-relay
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 	$(BIN)/aep-relay mappings test mappings
 	$(BIN)/pytest
 
