@@ -105,6 +105,7 @@ def plan_one(
         event_id = _event_id(mapping, event)
         body = mapping.render(event)
         params = {key: render(event) for key, render in mapping.endpoint_params.items()}
+        params.setdefault("event_id", event_id)  # e.g. Yotpo's event `id` defaults to it
     except (ExpressionError, RenderError) as exc:
         where = f"body.{exc.path}" if isinstance(exc, RenderError) and exc.path else None
         problem = _problem(mapping, event_id, "mapping_error", str(exc), field=where)

@@ -84,7 +84,13 @@ class Settings(BaseSettings):
     yotpo_api_key: SecretStr | None = None
     yotpo_secret: SecretStr | None = None
     yotpo_base_url: str | None = None
-    yotpo_rate_limit_per_minute: int = Field(default=300, gt=0)
+    yotpo_rate_limit_per_minute: int = Field(default=300, gt=0)  # 5 requests/second per store
+    # Not published in any copy we could read: the reference's best guess, to check on a live store.
+    yotpo_events_method: str = "POST"
+    yotpo_events_path: str = "/core/v3/stores/{store_id}/custom_events"
+    yotpo_token_path: str = "/core/v3/stores/{store_id}/access_tokens"
+    yotpo_connect_timeout: float = Field(default=5.0, gt=0)
+    yotpo_read_timeout: float = Field(default=10.0, gt=0)
 
     @field_validator("relay_ingest_tokens", mode="before")
     @classmethod

@@ -62,6 +62,8 @@ def check_example(mapping: Mapping, index: int, destinations: AbcMapping[str, De
             return fail("`when` does not match the input")
         body = mapping.render(event)
         params = {key: render(event) for key, render in mapping.endpoint_params.items()}
+        if mapping.event_id is not None:
+            params.setdefault("event_id", mapping.event_id.search(event))
     except (ExpressionError, RenderError) as exc:
         return fail(str(exc))
     if body != example.expect:
