@@ -11,6 +11,7 @@ from app.delivery.retry import RetryPolicy
 from app.delivery.store import Store
 from app.delivery.waiters import OutcomeWaiters
 from app.destinations.base import Destination
+from app.destinations.yotpo import YotpoConfig, YotpoDestination
 from app.destinations.zendesk import ZendeskConfig, ZendeskDestination
 from app.mapping.examples import run_examples
 from app.mapping.loader import MappingLoadError, MappingSet, load_mappings
@@ -18,16 +19,43 @@ from app.settings import ConfigError, Settings
 
 
 def build_destinations(settings: Settings) -> dict[str, Destination]:
-    """Every destination the relay knows, each dry-run when it has no credentials."""
+    """Every destination the relay knows, each dry-run when it has no credentials.
+
+    ``RELAY_DRY_RUN=false`` asks every destination that some mapping may use to send, so it
+    refuses to start for the one without credentials (checked by ``Relay.from_settings``).
+    """
     zendesk = ZendeskConfig.from_settings(settings)
-    if settings.relay_dry_run is False and not zendesk.has_credentials:
-        raise ConfigError(
-            "RELAY_DRY_RUN=false but Zendesk has no credentials: set ZENDESK_SUBDOMAIN (or "
-            "ZENDESK_BASE_URL) and ZENDESK_OAUTH_TOKEN, ZENDESK_EMAIL + ZENDESK_API_TOKEN, or "
-            "ZENDESK_EMAIL + ZENDESK_PASSWORD"
-        )
-    dry_run = settings.relay_dry_run if settings.relay_dry_run is not None else not zendesk.has_credentials
-    return {"zendesk": ZendeskDestination(zendesk, dry_run=dry_run)}
+    yotpo = YotpoConfig.from_settings(settings)
+
+    def dry_run(has_credentials: bool) -> bool:
+        return settings.relay_dry_run if settings.relay_dry_run is not None else not has_credentials
+
+    return {
+        "zendesk": ZendeskDestination(zendesk, dry_run=dry_run(zendesk.has_credentials)),
+        "yotpo": YotpoDestination(yotpo, dry_run=dry_run(yotpo.has_credentials)),
+    }
+
+
+MISSING_CREDENTIALS = {
+    "zendesk": "set ZENDESK_SUBDOMAIN (or ZENDESK_BASE_URL) and ZENDESK_OAUTH_TOKEN, "
+    "ZENDESK_EMAIL + ZENDESK_API_TOKEN, or ZENDESK_EMAIL + ZENDESK_PASSWORD",
+    "yotpo": "set YOTPO_STORE_ID and YOTPO_SECRET (or a pre-issued YOTPO_API_KEY)",
+}
+
+
+def check_credentials(settings: Settings, mappings: MappingSet) -> None:
+    """``RELAY_DRY_RUN=false`` with a mapping for a destination that cannot send: refuse."""
+    if settings.relay_dry_run is not False:
+        return
+    can_send = {
+        "zendesk": ZendeskConfig.from_settings(settings).has_credentials,
+        "yotpo": YotpoConfig.from_settings(settings).has_credentials,
+    }
+    for name in sorted({m.destination for m in mappings.mappings}):
+        if not can_send[name]:
+            raise ConfigError(
+                f"RELAY_DRY_RUN=false but {name} has no credentials: {MISSING_CREDENTIALS[name]}"
+            )
 
 
 def load_checked_mappings(settings: Settings, destinations: dict[str, Destination]) -> MappingSet:
@@ -73,6 +101,7 @@ class Relay:
             )
         destinations = build_destinations(settings)
         mappings = load_checked_mappings(settings, destinations)
+        check_credentials(settings, mappings)
         store = open_store(settings)
         waiters = OutcomeWaiters()
         policy = RetryPolicy(

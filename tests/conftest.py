@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,23 @@ SHARED_ADOBE = ROOT.parent / "shared" / "fixtures" / "adobe"
 TOKEN = "test-ingest-token-1"
 
 
+def _zendesk_mappings() -> Path:
+    """The shipped Zendesk mappings alone (with their example payloads): most tests check
+    one delivery per event; the fan-out to Yotpo has tests of its own (test_fanout.py)."""
+    folder = Path(tempfile.mkdtemp(prefix="aep-relay-zendesk-mappings-"))
+    for path in MAPPINGS.glob("zendesk-*.yaml"):
+        shutil.copy(path, folder / path.name)
+    (folder / "examples").symlink_to(EXAMPLES)
+    return folder
+
+
+ZENDESK_MAPPINGS = _zendesk_mappings()
+
+
 def make_settings(**overrides: Any) -> Settings:
     """Settings for a test: the shipped mappings, one ingest token, no environment leaking in."""
     values: dict[str, Any] = {
-        "relay_mappings_dir": MAPPINGS,
+        "relay_mappings_dir": ZENDESK_MAPPINGS,
         "relay_ingest_tokens": [TOKEN],
         "relay_store": "sqlite:///:memory:",
     }

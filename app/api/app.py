@@ -39,7 +39,7 @@ class RelayApp(FastAPI):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._ingest = RequestContextMiddleware(IngestRoute(super().__call__))
+        self._ingest = IngestRoute(super().__call__)  # it logs and sets the request id itself
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(PREFIX):

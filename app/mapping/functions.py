@@ -33,6 +33,7 @@ _NUMERIC = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 # "20240501" is a basic-format ISO date, not 231 days after the epoch.
 _BASIC_DATE = re.compile(r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
 _SEPARATORS = re.compile(r"[\W_]+")
+_WHITESPACE = re.compile(r"\s+")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -102,6 +103,27 @@ def _snake_case(text: str) -> str:
     return "_".join(word.lower() for word in words if word)
 
 
+def _underscore_keys(value: Any) -> Any:
+    """Every object key with each run of whitespace replaced by ``_``, at any depth."""
+    if isinstance(value, dict):
+        return {
+            _WHITESPACE.sub("_", key) if isinstance(key, str) else key: _underscore_keys(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_underscore_keys(item) for item in value]
+    return value
+
+
+def _drop_nulls(value: Any) -> Any:
+    """Object members and array items that are null removed, at any depth."""
+    if isinstance(value, dict):
+        return {key: _drop_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(item) for item in value if item is not None]
+    return value
+
+
 def _is_primary(entry: dict[Any, Any]) -> bool:
     flag = entry.get("primary")
     if flag is True:
@@ -127,6 +149,7 @@ def _namespace_entries(identity_map: object, namespace: str) -> list[dict[Any, A
 # --------------------------------------------------------------------------- functions
 
 _STR_OR_NULL: list[str] = ["string", "null"]
+_OBJECT_OR_NULL: list[str] = ["object", "null"]
 
 
 class RelayFunctions(Functions):
@@ -234,6 +257,14 @@ class RelayFunctions(Functions):
         if namespace is None:
             return []
         return [entry["id"] for entry in _namespace_entries(identity_map, namespace)]
+
+    @signature({"types": _OBJECT_OR_NULL})
+    def _func_underscore_keys(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _underscore_keys(value)
+
+    @signature({"types": _OBJECT_OR_NULL})
+    def _func_drop_nulls(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _drop_nulls(value)
 
 
 def _jmespath_type(value: object) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import FIXTURES, SHARED_ADOBE, auth
+from tests.conftest import FIXTURES, MAPPINGS, SHARED_ADOBE, auth, make_settings
 
 SNAPSHOT = Path(__file__).resolve().parent.parent / "snapshots" / "adobe_fixtures.json"
 FILES = sorted(FIXTURES.glob("*.json")) + (
@@ -71,7 +71,7 @@ def snapshot() -> dict[str, Any]:
 def test_fixture_outcome_matches_snapshot(
     relay_client: Callable[..., TestClient], snapshot: dict[str, Any], path: Path
 ) -> None:
-    client = relay_client()
+    client = relay_client(make_settings(relay_mappings_dir=MAPPINGS))  # every shipped mapping
     actual = outcome(client, path) | {"forced": forced_previews(client, path)}
     if os.environ.get("UPDATE_SNAPSHOTS"):
         current = json.loads(SNAPSHOT.read_text()) if SNAPSHOT.exists() else {}

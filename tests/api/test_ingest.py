@@ -230,7 +230,7 @@ def test_any_of_several_tokens_is_accepted(relay_client: Client) -> None:
 
 def test_no_credentials_means_dry_run_with_the_rendered_body(relay_client: Client) -> None:
     client = relay_client()
-    assert client.get("/readyz").json()["dry_run"] == {"zendesk": True}
+    assert client.get("/readyz").json()["dry_run"] == {"zendesk": True, "yotpo": True}
     [result] = post(client, PURCHASE).json()["results"]
     assert result["status"] == "dry_run"
     assert result["endpoint"] == "POST /api/v2/user_profiles/events"

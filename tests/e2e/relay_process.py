@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import ZENDESK_MAPPINGS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,6 +30,7 @@ class RelayProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "ZENDESK_"))}
         self.env["RELAY_STORE"] = f"sqlite:///{log_path.parent / 'relay.db'}"
+        self.env["RELAY_MAPPINGS_DIR"] = str(ZENDESK_MAPPINGS)
         self.env.update(env)
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None

@@ -21,7 +21,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def test_mappings_test_passes_on_the_shipped_mappings() -> None:
     done = cli("mappings", "test", str(MAPPINGS))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "4 passed, 0 failed" in done.stdout
+    assert "9 passed, 0 failed" in done.stdout
 
 
 def test_mappings_test_reports_a_failing_example(tmp_path: Path) -> None:
@@ -40,7 +40,7 @@ def test_mappings_check_reports_file_and_line(tmp_path: Path) -> None:
     done = cli("mappings", "check", str(tmp_path))
     assert done.returncode == 2
     assert f"{tmp_path / 'bad.yaml'}:1: unknown destination 'nowhere'" in done.stderr
-    assert cli("mappings", "check", str(MAPPINGS)).stdout.strip() == "ok: 3 mappings"
+    assert cli("mappings", "check", str(MAPPINGS)).stdout.strip() == "ok: 5 mappings"
 
 
 def test_mappings_render_prints_the_body() -> None:

@@ -39,7 +39,7 @@ def test_served_relay_delivers_a_purchase_and_stops_cleanly(
         assert response.status_code == 200, response.text
         assert response.json()["results"][0]["status"] == "delivered"
         assert fake_zendesk.accepted[0].body["event"]["type"] == "order_completed"
-        assert httpx.get(f"{relay.url}/readyz").json()["dry_run"] == {"zendesk": False}
+        assert httpx.get(f"{relay.url}/readyz").json()["dry_run"] == {"zendesk": False, "yotpo": True}
         assert httpx.get(f"{relay.url}/docs").status_code == 200
         assert "/v1/events" in httpx.get(f"{relay.url}/openapi.json").json()["paths"]
     finally:
@@ -56,7 +56,7 @@ def test_served_relay_without_credentials_is_dry_run_and_says_so(tmp_path: Path)
     relay = RelayProcess({"RELAY_INGEST_TOKENS": "t"}, tmp_path / "relay.log")
     relay.start()
     try:
-        assert httpx.get(f"{relay.url}/readyz").json()["dry_run"] == {"zendesk": True}
+        assert httpx.get(f"{relay.url}/readyz").json()["dry_run"] == {"zendesk": True, "yotpo": True}
     finally:
         relay.stop()
     assert '"event": "dry_run"' in relay.logs()

@@ -349,6 +349,73 @@ def test_identity_functions_reject_non_string_namespace() -> None:
         search("identities(m, `[]`)", {"m": IDENTITY_MAP})
 
 
+# ----------------------------------------------------------------- underscore_keys / drop_nulls
+
+
+def test_underscore_keys() -> None:
+    data = {"p": {"order id": "ORD-1", "gift  wrap": True, "loyalty\ttier\n": "gold", "total": 1}}
+    assert search("underscore_keys(p)", data) == {
+        "order_id": "ORD-1",
+        "gift_wrap": True,  # a run of spaces is one underscore
+        "loyalty_tier_": "gold",  # tabs and line breaks count, at the ends too
+        "total": 1,
+    }
+
+
+def test_underscore_keys_nested_and_values_unchanged() -> None:
+    data = {
+        "p": {
+            "shipping address": {"post code": "10115", "city": "Berlin Mitte"},
+            "line items": [{"unit price": 9.5}, "a b", None],
+            "note": None,
+        }
+    }
+    assert search("underscore_keys(p)", data) == {
+        "shipping_address": {"post_code": "10115", "city": "Berlin Mitte"},
+        "line_items": [{"unit_price": 9.5}, "a b", None],
+        "note": None,
+    }
+
+
+def test_underscore_keys_copies() -> None:
+    data = {"p": {"a b": {"c d": 1}}}
+    result = search("underscore_keys(p)", data)
+    result["a_b"]["c_d"] = 2
+    assert data == {"p": {"a b": {"c d": 1}}}
+    assert search("underscore_keys(p)", {"p": {}}) == {}
+
+
+def test_drop_nulls() -> None:
+    data = {"p": {"order_id": "ORD-1", "coupon": None, "total": 0, "gift": False, "note": ""}}
+    assert search("drop_nulls(p)", data) == {"order_id": "ORD-1", "total": 0, "gift": False, "note": ""}
+
+
+def test_drop_nulls_nested() -> None:
+    data = {"p": {"a": {"b": None, "c": {"d": None, "e": 1}}, "l": [None, 1, {"f": None, "g": "x"}]}}
+    assert search("drop_nulls(p)", data) == {"a": {"c": {"e": 1}}, "l": [1, {"g": "x"}]}
+    # an object left empty stays (as {}), it is not itself removed
+    assert search("drop_nulls(p)", {"p": {"a": {"b": None}}}) == {"a": {}}
+
+
+def test_drop_nulls_of_a_multiselect() -> None:
+    expr = "drop_nulls({order_id: o.id, coupon: o.coupon, total: o.total})"
+    assert search(expr, {"o": {"id": "ORD-1", "total": 10.5}}) == {"order_id": "ORD-1", "total": 10.5}
+    assert search("drop_nulls(underscore_keys(p))", {"p": {"gift wrap": None, "a b": 1}}) == {"a_b": 1}
+
+
+@pytest.mark.parametrize("name", ["underscore_keys", "drop_nulls"])
+def test_object_functions_null(name: str) -> None:
+    assert search(f"{name}(p)", {}) is None
+    assert search(f"{name}(`null`)") is None
+
+
+@pytest.mark.parametrize("name", ["underscore_keys", "drop_nulls"])
+@pytest.mark.parametrize("bad", ["'a b'", "`1`", "`true`", "`[]`"])
+def test_object_functions_reject_other_types(name: str, bad: str) -> None:
+    with pytest.raises(JMESPathTypeError):
+        search(f"{name}({bad})")
+
+
 # ----------------------------------------------------------------- integration
 
 

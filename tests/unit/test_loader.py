@@ -355,9 +355,9 @@ def test_bad_token_under_a_dotted_key_reports_the_field_line(tmp_path: Path) -> 
 
 
 def test_unknown_destination_line(tmp_path: Path) -> None:
-    text = "name: x\n\ndestination: yotpo\nbody: {}\n"
+    text = "name: x\n\ndestination: hubspot\nbody: {}\n"
     issue = refusal(tmp_path, text)
-    assert (issue.line, issue.reason) == (3, "unknown destination 'yotpo' (known: zendesk)")
+    assert (issue.line, issue.reason) == (3, "unknown destination 'hubspot' (known: zendesk)")
 
 
 def test_missing_destination(tmp_path: Path) -> None:
@@ -731,6 +731,8 @@ def test_shipped_mappings_load_and_all_examples_pass(destinations: dict[str, Des
         "identified-page-view",
         "order-completed",
         "product-added-to-cart",
+        "yotpo-order-completed",
+        "yotpo-product-added-to-cart",
     ]
     results = run_examples(mappings, destinations)
     assert len(results) == sum(len(m.examples) for m in mappings.mappings) >= 3

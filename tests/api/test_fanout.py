@@ -1,0 +1,90 @@
+"""One Adobe purchase fanned out to Zendesk and Yotpo: each outcome on its own."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import EXAMPLES, MAPPINGS, auth, zendesk_settings
+from tests.fakes.yotpo import ERROR_BODIES as YOTPO_ERRORS
+from tests.fakes.yotpo import FakeYotpo
+from tests.fakes.zendesk import FakeZendesk
+
+Client = Callable[..., TestClient]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fanout_settings(zendesk: FakeZendesk, yotpo: FakeYotpo, **extra: Any) -> Any:
+    return zendesk_settings(
+        zendesk.base_url,
+        yotpo_store_id="store-123",
+        yotpo_secret="test-yotpo-secret",
+        yotpo_base_url=yotpo.base_url,
+        relay_retry_base_seconds=0.05,
+        relay_retry_cap_seconds=0.2,
+        **{"relay_mappings_dir": MAPPINGS, **extra},
+    )
+
+
+def post(client: TestClient, body: bytes) -> Any:
+    return client.post("/v1/events?wait=10", content=body, headers={**auth(), "Content-Type": "text/plain"})
+
+
+def test_one_purchase_reaches_zendesk_and_yotpo(
+    relay_client: Client, fake_zendesk: FakeZendesk, fake_yotpo: FakeYotpo
+) -> None:
+    client = relay_client(fanout_settings(fake_zendesk, fake_yotpo))
+    response = post(client, (EXAMPLES / "purchase.json").read_bytes())
+    assert response.status_code == 200, response.text
+    results = {r["destination"]: r for r in response.json()["results"]}
+    assert results["zendesk"]["status"] == "delivered"
+    assert results["yotpo"]["status"] == "delivered"
+    [event] = fake_yotpo.accepted
+    assert event.body["id"] == "a1b2c3d4-0000-4000-8000-000000000001"  # the mapping's event_id
+    assert event.body["type"] == "order_completed"
+    assert event.body["timestamp"]
+
+
+def test_a_rejection_by_one_destination_does_not_hold_back_the_other(
+    relay_client: Client, fake_zendesk: FakeZendesk, fake_yotpo: FakeYotpo
+) -> None:
+    fake_yotpo.set_default(YOTPO_ERRORS["validation_422"])
+    client = relay_client(fanout_settings(fake_zendesk, fake_yotpo))
+    response = post(client, (EXAMPLES / "purchase.json").read_bytes())
+    assert response.status_code == 207
+    results = {r["destination"]: r for r in response.json()["results"]}
+    assert results["zendesk"]["status"] == "delivered"
+    assert results["yotpo"]["status"] == "dead"
+    assert results["yotpo"]["problem"]["code"] == "destination_rejected"
+    assert len(fake_zendesk.accepted) == 1
+
+
+def test_a_body_yotpo_would_refuse_is_rejected_before_sending(
+    relay_client: Client, fake_zendesk: FakeZendesk, fake_yotpo: FakeYotpo, tmp_path: Path
+) -> None:
+    (tmp_path / "to-zendesk.yaml").write_text(
+        "destination: zendesk\n"
+        "body:\n"
+        "  profile: {source: shop, type: customer, identifiers: [{type: email, value: a@example.com}]}\n"
+        "  event: {source: shop, type: purchase, properties: {n: 1}}\n"
+    )
+    (tmp_path / "to-yotpo.yaml").write_text(
+        "destination: yotpo\n"
+        "event_id: xdm._id\n"
+        "body:\n"
+        "  type: purchase\n"
+        "  customer: {email: a@example.com, phone_number: '+14155550100'}\n"  # both: Yotpo refuses
+    )
+    client = relay_client(fanout_settings(fake_zendesk, fake_yotpo, relay_mappings_dir=tmp_path))
+    response = post(client, json.dumps({"xdm": {"_id": "e-1", "eventType": "x"}}).encode())
+    assert response.status_code == 207
+    results = {r["destination"]: r for r in response.json()["results"]}
+    assert results["zendesk"]["status"] == "delivered"
+    assert results["yotpo"]["status"] == "rejected"
+    assert results["yotpo"]["problem"]["code"] == "validation_failed"
+    assert [v["path"] for v in results["yotpo"]["problem"]["violations"]] == ["customer"]
+    assert fake_yotpo.received == []  # nothing was sent to Yotpo
