@@ -1,4 +1,5 @@
-"""Shared handling of upstream HTTP answers: Retry-After, trimmed bodies, scrubbed secrets."""
+"""Shared handling of upstream HTTP calls and answers: the call itself, status codes,
+Retry-After, trimmed bodies, scrubbed secrets."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import httpx
 import orjson
+import structlog
+
+from app.destinations.base import OutboundRequest
+from app.problems import Problem
+
+log = structlog.get_logger("app.destinations")
 
 MAX_BODY_CHARS = 2000
 MAX_STRING_CHARS = 500
@@ -66,3 +74,76 @@ def _scrub(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
     return text
+
+
+async def exchange(
+    client: httpx.AsyncClient,
+    request: OutboundRequest,
+    *,
+    destination: str,
+    label: str,
+    request_id_header: str,
+    content: bytes,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """One HTTP call to a destination, logged once (``upstream_call``, never the body);
+    timeouts and connection errors raise the retryable ``timeout`` and
+    ``destination_unavailable`` problems."""
+    started = time.perf_counter()
+
+    def logged(status: int | None, request_id: str | None, error: str | None = None) -> None:
+        log.info(
+            "upstream_call",
+            destination=destination,
+            method=request.method,
+            path=request.path,
+            status=status,
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            upstream_request_id=request_id,
+            error=error,
+        )
+
+    try:
+        response = await client.request(request.method, request.path, content=content, headers=headers)
+    except httpx.TimeoutException as exc:
+        logged(None, None, type(exc).__name__)
+        raise Problem(
+            "timeout",
+            f"{label} did not answer within the timeout ({type(exc).__name__})",
+            destination=destination,
+        ) from None
+    except httpx.TransportError as exc:
+        logged(None, None, type(exc).__name__)
+        raise Problem(
+            "destination_unavailable",
+            f"Could not reach {label} ({type(exc).__name__})",
+            destination=destination,
+        ) from None
+    logged(response.status_code, response.headers.get(request_id_header))
+    return response
+
+
+def code_for_status(status: int) -> str:
+    """The problem code for a destination's non-2xx status (the same for every API)."""
+    if status in (401, 403):
+        return "destination_auth_failed"
+    if status == 404 or 300 <= status < 400:
+        return "destination_not_found"
+    if status == 408:
+        return "timeout"
+    if status == 409:
+        return "destination_conflict"
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "destination_unavailable"
+    return "destination_rejected"
+
+
+def int_header(headers: httpx.Headers, name: str) -> int | None:
+    """A numeric header as an int (``"5"`` or ``"5.0"``), None when absent or not a number."""
+    value = headers.get(name)
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None

@@ -25,7 +25,14 @@ import orjson
 import structlog
 
 from app.destinations.base import Delivered, OutboundRequest, Violation
-from app.destinations.upstream import decode_body, parse_retry_after, trim_body
+from app.destinations.upstream import (
+    code_for_status,
+    decode_body,
+    exchange,
+    int_header,
+    parse_retry_after,
+    trim_body,
+)
 from app.problems import Problem
 from app.settings import ConfigError, Settings
 from app.urls import check_base_url
@@ -221,25 +228,15 @@ class YotpoDestination:
     async def _fetch_token(self, secret: str) -> str:
         """``POST {token_path}`` with the secret; ``Problem`` when no token comes back."""
         request = OutboundRequest("POST", self.config.store_path(self.config.token_path), {"secret": "***"})
-        started = time.perf_counter()
-        try:
-            response = await self._http().post(request.path, content=orjson.dumps({"secret": secret}))
-        except httpx.TimeoutException as exc:
-            _log_call(request, None, started, None, error=type(exc).__name__)
-            raise Problem(
-                "timeout",
-                f"Yotpo did not answer the token call within the timeout ({type(exc).__name__})",
-                destination=NAME,
-            ) from None
-        except httpx.TransportError as exc:
-            _log_call(request, None, started, None, error=type(exc).__name__)
-            raise Problem(
-                "destination_unavailable",
-                f"Could not reach Yotpo for a token ({type(exc).__name__})",
-                destination=NAME,
-            ) from None
+        response = await exchange(
+            self._http(),
+            request,
+            destination=NAME,
+            label="Yotpo (access token)",
+            request_id_header="x-request-id",
+            content=orjson.dumps({"secret": secret}),
+        )
         request_id = response.headers.get("x-request-id")
-        _log_call(request, response.status_code, started, request_id)
         body = decode_body(response.content)
         token = body.get("access_token") if isinstance(body, dict) else None
         if 200 <= response.status_code < 300 and isinstance(token, str) and token:
@@ -248,7 +245,7 @@ class YotpoDestination:
         status = response.status_code
         # Throttling and outages are transient: classify them like an events call (retryable).
         # Anything else means the secret or store id is wrong.
-        code = _code_for_status(status) if status == 429 or status >= 500 else "destination_auth_failed"
+        code = code_for_status(status) if status == 429 or status >= 500 else "destination_auth_failed"
         secrets = self.config.secrets + ((token,) if isinstance(token, str) and token else ())
         message = error_message(body) or (
             f"HTTP {status}" if status >= 300 else "token response has no access_token"
@@ -266,49 +263,15 @@ class YotpoDestination:
         )
 
     async def _call_events(self, request: OutboundRequest, token: str) -> httpx.Response:
-        started = time.perf_counter()
-        try:
-            response = await self._http().request(
-                request.method,
-                request.path,
-                content=orjson.dumps(request.body),
-                headers={"X-Yotpo-Token": token},
-            )
-        except httpx.TimeoutException as exc:
-            _log_call(request, None, started, None, error=type(exc).__name__)
-            raise Problem(
-                "timeout",
-                f"Yotpo did not answer within the timeout ({type(exc).__name__})",
-                destination=NAME,
-            ) from None
-        except httpx.TransportError as exc:
-            _log_call(request, None, started, None, error=type(exc).__name__)
-            raise Problem(
-                "destination_unavailable",
-                f"Could not reach Yotpo ({type(exc).__name__})",
-                destination=NAME,
-            ) from None
-        _log_call(request, response.status_code, started, response.headers.get("x-request-id"))
-        return response
-
-
-def _log_call(
-    request: OutboundRequest,
-    status: int | None,
-    started: float,
-    request_id: str | None,
-    error: str | None = None,
-) -> None:
-    log.info(
-        "upstream_call",
-        destination=NAME,
-        method=request.method,
-        path=request.path,
-        status=status,
-        latency_ms=round((time.perf_counter() - started) * 1000, 2),
-        upstream_request_id=request_id,
-        error=error,
-    )
+        return await exchange(
+            self._http(),
+            request,
+            destination=NAME,
+            label="Yotpo",
+            request_id_header="x-request-id",
+            content=orjson.dumps(request.body),
+            headers={"X-Yotpo-Token": token},
+        )
 
 
 def now_timestamp() -> str:
@@ -345,8 +308,8 @@ def classify_response(
     request_id = headers.get("x-request-id")
     if 200 <= status < 300:
         event_id = _response_id(body)
-        limit = _int_header(headers, "ratelimit-limit")
-        remaining = _int_header(headers, "ratelimit-remaining")
+        limit = int_header(headers, "ratelimit-limit")
+        remaining = int_header(headers, "ratelimit-remaining")
         return Delivered(
             status=status,
             request_id=request_id,
@@ -355,7 +318,7 @@ def classify_response(
             rate_limit=limit * 60 if limit is not None else None,
             rate_remaining=remaining * 60 if remaining is not None else None,
         )
-    code = _code_for_status(status)
+    code = code_for_status(status)
     raise Problem(
         code,
         f"Yotpo: {_masked(error_message(body), secrets) or f'HTTP {status}'}",
@@ -394,30 +357,6 @@ def _response_id(body: Any) -> str | None:
         if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
             return str(value)
     return None
-
-
-def _int_header(headers: httpx.Headers, name: str) -> int | None:
-    value = headers.get(name)
-    try:
-        return int(float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _code_for_status(status: int) -> str:
-    if status in (401, 403):
-        return "destination_auth_failed"
-    if status == 404 or 300 <= status < 400:
-        return "destination_not_found"
-    if status == 408:
-        return "timeout"
-    if status == 409:
-        return "destination_conflict"
-    if status == 429:
-        return "rate_limited"
-    if status >= 500:
-        return "destination_unavailable"
-    return "destination_rejected"
 
 
 def error_message(body: Any) -> str | None:

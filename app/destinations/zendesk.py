@@ -6,7 +6,6 @@ Facts behind each rule and error shape: ``shared/reference/zendesk.md``.
 from __future__ import annotations
 
 import base64
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +16,14 @@ import orjson
 import structlog
 
 from app.destinations.base import Delivered, OutboundRequest, Violation
-from app.destinations.upstream import decode_body, parse_retry_after, trim_body
+from app.destinations.upstream import (
+    code_for_status,
+    decode_body,
+    exchange,
+    int_header,
+    parse_retry_after,
+    trim_body,
+)
 from app.problems import Problem
 from app.settings import Settings
 from app.urls import check_base_url
@@ -163,27 +169,14 @@ class ZendeskDestination:
 
     async def send(self, request: OutboundRequest) -> Delivered:
         """POST one event; ``Delivered`` on 2xx, else a normalised ``Problem``."""
-        started = time.perf_counter()
-        try:
-            response = await self._http().request(
-                request.method, request.path, content=orjson.dumps(request.body)
-            )
-        except httpx.TimeoutException as exc:
-            _log_call(request, None, started, None, error=type(exc).__name__)
-            raise Problem(
-                "timeout",
-                f"Zendesk did not answer within the timeout ({type(exc).__name__})",
-                destination=self.name,
-            ) from None
-        except httpx.TransportError as exc:
-            _log_call(request, None, started, None, error=type(exc).__name__)
-            raise Problem(
-                "destination_unavailable",
-                f"Could not reach Zendesk ({type(exc).__name__})",
-                destination=self.name,
-            ) from None
-        request_id = response.headers.get("x-zendesk-request-id")
-        _log_call(request, response.status_code, started, request_id)
+        response = await exchange(
+            self._http(),
+            request,
+            destination=self.name,
+            label="Zendesk",
+            request_id_header="x-zendesk-request-id",
+            content=orjson.dumps(request.body),
+        )
         return classify_response(
             response.status_code,
             response.headers,
@@ -195,25 +188,6 @@ class ZendeskDestination:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-
-def _log_call(
-    request: OutboundRequest,
-    status: int | None,
-    started: float,
-    request_id: str | None,
-    error: str | None = None,
-) -> None:
-    log.info(
-        "upstream_call",
-        destination="zendesk",
-        method=request.method,
-        path=request.path,
-        status=status,
-        latency_ms=round((time.perf_counter() - started) * 1000, 2),
-        upstream_request_id=request_id,
-        error=error,
-    )
 
 
 def classify_response(
@@ -237,10 +211,10 @@ def classify_response(
             status=status,
             request_id=request_id,
             response=response,
-            rate_limit=_int_header(headers, "x-rate-limit"),
-            rate_remaining=_int_header(headers, "x-rate-limit-remaining"),
+            rate_limit=int_header(headers, "x-rate-limit"),
+            rate_remaining=int_header(headers, "x-rate-limit-remaining"),
         )
-    code = _code_for_status(status)
+    code = code_for_status(status)
     retry_after = parse_retry_after(headers.get("retry-after"))
     if code == "rate_limited" and retry_after is None:
         retry_after = DEFAULT_RETRY_AFTER
@@ -255,30 +229,6 @@ def classify_response(
             "body": trim_body(body, secrets),
         },
     )
-
-
-def _int_header(headers: httpx.Headers, name: str) -> int | None:
-    value = headers.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _code_for_status(status: int) -> str:
-    if status in (401, 403):
-        return "destination_auth_failed"
-    if status == 404 or 300 <= status < 400:
-        return "destination_not_found"
-    if status == 408:
-        return "timeout"
-    if status == 409:
-        return "destination_conflict"
-    if status == 429:
-        return "rate_limited"
-    if status >= 500:
-        return "destination_unavailable"
-    return "destination_rejected"
 
 
 def error_message(body: Any) -> str | None:
