@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from app.api.auth import bearer_token, require_admin_token, require_ingest_token, token_matches
@@ -15,6 +16,27 @@ from app.problems import Problem
 from app.relay import Relay
 
 router = APIRouter()
+
+
+@dataclass
+class DeadLetterQuery:
+    """The dead-letter filters of the query string (times ISO-8601; UTC without an offset)."""
+
+    destination: str | None = None
+    mapping: str | None = None
+    code: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def filter(self, limit: int) -> DeadLetterFilter:
+        return DeadLetterFilter(
+            destination=self.destination,
+            mapping=self.mapping,
+            code=self.code,
+            since=_epoch(self.since),
+            until=_epoch(self.until),
+            limit=limit,
+        )
 
 
 @router.get("/v1/deliveries/{delivery_id}", summary="One delivery: status, attempts, last problem")
@@ -34,16 +56,12 @@ async def get_delivery(request: Request, delivery_id: str) -> Response:
 @router.get("/v1/dead-letters", summary="List dead letters (admin)")
 async def list_dead_letters(
     request: Request,
-    destination: str | None = None,
-    mapping: str | None = None,
-    code: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    query: Annotated[DeadLetterQuery, Depends()],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """Filters: destination, mapping, problem code, and ISO-8601 times (dead since / before)."""
     relay = _admin(request)
-    where = _filter(destination, mapping, code, since, until, limit)
+    where = query.filter(limit)
     letters = await relay.store.dead_letters(where)
     return json_response({"dead_letters": [d.to_dict() for d in letters], "count": len(letters)})
 
@@ -72,16 +90,9 @@ async def replay_one(request: Request, delivery_id: str) -> Response:
 
 
 @router.post("/v1/dead-letters/replay", summary="Replay every dead letter matching a filter (admin)")
-async def replay_matching(
-    request: Request,
-    destination: str | None = None,
-    mapping: str | None = None,
-    code: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> Response:
+async def replay_matching(request: Request, query: Annotated[DeadLetterQuery, Depends()]) -> Response:
     relay = _admin(request)
-    count = await relay.store.replay(_filter(destination, mapping, code, since, until, 0))
+    count = await relay.store.replay(query.filter(0))
     for name in relay.destinations:
         relay.dispatcher.notify(name)
     return json_response({"replayed": count}, status=202)
@@ -104,24 +115,6 @@ def _admin(request: Request) -> Relay:
     relay = _relay(request)
     require_admin_token(request, relay.settings.relay_admin_token)
     return relay
-
-
-def _filter(
-    destination: str | None,
-    mapping: str | None,
-    code: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    limit: int,
-) -> DeadLetterFilter:
-    return DeadLetterFilter(
-        destination=destination,
-        mapping=mapping,
-        code=code,
-        since=_epoch(since),
-        until=_epoch(until),
-        limit=limit,
-    )
 
 
 def _epoch(moment: datetime | None) -> float | None:
