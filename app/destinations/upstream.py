@@ -147,3 +147,22 @@ def int_header(headers: httpx.Headers, name: str) -> int | None:
         return int(float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+def json_client(
+    base_url: str,
+    *,
+    connect_timeout: float,
+    read_timeout: float,
+    headers: dict[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """The pooled JSON client every destination uses: explicit timeouts, no redirects."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Accept": "application/json", "Content-Type": "application/json", **(headers or {})},
+        timeout=httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
+        ),
+        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        follow_redirects=False,
+    )

@@ -30,6 +30,7 @@ from app.destinations.upstream import (
     decode_body,
     exchange,
     int_header,
+    json_client,
     parse_retry_after,
     trim_body,
 )
@@ -135,17 +136,10 @@ class YotpoDestination:
     def _http(self) -> httpx.AsyncClient:
         """The pooled client, created on first use so planning-only uses open no sockets."""
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                base_url=self.config.base_url,
-                headers={"Accept": "application/json", "Content-Type": "application/json"},
-                timeout=httpx.Timeout(
-                    connect=self.config.connect_timeout,
-                    read=self.config.read_timeout,
-                    write=self.config.read_timeout,
-                    pool=self.config.connect_timeout,
-                ),
-                limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
-                follow_redirects=False,
+            self._client = json_client(
+                self.config.base_url,
+                connect_timeout=self.config.connect_timeout,
+                read_timeout=self.config.read_timeout,
             )
         return self._client
 

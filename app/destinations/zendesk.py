@@ -21,6 +21,7 @@ from app.destinations.upstream import (
     decode_body,
     exchange,
     int_header,
+    json_client,
     parse_retry_after,
     trim_body,
 )
@@ -117,20 +118,12 @@ class ZendeskDestination:
     def _http(self) -> httpx.AsyncClient:
         """The pooled client, created on first use so planning-only uses open no sockets."""
         if self._client is None:
-            headers = {"Accept": "application/json", "Content-Type": "application/json"}
-            if self.config.authorization:
-                headers["Authorization"] = self.config.authorization
-            self._client = httpx.AsyncClient(
-                base_url=self.config.base_url or "https://invalid.zendesk.com",
-                headers=headers,
-                timeout=httpx.Timeout(
-                    connect=self.config.connect_timeout,
-                    read=self.config.read_timeout,
-                    write=self.config.read_timeout,
-                    pool=self.config.connect_timeout,
-                ),
-                limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
-                follow_redirects=False,
+            auth = {"Authorization": self.config.authorization} if self.config.authorization else {}
+            self._client = json_client(
+                self.config.base_url or "https://invalid.zendesk.com",
+                connect_timeout=self.config.connect_timeout,
+                read_timeout=self.config.read_timeout,
+                headers=auth,
             )
         return self._client
 
