@@ -14,6 +14,7 @@ import time
 import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.body import read_body
 from app.api.ingest import Answer, handle_ingest
 from app.ids import new_id
 from app.problems import Problem
@@ -85,29 +86,6 @@ class IngestRoute:
             request_id=request_id,
             **answer.log_fields,
         )
-
-
-async def read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
-    """The whole body, or ``payload_too_large`` as soon as it is known to exceed ``limit``."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Problem("invalid_request", "The client went away before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _too_large(limit: int) -> Problem:
-    return Problem("payload_too_large", f"Body is larger than RELAY_MAX_BODY_BYTES ({limit} bytes)")
 
 
 def _text(value: bytes | None) -> str | None:
