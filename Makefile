@@ -7,7 +7,7 @@ PORT ?= 8080
 RELAY_INGEST_TOKENS ?= dev-token
 export RELAY_INGEST_TOKENS
 
-.PHONY: run test lint check-mappings clean
+.PHONY: run test lint check-mappings clean system-deps
 
 $(BIN)/aep-relay: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ $(BIN)/aep-relay: pyproject.toml
 run: $(BIN)/aep-relay
 	$(BIN)/aep-relay serve --host 0.0.0.0 --port $(PORT)
 
-test: $(BIN)/aep-relay
+# System packages the tests use (a real redis-server), installed only when missing.
+system-deps:
+	@command -v redis-server >/dev/null || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server; }
+
+test: $(BIN)/aep-relay system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from app.delivery import open_store
 from app.delivery.dispatcher import Dispatcher, DispatchSettings
 from app.delivery.ratelimit import AdaptiveRateLimiter, RateLimiter
+from app.delivery.redis_ratelimit import RedisRateLimiter
+from app.delivery.redis_store import RedisStore
 from app.delivery.retry import RetryPolicy
 from app.delivery.store import Store
 from app.delivery.waiters import OutcomeWaiters
@@ -68,14 +70,20 @@ def load_checked_mappings(settings: Settings, destinations: dict[str, Destinatio
     return mappings
 
 
-def build_limiters(destinations: dict[str, Destination]) -> dict[str, RateLimiter]:
-    """One rate limiter per destination account (destinations on one account share it)."""
+def build_limiters(destinations: dict[str, Destination], store: Store) -> dict[str, RateLimiter]:
+    """One rate limiter per destination account (destinations on one account share it); with
+    the Redis store it is shared by every replica, else it lives in this process."""
     by_account: dict[str, RateLimiter] = {}
     limiters: dict[str, RateLimiter] = {}
     for name, destination in destinations.items():
-        if destination.account not in by_account:
-            by_account[destination.account] = AdaptiveRateLimiter(destination.rate_limit_per_minute)
-        limiters[name] = by_account[destination.account]
+        account, rate = destination.account, destination.rate_limit_per_minute
+        if account not in by_account:
+            if isinstance(store, RedisStore):
+                key = store.shared_key(f"rl:{account}")
+                by_account[account] = RedisRateLimiter(store, key, rate)
+            else:
+                by_account[account] = AdaptiveRateLimiter(rate)
+        limiters[name] = by_account[account]
     return limiters
 
 
@@ -116,7 +124,8 @@ class Relay:
             shutdown_grace=settings.relay_shutdown_grace,
             retention=settings.relay_retention_seconds,
         )
-        dispatcher = Dispatcher(store, destinations, build_limiters(destinations), policy, waiters, dispatch)
+        limiters = build_limiters(destinations, store)
+        dispatcher = Dispatcher(store, destinations, limiters, policy, waiters, dispatch)
         return cls(settings, destinations, mappings, store, dispatcher, waiters, settings.secret_values())
 
     async def start(self) -> None:

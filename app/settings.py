@@ -51,6 +51,7 @@ class Settings(BaseSettings):
 
     relay_mappings_dir: Path = Path("./mappings")
     relay_store: str = "sqlite:///./data/relay.db"
+    relay_redis_prefix: str = "aep-relay"
     relay_ingest_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     relay_allow_unauthenticated: bool = False
     relay_admin_token: SecretStr | None = None

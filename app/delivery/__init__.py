@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.delivery.redis_store import RedisStore
 from app.delivery.sqlite import SqliteStore, sqlite_path
 from app.delivery.store import Store
 from app.settings import ConfigError, Settings
@@ -13,4 +14,6 @@ def open_store(settings: Settings, *, owner: bool = True) -> Store:
     url = settings.relay_store
     if url.startswith("sqlite:///"):
         return SqliteStore(sqlite_path(url), synchronous=settings.relay_sqlite_synchronous, owner=owner)
-    raise ConfigError(f"RELAY_STORE must be sqlite:///path (redis:// is not available yet): {url!r}")
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisStore(url, prefix=settings.relay_redis_prefix)
+    raise ConfigError(f"RELAY_STORE must be sqlite:///path or redis://host:port/db: {url!r}")

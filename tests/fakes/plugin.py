@@ -1,4 +1,4 @@
-"""Pytest plugin: the ``fake_zendesk`` and ``fake_yotpo`` fixtures (a started fake per test).
+"""Pytest plugin: ``fake_zendesk`` and ``fake_yotpo`` (a started fake per test), ``redis_server``.
 
 Enable with ``pytest_plugins = ["tests.fakes.plugin"]`` in ``tests/conftest.py``.
 """
@@ -9,6 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fakes.redis_server import MISSING as REDIS_MISSING
+from tests.fakes.redis_server import RedisServer
+from tests.fakes.redis_server import available as redis_available
 from tests.fakes.yotpo import FakeYotpo
 from tests.fakes.zendesk import FakeZendesk
 
@@ -25,3 +28,13 @@ def fake_yotpo() -> Iterator[FakeYotpo]:
     """A started fake Yotpo on 127.0.0.1 (default store id and secret, no rate limit); stopped after."""
     with FakeYotpo() as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session (tests keep apart by key prefix); skipped loudly
+    when redis-server is not installed."""
+    if not redis_available():
+        pytest.skip(REDIS_MISSING)
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server

@@ -5,7 +5,7 @@ in ``BACKENDS``. Tests open and close it inside one ``asyncio.run`` (``run(store
 ``backend.make()`` gives another store on the same storage, to test what survives a restart.
 
 Adding a backend is one entry in ``BACKENDS``: a function from the test's ``tmp_path`` to a
-``Backend`` (e.g. ``"redis": _redis`` with a fresh database or key prefix per test).
+``Backend`` (``redis`` keeps tests apart with a fresh key prefix on the session's redis-server).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from typing import Any, TypeVar
 
 import pytest
 
+from app.delivery.redis_store import RedisStore
 from app.delivery.sqlite import SqliteStore
 from app.delivery.store import PENDING, Delivery, NewDelivery, Store
 from app.destinations.base import OutboundRequest
+from tests.fakes.redis_server import RedisServer
 
 T = TypeVar("T")
 
@@ -46,14 +48,20 @@ def _sqlite_file(tmp_path: Path) -> Backend:
     return Backend("sqlite-file", lambda: SqliteStore(path), single_owner=True)
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {
-    "sqlite-file": _sqlite_file,
+def _redis(tmp_path: Path, server: RedisServer) -> Backend:
+    prefix = f"test-{uuid.uuid4().hex}"  # a fresh keyspace per test on the session's server
+    return Backend("redis", lambda: RedisStore(server.url, prefix=prefix), single_owner=False)
+
+
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Backend]] = {
+    "sqlite-file": lambda tmp_path, request: _sqlite_file(tmp_path),
+    "redis": lambda tmp_path, request: _redis(tmp_path, request.getfixturevalue("redis_server")),
 }
 
 
 @pytest.fixture(params=list(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](tmp_path, request)
 
 
 @pytest.fixture

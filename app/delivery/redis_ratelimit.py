@@ -1,0 +1,217 @@
+"""The rate limiter shared by every replica: the ``AdaptiveRateLimiter`` rules, kept in Redis.
+
+One hash per destination account holds the time of the last grant, the pause and the lowered
+rate; each grant and each piece of upstream feedback is one Lua script, timed by the Redis
+server's own clock, so replicas on different machines pace one account together: grants are
+spaced ``60 / rate`` seconds apart whichever replica takes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from app.delivery.ratelimit import DEFAULT_RETRY_AFTER_SECONDS, MIN_RATE_PER_MINUTE
+from app.delivery.redis_store import RedisStore
+
+log = structlog.get_logger("app.delivery")
+
+MAX_SLEEP = 1.0  # re-ask at least this often: a replica may have lowered the rate meanwhile
+STATE_TTL_MS = 86_400_000  # an idle account's state expires after a day
+
+# Shared by the scripts: read the state and compute the rate (before safety) at ``now``.
+_STATE = """
+local key = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local configured, recovery, min_rate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local h = redis.call('HMGET', key, 'last', 'low', 'decreased_at', 'paused_until', 'limit')
+local last, low, dec = tonumber(h[1]), tonumber(h[2]), tonumber(h[3]) or -1e18
+local paused = tonumber(h[4]) or 0
+local ceiling = math.min(configured, tonumber(h[5]) or configured)
+local rate = ceiling
+if low then
+  local progress = (now - dec) / recovery
+  if progress < 1 then
+    rate = math.max(min_rate, math.min(ceiling, low + (ceiling - low) * math.max(0, progress)))
+  end
+end
+local function num(x) return string.format('%.6f', x) end
+"""
+
+# ARGV: configured, recovery, min_rate, safety, grant token -> {granted 0|1, wait seconds, rate}
+ACQUIRE = (
+    _STATE
+    + """
+local safety, token = tonumber(ARGV[4]), ARGV[5]
+local due = paused
+if last then due = math.max(due, last + 60 / (rate * safety)) end
+if now >= due then
+  redis.call('HSET', key, 'prev', h[1] or '', 'last', num(now), 'grant', token)
+  redis.call('PEXPIRE', key, ARGV[6])
+  return {1, '0', num(rate * safety)}
+end
+return {0, num(due - now), num(rate * safety)}
+"""
+)
+
+# ARGV: grant token.  Give the last grant back while it is still the last one.
+REFUND = """
+local h = redis.call('HMGET', KEYS[1], 'grant', 'prev')
+if h[1] ~= ARGV[1] then return 0 end
+if h[2] and h[2] ~= '' then
+  redis.call('HSET', KEYS[1], 'last', h[2])
+else
+  redis.call('HDEL', KEYS[1], 'last')
+end
+redis.call('HDEL', KEYS[1], 'grant')
+return 1
+"""
+
+# ARGV: configured, recovery, min_rate, status, retry_after|'', limit|'', remaining|'',
+#       decrease factor, default retry-after, state ttl ms
+FEEDBACK = (
+    _STATE
+    + """
+local status, retry_after, limit, remaining = tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
+local decrease, default_delay = tonumber(ARGV[8]), tonumber(ARGV[9])
+if limit ~= '' and tonumber(limit) > 0 then
+  redis.call('HSET', key, 'limit', limit)
+  ceiling = math.min(configured, tonumber(limit))
+  rate = math.min(rate, ceiling)
+end
+local function lower()
+  redis.call('HSET', key, 'low', num(math.max(min_rate, rate * decrease)), 'decreased_at', num(now))
+end
+if status == 429 or (status == 503 and retry_after ~= '') then
+  local delay = tonumber(retry_after) or default_delay
+  local already = now < paused
+  redis.call('HSET', key, 'paused_until', num(math.max(paused, now + math.max(0, delay))))
+  if not already then lower() end
+elseif status >= 200 and status < 300 and remaining == '0' and now - dec >= recovery / 10 then
+  lower()
+end
+redis.call('PEXPIRE', key, ARGV[10])
+return 1
+"""
+)
+
+
+class RedisRateLimiter:
+    """``RateLimiter`` for one destination account, shared through Redis by all replicas."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        key: str,
+        rate_per_minute: int,
+        *,
+        safety: float = 0.98,
+        recovery_seconds: float = 60.0,
+        decrease_factor: float = 0.8,
+    ) -> None:
+        if rate_per_minute <= 0:
+            raise ValueError("rate_per_minute must be positive")
+        self._store = store
+        self._key = key
+        self._configured = float(rate_per_minute)
+        self._safety = safety
+        self._recovery = recovery_seconds
+        self._decrease = decrease_factor
+        self._rate = self._configured * safety
+        self._paused_until = 0.0
+        self._grants: dict[asyncio.Task[Any] | None, str] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._lock = asyncio.Lock()
+        self._scripts: dict[str, Any] = {}
+        self._scripts_of: aioredis.Redis | None = None
+
+    def _script(self, source: str) -> Any:
+        """The script bound to the current client (EVALSHA, loaded again after a restart)."""
+        client = self._store.client  # after a reconnect: the new client
+        if client is not self._scripts_of:
+            self._scripts = {}
+            self._scripts_of = client
+        if source not in self._scripts:
+            self._scripts[source] = client.register_script(source)
+        return self._scripts[source]
+
+    @property
+    def current_rate_per_minute(self) -> float:
+        """The shared rate (after safety) as of this replica's last grant."""
+        return self._rate
+
+    @property
+    def paused_until(self) -> float:
+        """Monotonic time until which this replica last saw grants paused; 0 when not."""
+        return self._paused_until if self._paused_until > time.monotonic() else 0.0
+
+    def _common(self) -> list[Any]:
+        return [self._configured, self._recovery, MIN_RATE_PER_MINUTE]
+
+    async def acquire(self, max_tokens: int = 1) -> int:
+        """Wait until the shared pacer grants this replica the next slot; returns 1."""
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
+        token = uuid.uuid4().hex
+        async with self._lock:
+            while True:
+                granted, wait, rate = await self._script(ACQUIRE)(
+                    keys=[self._key], args=[*self._common(), self._safety, token, STATE_TTL_MS]
+                )
+                self._rate = float(rate)
+                if int(granted):
+                    self._grants = {_current_task(): token}
+                    return 1
+                delay = float(wait)
+                self._paused_until = time.monotonic() + delay if delay > 60 / self._rate else 0.0
+                await asyncio.sleep(min(delay, MAX_SLEEP))
+
+    def refund(self, tokens: int) -> None:
+        """Give back the calling task's last grant, unless another grant came after it."""
+        token = self._grants.pop(_current_task(), None)
+        if tokens > 0 and token is not None:
+            self._spawn(self._script(REFUND)(keys=[self._key], args=[token]))
+
+    def on_response(
+        self,
+        *,
+        status: int,
+        retry_after: float | None,
+        limit_per_minute: int | None,
+        remaining: int | None,
+    ) -> None:
+        """Tell every replica what the upstream said (429 pauses and lowers the shared rate)."""
+        if status == 0:
+            return
+        delay = "" if retry_after is None or not math.isfinite(retry_after) else repr(retry_after)
+        args = [
+            *self._common(), status, delay,
+            "" if limit_per_minute is None else limit_per_minute,
+            "" if remaining is None else remaining,
+            self._decrease, DEFAULT_RETRY_AFTER_SECONDS, STATE_TTL_MS,
+        ]  # fmt: skip
+        self._spawn(self._script(FEEDBACK)(keys=[self._key], args=args))
+
+    def _spawn(self, call: Any) -> None:
+        task = asyncio.ensure_future(call)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("rate_limit_feedback_failed", key=self._key, error=str(task.exception()))
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
