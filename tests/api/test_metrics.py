@@ -84,7 +84,9 @@ def test_counters_add_up_after_a_scripted_run(relay_client: Client, fake_zendesk
     assert (matched, ignored, rejected) == (6 + 1, 2, 1)  # the duplicate matched too
     assert received == matched + ignored + rejected
     assert value(m, "aep_relay_mapping_events_total", mapping="order-completed", result="matched") == 7
-    assert value(m, "aep_relay_mapping_events_total", mapping="order-completed", result="validation_failed") == 1
+    assert (
+        value(m, "aep_relay_mapping_events_total", mapping="order-completed", result="validation_failed") == 1
+    )
     assert value(m, "aep_relay_ingest_problems_total", code="invalid_json") == 1
     assert value(m, "aep_relay_ingest_problems_total", code="unauthorized") == 1
     assert value(m, "aep_relay_ingest_duration_seconds_count") == 10  # every ingest request
