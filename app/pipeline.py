@@ -6,6 +6,8 @@ mapping); ``deliver`` sends the planned ones (or marks them ``dry_run``).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,6 +37,8 @@ from app.problems import Problem
 # Outcome statuses, besides the store's queued, duplicate, dry_run, delivered and dead
 PLANNED, IGNORED, REJECTED = "planned", "ignored", "rejected"
 OVERLOAD_RETRY_AFTER = 5.0
+
+RenderObserver = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
@@ -74,13 +78,19 @@ def plan(
     destinations: AbcMapping[str, Destination],
     *,
     only: Mapping | None = None,
+    observe_render: RenderObserver | None = None,
 ) -> list[Outcome]:
-    """Match, render and validate each event; ``only`` forces one mapping and skips its ``when``."""
+    """Match, render and validate each event; ``only`` forces one mapping and skips its ``when``.
+
+    ``observe_render(mapping_name, seconds)`` is told how long each successful render took.
+    """
     outcomes: list[Outcome] = []
     for index, event in enumerate(events):
         matched = 0
         for mapping in (only,) if only is not None else mappings.candidates(event):
-            outcome = plan_one(index, event, mapping, destinations, check_when=only is None)
+            outcome = plan_one(
+                index, event, mapping, destinations, check_when=only is None, observe_render=observe_render
+            )
             if outcome is not None:
                 outcomes.append(outcome)
                 matched += 1
@@ -96,6 +106,7 @@ def plan_one(
     destinations: AbcMapping[str, Destination],
     *,
     check_when: bool = True,
+    observe_render: RenderObserver | None = None,
 ) -> Outcome | None:
     """Plan one (event, mapping) pair: ``None`` when the mapping does not apply."""
     event_id = None
@@ -103,7 +114,10 @@ def plan_one(
         if check_when and not mapping.applies_to(event):
             return None  # the common case, so nothing is built before this
         event_id = _event_id(mapping, event)
+        started = time.perf_counter()
         body = mapping.render(event)
+        if observe_render is not None:
+            observe_render(mapping.name, time.perf_counter() - started)
         params = {key: render(event) for key, render in mapping.endpoint_params.items()}
         params.setdefault("event_id", event_id)  # e.g. Yotpo's event `id` defaults to it
     except (ExpressionError, RenderError) as exc:

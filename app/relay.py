@@ -17,6 +17,8 @@ from app.destinations.yotpo import YotpoConfig, YotpoDestination
 from app.destinations.zendesk import ZendeskConfig, ZendeskDestination
 from app.mapping.examples import run_examples
 from app.mapping.loader import MappingLoadError, MappingSet, load_mappings
+from app.metrics import RelayMetrics
+from app.reload import MappingReloader, fingerprint
 from app.settings import ConfigError, Settings
 
 
@@ -98,6 +100,8 @@ class Relay:
     dispatcher: Dispatcher
     waiters: OutcomeWaiters
     secrets: list[str] = field(default_factory=list)
+    metrics: RelayMetrics = field(default_factory=RelayMetrics)
+    reloader: MappingReloader | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Relay:
@@ -108,6 +112,7 @@ class Relay:
                 "(set RELAY_ALLOW_UNAUTHENTICATED=true for development only)"
             )
         destinations = build_destinations(settings)
+        served = fingerprint(settings.relay_mappings_dir)  # before loading: a change meanwhile is seen
         mappings = load_checked_mappings(settings, destinations)
         check_credentials(settings, mappings)
         store = open_store(settings)
@@ -124,17 +129,44 @@ class Relay:
             shutdown_grace=settings.relay_shutdown_grace,
             retention=settings.relay_retention_seconds,
         )
+        metrics = RelayMetrics()
+        metrics.mappings_loaded.set(len(mappings))
         limiters = build_limiters(destinations, store)
-        dispatcher = Dispatcher(store, destinations, limiters, policy, waiters, dispatch)
-        return cls(settings, destinations, mappings, store, dispatcher, waiters, settings.secret_values())
+        dispatcher = Dispatcher(store, destinations, limiters, policy, waiters, dispatch, metrics)
+        relay = cls(
+            settings, destinations, mappings, store, dispatcher, waiters, settings.secret_values(), metrics
+        )
+        relay.reloader = MappingReloader(
+            settings.relay_mappings_dir,
+            relay.load_mappings,
+            relay.serve_mappings,
+            metrics,
+            interval=settings.relay_reload_interval,
+            served=served,
+        )
+        return relay
+
+    def load_mappings(self) -> MappingSet:
+        """Compile and check the mapping folder as start-up does (``MappingLoadError``, ``ConfigError``)."""
+        mappings = load_checked_mappings(self.settings, self.destinations)
+        check_credentials(self.settings, mappings)
+        return mappings
+
+    def serve_mappings(self, mappings: MappingSet) -> None:
+        """Put a checked set in service; requests read ``self.mappings`` once, so this is atomic."""
+        self.mappings = mappings
 
     async def start(self) -> None:
-        """Open the store and start delivering."""
+        """Open the store, start delivering and watching the mappings."""
         await self.store.open()
         self.dispatcher.start()
+        if self.reloader is not None:
+            self.reloader.start()
 
     async def aclose(self) -> None:
         """Finish sends in flight (within the grace period), then close everything."""
+        if self.reloader is not None:
+            await self.reloader.stop()
         await self.dispatcher.stop()
         await self.store.close()
         for destination in self.destinations.values():

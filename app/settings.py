@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     relay_retry_base_seconds: float = Field(default=1.0, gt=0)
     relay_retry_cap_seconds: float = Field(default=3_600.0, gt=0)
     relay_lease_seconds: float = Field(default=60.0, gt=0)
+    # Seconds between checks of the mappings folder for changes (0: reload on SIGHUP only).
+    relay_reload_interval: float = Field(default=5.0, ge=0)
     relay_idempotency_ttl: float = Field(default=86_400.0, gt=0)
     relay_dispatch_concurrency: int = Field(default=16, gt=0)
     relay_shutdown_grace: float = Field(default=10.0, ge=0)

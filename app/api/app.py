@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.api import deliveries, events, health
+from app.api import metrics as metrics_route
 from app.api.ingest_route import PREFIX, IngestRoute
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import problem_response
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
     app.include_router(events.router)
     app.include_router(deliveries.router)
     app.include_router(health.router)
+    app.include_router(metrics_route.router)
     app.add_exception_handler(Problem, _on_problem)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http_exception)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]

@@ -81,6 +81,7 @@ async def get_dead_letter(request: Request, delivery_id: str) -> Response:
 async def replay_one(request: Request, delivery_id: str) -> Response:
     relay = _admin(request)
     count = await relay.store.replay(DeadLetterFilter(ids=(delivery_id,)))
+    relay.metrics.dead_letters_replayed.inc(count)
     if not count:
         raise Problem("not_found", f"No dead letter {delivery_id!r}")
     delivery = await relay.store.get(delivery_id)
@@ -93,6 +94,7 @@ async def replay_one(request: Request, delivery_id: str) -> Response:
 async def replay_matching(request: Request, query: Annotated[DeadLetterQuery, Depends()]) -> Response:
     relay = _admin(request)
     count = await relay.store.replay(query.filter(0))
+    relay.metrics.dead_letters_replayed.inc(count)
     for name in relay.destinations:
         relay.dispatcher.notify(name)
     return json_response({"replayed": count}, status=202)

@@ -13,9 +13,10 @@ from urllib.parse import parse_qs
 import orjson
 
 from app.api.auth import check_ingest_token
-from app.delivery.store import DEAD, QUEUED
+from app.delivery.store import DEAD, DRY_RUN, DUPLICATE, QUEUED
+from app.metrics import MATCHED, STORED, RelayMetrics
 from app.payloads import parse_payload
-from app.pipeline import IGNORED, REJECTED, Outcome, accept, plan, settle
+from app.pipeline import IGNORED, PLANNED, REJECTED, Outcome, accept, plan, settle
 from app.problems import PROBLEM_CONTENT_TYPE, Problem
 from app.relay import Relay
 
@@ -51,23 +52,31 @@ async def handle_ingest(
     request_id: str | None,
 ) -> Answer:
     """Authorise, parse, plan, store, optionally wait; raises ``Problem`` for request errors."""
-    settings = relay.settings
+    settings, metrics = relay.settings, relay.metrics
+    # one mapping set for the whole request, even if a reload swaps in another meanwhile
+    mappings = relay.mappings
     check_ingest_token(authorization, settings.relay_ingest_tokens, settings.relay_allow_unauthenticated)
     only = None
     if mapping_name is not None:
-        only = relay.mappings.get(mapping_name)
+        only = mappings.get(mapping_name)
         if only is None:
             raise Problem("mapping_not_found", f"No mapping named {mapping_name!r}")
     wait = requested_wait(query_string, prefer)
     parsed = parse_payload(body)
+    planned = plan(
+        parsed.events, mappings, relay.destinations, only=only, observe_render=metrics.observe_render
+    )
+    metrics.received(parsed.shape, len(parsed.events))
+    _count_plan(metrics, planned)
     outcomes = await accept(
-        plan(parsed.events, relay.mappings, relay.destinations, only=only),
+        planned,
         relay.store,
         relay.destinations,
         request_id=request_id,
         max_pending=settings.relay_max_pending,
         idempotency_ttl=settings.relay_idempotency_ttl,
     )
+    _count_accepted(metrics, outcomes)
     queued = [o for o in outcomes if o.status == QUEUED and o.delivery_id]
     for destination in {str(o.destination) for o in queued}:
         relay.dispatcher.notify(destination)
@@ -124,3 +133,29 @@ def _count(outcomes: list[Outcome]) -> dict[str, int]:
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     return counts
+
+
+def _count_plan(metrics: RelayMetrics, outcomes: list[Outcome]) -> None:
+    """Each event once (matched, ignored or rejected), and each mapping's result for it."""
+    ignored = 0
+    matched: dict[int, bool] = {}  # event index -> did at least one mapping plan a delivery
+    for outcome in outcomes:
+        if outcome.status == IGNORED:
+            ignored += 1
+            continue
+        planned = outcome.status == PLANNED
+        code = MATCHED if planned else outcome.problem.code if outcome.problem else REJECTED
+        metrics.mapping_result(str(outcome.mapping), code)
+        matched[outcome.event_index] = planned or matched.get(outcome.event_index, False)
+    hits = sum(matched.values())
+    metrics.routed(hits, ignored, len(matched) - hits)
+
+
+_ACCEPTED = {QUEUED: STORED, DUPLICATE: DUPLICATE, DRY_RUN: DRY_RUN}
+
+
+def _count_accepted(metrics: RelayMetrics, outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        result = _ACCEPTED.get(outcome.status)
+        if result is not None:
+            metrics.accepted(str(outcome.destination), str(outcome.mapping), result)

@@ -60,9 +60,11 @@ class IngestRoute:
                 request_id=request_id,
             )
         except Problem as problem:
+            relay.metrics.ingest_problems.labels(problem.code).inc()
             answer = Answer.of_problem(problem)
         except Exception:
             log.exception("unhandled_error", path=scope["path"], request_id=request_id)
+            relay.metrics.ingest_problems.labels("internal_error").inc()
             answer = Answer.of_problem(Problem("internal_error", "The relay failed unexpectedly"))
         await send(
             {
@@ -77,12 +79,14 @@ class IngestRoute:
             }
         )
         await send({"type": "http.response.body", "body": answer.body})
+        elapsed = time.perf_counter() - started
+        relay.metrics.ingest_duration.observe(elapsed)
         log.info(
             "request",
             method="POST",
             path=scope["path"],
             status=answer.status,
-            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            latency_ms=round(elapsed * 1000, 2),
             request_id=request_id,
             **answer.log_fields,
         )

@@ -19,6 +19,7 @@ from app.delivery.retry import RetryPolicy
 from app.delivery.store import Delivery, Store
 from app.delivery.waiters import OutcomeWaiters
 from app.destinations.base import Destination
+from app.metrics import DEAD, DELIVERED, OK, RETRY, RelayMetrics
 from app.problems import Problem
 
 log = structlog.get_logger("app.delivery")
@@ -48,6 +49,7 @@ class Dispatcher:
         policy: RetryPolicy,
         waiters: OutcomeWaiters,
         settings: DispatchSettings,
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self.store = store
         self.destinations = destinations
@@ -55,6 +57,7 @@ class Dispatcher:
         self.policy = policy
         self.waiters = waiters
         self.settings = settings
+        self.metrics = metrics or RelayMetrics()
         self._wake = {name: asyncio.Event() for name in destinations}
         self._loops: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()
@@ -86,11 +89,14 @@ class Dispatcher:
 
     async def _run(self, name: str) -> None:
         limiter = self.limiters[name]
+        waited = self.metrics.ratelimit_wait.labels(name)
         slots = asyncio.Semaphore(self.settings.concurrency)
         while not self._stopping:
             try:
                 await slots.acquire()
+                asked = time.perf_counter()
                 granted = await limiter.acquire(1)
+                wait = time.perf_counter() - asked
                 leased = await self.store.lease(name, granted, self.settings.lease_seconds)
             except asyncio.CancelledError:
                 raise
@@ -104,6 +110,7 @@ class Dispatcher:
                 slots.release()
                 await self._idle(name)
                 continue
+            waited.observe(wait)  # only grants that were used: idle polls would drown the figure
             for delivery in leased:
                 task = asyncio.create_task(self._send(name, delivery, slots))
                 self._sends.add(task)
@@ -119,24 +126,28 @@ class Dispatcher:
         wake.clear()
 
     async def _send(self, name: str, delivery: Delivery, slots: asyncio.Semaphore) -> None:
+        """One attempt: send, feed the limiter, record the outcome, log one ``delivery`` line."""
         # each send runs in its own task: bind the ingest request's id for its log lines
         structlog.contextvars.bind_contextvars(request_id=delivery.request_id)
         destination, limiter = self.destinations[name], self.limiters[name]
-        fields = {"destination": name, "mapping": delivery.mapping, "event_id": delivery.event_id,
-                  "delivery_id": delivery.id, "attempt": delivery.attempts}  # fmt: skip
+        attempt = Attempt(name, delivery)
         try:
             try:
                 delivered = await destination.send(delivery.request)
             except Problem as problem:
+                attempt.took(self.metrics)
                 upstream = problem.extensions.get("upstream") or {}
+                attempt.upstream_status = int(upstream.get("status") or 0) or None
                 limiter.on_response(
-                    status=int(upstream.get("status") or 0),
+                    status=attempt.upstream_status or 0,
                     retry_after=problem.retry_after,
                     limit_per_minute=None,
                     remaining=None,
                 )
-                await self._failed(delivery, problem, fields)
+                await self._failed(delivery, problem, attempt)
                 return
+            attempt.took(self.metrics)
+            attempt.upstream_status = delivered.status
             limiter.on_response(
                 status=delivered.status,
                 retry_after=None,
@@ -144,30 +155,35 @@ class Dispatcher:
                 remaining=delivered.rate_remaining,
             )
             if await self.store.mark_delivered(delivery, delivered.response):
-                log.info("delivery", outcome="delivered", status=delivered.status, **fields)
+                attempt.record(self.metrics, DELIVERED, OK)
+                self.metrics.deliveries_delivered.labels(name, delivery.mapping).inc()
                 self.waiters.finished(delivery.id)
         except asyncio.CancelledError:
             await asyncio.shield(self.store.release(delivery))
             raise
         except Exception:
-            log.exception("delivery_crashed", **fields)
-            await self.store.mark_retry(delivery, time.time() + self.policy.backoff(delivery.attempts), {
-                "code": "internal_error", "detail": "the relay failed while sending"})  # fmt: skip
+            log.exception("delivery_crashed", **attempt.fields())
+            due = time.time() + self.policy.backoff(delivery.attempts)
+            if await self.store.mark_retry(
+                delivery, due, {"code": "internal_error", "detail": "the relay failed while sending"}
+            ):
+                attempt.record(self.metrics, RETRY, "internal_error")
         finally:
             slots.release()
 
-    async def _failed(self, delivery: Delivery, problem: Problem, fields: dict[str, Any]) -> None:
+    async def _failed(self, delivery: Delivery, problem: Problem, attempt: Attempt) -> None:
         problem.extensions.update({"mapping": delivery.mapping, "event_id": delivery.event_id})
         doc = problem.to_dict()
         now = time.time()
         due = self.policy.next_attempt(problem, delivery.attempts, delivery.created_at, now)
         if due is None:
             if await self.store.mark_dead(delivery, doc):
-                log.warning("delivery", outcome="dead", code=problem.code, detail=problem.detail, **fields)
+                attempt.record(self.metrics, DEAD, problem.code, detail=problem.detail)
+                self.metrics.dead_letters.labels(attempt.destination, delivery.mapping, problem.code).inc()
                 self.waiters.finished(delivery.id)
             return
         if await self.store.mark_retry(delivery, due, doc):
-            log.info("delivery", outcome="retry", code=problem.code, retry_in=round(due - now, 3), **fields)
+            attempt.record(self.metrics, RETRY, problem.code, retry_in=round(due - now, 3))
 
     async def _cleanup(self) -> None:
         while True:
@@ -178,3 +194,43 @@ class Dispatcher:
             except Exception:
                 log.exception("store_cleanup_failed")
             await asyncio.sleep(CLEANUP_EVERY)
+
+
+class Attempt:
+    """What one send attempt's log line and metrics say (never the body)."""
+
+    def __init__(self, destination: str, delivery: Delivery) -> None:
+        self.destination = destination
+        self.delivery = delivery
+        self.started = time.perf_counter()
+        self.seconds: float | None = None
+        self.upstream_status: int | None = None
+
+    def took(self, metrics: RelayMetrics) -> None:
+        """The destination answered (or failed to): stop the clock and observe it."""
+        self.seconds = time.perf_counter() - self.started
+        metrics.upstream_duration.labels(self.destination).observe(self.seconds)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "destination": self.destination,
+            "mapping": self.delivery.mapping,
+            "event_id": self.delivery.event_id,
+            "delivery_id": self.delivery.id,
+            "attempt": self.delivery.attempts,
+        }
+
+    def record(self, metrics: RelayMetrics, outcome: str, code: str, **extra: Any) -> None:
+        """Count the attempt and log its one line (a warning when it ends in the dead letters)."""
+        metrics.delivery_attempts.labels(self.destination, outcome, code).inc()
+        seconds = self.seconds if self.seconds is not None else time.perf_counter() - self.started
+        emit = log.warning if outcome == DEAD else log.info
+        emit(
+            "delivery",
+            outcome=outcome,
+            code=code,
+            upstream_status=self.upstream_status,
+            latency_ms=round(seconds * 1000, 2),
+            **self.fields(),
+            **extra,
+        )

@@ -1,0 +1,221 @@
+"""The relay's Prometheus metrics: one registry per relay, label children bound ahead of time.
+
+Labels are bounded: shape, mapping, destination, outcome, result and problem code, never an
+event id, a delivery id, a request id or anything taken from an event. The ingest path calls
+a few methods here per request, so each one is a dict lookup and an ``inc``/``observe`` on a
+pre-bound child. What every metric means and the alert it supports: ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+from app.delivery.store import Store
+
+log = structlog.get_logger("app.metrics")
+
+SHAPES = ("single", "wrapped", "batch", "bare")
+# Per-event routing results (every received event is counted in exactly one).
+MATCHED, IGNORED, REJECTED = "matched", "ignored", "rejected"
+# Per-delivery results of storing a matched event.
+STORED, DUPLICATE, DRY_RUN = "stored", "duplicate", "dry_run"
+# Per-attempt outcomes.
+DELIVERED, RETRY, DEAD = "delivered", "retry", "dead"
+OK = "ok"  # the code of an attempt that succeeded
+
+STORE_CACHE_SECONDS = 5.0
+INGEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+RENDER_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
+UPSTREAM_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class _Rate(Protocol):
+    @property
+    def current_rate_per_minute(self) -> float: ...
+
+
+class RelayMetrics:
+    """Every metric of one relay, in its own registry (so several relays can live in one test)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self.events_received = Counter(
+            "aep_relay_events_received", "Events parsed out of ingest requests, by payload shape",
+            ["shape"], registry=reg,
+        )  # fmt: skip
+        self.events_routed = Counter(
+            "aep_relay_events_routed",
+            "Received events by result: matched (at least one mapping planned a delivery), "
+            "ignored (no mapping applied) or rejected (every mapping that applied failed)",
+            ["result"], registry=reg,
+        )  # fmt: skip
+        self.mapping_events = Counter(
+            "aep_relay_mapping_events",
+            "Events a mapping applied to, by result: matched, or the problem code that rejected it",
+            ["mapping", "result"], registry=reg,
+        )  # fmt: skip
+        self.mapping_render = Histogram(
+            "aep_relay_mapping_render_duration_seconds", "Time to render one mapping's body for one event",
+            ["mapping"], buckets=RENDER_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.ingest_duration = Histogram(
+            "aep_relay_ingest_duration_seconds",
+            "Ingest requests from first byte read to answer sent (POST /v1/events)",
+            buckets=INGEST_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.ingest_problems = Counter(
+            "aep_relay_ingest_problems", "Ingest requests refused as a whole, by problem code",
+            ["code"], registry=reg,
+        )  # fmt: skip
+        self.deliveries_accepted = Counter(
+            "aep_relay_deliveries_accepted",
+            "Matched deliveries by what the store did: stored (to send), duplicate, dry_run (kept only)",
+            ["destination", "mapping", "result"], registry=reg,
+        )  # fmt: skip
+        self.delivery_attempts = Counter(
+            "aep_relay_delivery_attempts",
+            "Send attempts by outcome (delivered, retry, dead) and code (ok or the problem code)",
+            ["destination", "outcome", "code"], registry=reg,
+        )  # fmt: skip
+        self.deliveries_delivered = Counter(
+            "aep_relay_deliveries_delivered", "Deliveries the destination accepted",
+            ["destination", "mapping"], registry=reg,
+        )  # fmt: skip
+        self.dead_letters = Counter(
+            "aep_relay_dead_letters", "Deliveries moved to the dead letters, by problem code",
+            ["destination", "mapping", "code"], registry=reg,
+        )  # fmt: skip
+        self.dead_letters_replayed = Counter(
+            "aep_relay_dead_letters_replayed", "Dead letters put back to pending through the admin API",
+            registry=reg,
+        )  # fmt: skip
+        self.upstream_duration = Histogram(
+            "aep_relay_upstream_duration_seconds",
+            "One send to a destination, from request to classified answer (token refreshes included)",
+            ["destination"], buckets=UPSTREAM_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.ratelimit_wait = Histogram(
+            "aep_relay_ratelimit_wait_seconds", "Time a send waited for its destination's rate limiter",
+            ["destination"], buckets=WAIT_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.ratelimit_rate = Gauge(
+            "aep_relay_ratelimit_rate_per_minute", "The pace the rate limiter allows right now",
+            ["destination"], registry=reg,
+        )  # fmt: skip
+        self.store_pending = Gauge(
+            "aep_relay_store_pending_deliveries", "Deliveries waiting or in flight, per destination",
+            ["destination"], registry=reg,
+        )  # fmt: skip
+        self.store_oldest_age = Gauge(
+            "aep_relay_store_oldest_pending_age_seconds",
+            "Age of the oldest waiting delivery per destination (0 when none)",
+            ["destination"], registry=reg,
+        )  # fmt: skip
+        self.store_dead = Gauge("aep_relay_store_dead_letters", "Dead letters in the store", registry=reg)
+        self.store_stats_age = Gauge(
+            "aep_relay_store_stats_age_seconds", "Age of the store figures above (cached between scrapes)",
+            registry=reg,
+        )  # fmt: skip
+        self.mapping_reloads = Counter(
+            "aep_relay_mapping_reloads", "Mapping reloads (SIGHUP or folder change) by result",
+            ["result"], registry=reg,
+        )  # fmt: skip
+        self.mapping_reload_ok = Gauge(
+            "aep_relay_mapping_last_reload_successful",
+            "1 when the last mapping reload was applied, 0 when it was refused", registry=reg,
+        )  # fmt: skip
+        self.mapping_reload_time = Gauge(
+            "aep_relay_mapping_last_reload_success_timestamp_seconds",
+            "When the mapping set being served was loaded (epoch seconds)", registry=reg,
+        )  # fmt: skip
+        self.mappings_loaded = Gauge("aep_relay_mappings_loaded", "Mappings being served", registry=reg)
+        for result in ("succeeded", "failed"):
+            self.mapping_reloads.labels(result)
+        self.mapping_reload_ok.set(1)
+        self.mapping_reload_time.set(time.time())
+
+        # Children bound ahead of time for the hot path.
+        self._received = {shape: self.events_received.labels(shape) for shape in SHAPES}
+        self._routed = {result: self.events_routed.labels(result) for result in (MATCHED, IGNORED, REJECTED)}
+        self._mapping: dict[tuple[str, str], Any] = {}
+        self._render: dict[str, Any] = {}
+        self._accepted: dict[tuple[str, str, str], Any] = {}
+        self._store_refreshed = 0.0
+        self._store_lock = asyncio.Lock()
+
+    # -- ingest ------------------------------------------------------------------------------
+
+    def received(self, shape: str, events: int) -> None:
+        child = self._received.get(shape)
+        if child is None:
+            child = self._received[shape] = self.events_received.labels(shape)
+        child.inc(events)
+
+    def routed(self, matched: int, ignored: int, rejected: int) -> None:
+        """Count each received event once: matched, ignored or rejected."""
+        if matched:
+            self._routed[MATCHED].inc(matched)
+        if ignored:
+            self._routed[IGNORED].inc(ignored)
+        if rejected:
+            self._routed[REJECTED].inc(rejected)
+
+    def mapping_result(self, mapping: str, result: str) -> None:
+        """One event a mapping applied to: ``matched`` or the problem code that rejected it."""
+        key = (mapping, result)
+        child = self._mapping.get(key)
+        if child is None:
+            child = self._mapping[key] = self.mapping_events.labels(mapping, result)
+        child.inc()
+
+    def observe_render(self, mapping: str, seconds: float) -> None:
+        child = self._render.get(mapping)
+        if child is None:
+            child = self._render[mapping] = self.mapping_render.labels(mapping)
+        child.observe(seconds)
+
+    def accepted(self, destination: str, mapping: str, result: str) -> None:
+        key = (destination, mapping, result)
+        child = self._accepted.get(key)
+        if child is None:
+            child = self._accepted[key] = self.deliveries_accepted.labels(destination, mapping, result)
+        child.inc()
+
+    # -- store depth, read on scrape -----------------------------------------------------------
+
+    async def refresh_store(
+        self, store: Store, destinations: Iterable[str], limiters: Mapping[str, _Rate]
+    ) -> None:
+        """Read the store's depth at most every ``STORE_CACHE_SECONDS`` (scrapes share one read)."""
+        for name, limiter in limiters.items():
+            self.ratelimit_rate.labels(name).set(limiter.current_rate_per_minute)
+        async with self._store_lock:
+            if time.monotonic() - self._store_refreshed >= STORE_CACHE_SECONDS:
+                try:
+                    stats = await store.stats()
+                except Exception as exc:  # a scrape must answer; the age gauge shows staleness
+                    log.warning("store_stats_failed", error=type(exc).__name__)
+                else:
+                    now = time.time()
+                    for name in {*destinations, *stats.pending}:
+                        self.store_pending.labels(name).set(stats.pending.get(name, 0))
+                        oldest = stats.oldest_pending_at.get(name, now)
+                        self.store_oldest_age.labels(name).set(max(0.0, now - oldest))
+                    self.store_dead.set(stats.dead)
+                    self._store_refreshed = time.monotonic()
+            if self._store_refreshed:
+                self.store_stats_age.set(time.monotonic() - self._store_refreshed)
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The registry in the format the scraper asked for (text 0.0.4 unless it asks otherwise)."""
+        encode, content_type = choose_encoder(accept or "")
+        return encode(self.registry), content_type
