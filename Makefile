@@ -37,3 +37,11 @@ lint: $(BIN)/aep-relay
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+
+# The browser tests (tests/ui) drive Debian's chromium through Playwright: installed with
+# apt-get only when missing (never `playwright install`, which downloads its own browser).
+CHROMIUM := /usr/bin/chromium
+test: $(CHROMIUM)
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core

@@ -4,7 +4,7 @@ The codes, grouped by where the problem arises::
 
     request      invalid_json, unsupported_payload, invalid_request, unauthorized,
                  forbidden, not_found, method_not_allowed, payload_too_large
-    mapping      mapping_not_found, mapping_error, validation_failed
+    mapping      mapping_not_found, mapping_error, validation_failed, mapping_invalid
     delivery     duplicate, overloaded, store_unavailable
     destination  destination_rejected, destination_auth_failed, destination_not_found,
                  destination_conflict, rate_limited, destination_unavailable, timeout
@@ -43,6 +43,7 @@ CODES: dict[str, ProblemKind] = {
     "payload_too_large": ProblemKind(413, "Request body is too large"),
     "mapping_error": ProblemKind(422, "Mapping could not be applied to the event"),
     "validation_failed": ProblemKind(422, "Rendered body breaks the destination's rules"),
+    "mapping_invalid": ProblemKind(422, "Mapping text does not compile"),
     "duplicate": ProblemKind(409, "Event was already accepted"),
     "destination_rejected": ProblemKind(422, "Destination rejected the event"),
     "destination_auth_failed": ProblemKind(502, "Destination refused the relay's credentials"),

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.api import deliveries, events, health
+from app.api import deliveries, events, health, mappings, samples
 from app.api import metrics as metrics_route
 from app.api.ingest_route import PREFIX, IngestRoute
 from app.api.middleware import RequestContextMiddleware
@@ -23,6 +23,7 @@ from app.api.responses import problem_response
 from app.problems import Problem
 from app.relay import Relay
 from app.settings import Settings
+from app.ui import mount_ui
 
 log = structlog.get_logger("app")
 
@@ -80,6 +81,9 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
     app.include_router(deliveries.router)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
+    app.include_router(mappings.router)
+    app.include_router(samples.router)
+    mount_ui(app)
     app.add_exception_handler(Problem, _on_problem)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http_exception)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]

@@ -75,3 +75,27 @@ PREVIEW_OPENAPI: dict[str, Any] = {
         "413": _problem("payload_too_large"),
     },
 }  # fmt: skip
+
+_DRAFT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["mapping", "payload"],
+    "properties": {
+        "mapping": {"type": "string",
+                    "description": "The YAML text of one mapping file (its `examples` are not run)"},
+        "payload": _PAYLOAD_SCHEMA,
+        "file": {"type": "string",
+                 "description": "A file name for issues and the default `name` (`draft.yaml`)"},
+    },
+}  # fmt: skip
+
+DRAFT_OPENAPI: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": _DRAFT_SCHEMA}}},
+    "responses": {
+        "200": {"description": "As `POST /v1/preview`, for the draft mapping alone (its `when` is checked)",
+                "content": {"application/json": {"schema": _RESULTS_SCHEMA}}},
+        "400": _problem("invalid_json, unsupported_payload, invalid_request (no `mapping` or `payload`)"),
+        "401": _problem("unauthorized"),
+        "413": _problem("payload_too_large"),
+        "422": _problem("mapping_invalid: the text does not compile; `errors` lists `{file, line, reason}`"),
+    },
+}  # fmt: skip

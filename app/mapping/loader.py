@@ -160,14 +160,22 @@ def load_mappings(directory: Path, destinations: AbcMapping[str, tuple[str, ...]
 def load_mapping_file(path: Path, destinations: AbcMapping[str, tuple[str, ...]]) -> Mapping:
     """Load and compile one mapping file."""
     try:
-        doc = _yaml().load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise _issue(path, 1, f"cannot read: {exc}") from None
+    return compile_mapping(parse_mapping_text(text, path), path, destinations)
+
+
+def parse_mapping_text(text: str, path: Path) -> Any:
+    """The YAML text of a mapping file as ruamel's round-trip document (with line numbers)."""
+    try:
+        return _yaml().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         raise _issue(path, line, f"YAML syntax: {exc.problem or exc.context}") from None
-    except (YAMLError, UnicodeDecodeError, OSError) as exc:
+    except YAMLError as exc:
         raise _issue(path, 1, f"cannot read: {exc}") from None
-    return compile_mapping(doc, path, destinations)
 
 
 def compile_mapping(doc: Any, path: Path, destinations: AbcMapping[str, tuple[str, ...]]) -> Mapping:
