@@ -22,6 +22,7 @@ test: $(BIN)/aep-relay
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/bandit --quiet --recursive app
 	$(BIN)/aep-relay mappings test mappings
 	$(BIN)/pytest
 

@@ -86,14 +86,12 @@ def ingest_answer(outcomes: list[Outcome], request_id: str | None) -> Answer:
     nothing failed; the first problem (with all results) when everything that matched
     failed (rejected or dead); 207 Multi-Status when results are mixed."""
     results = [outcome.to_dict() for outcome in outcomes]
-    failed = [o for o in outcomes if o.status in (REJECTED, DEAD) and o.problem is not None]
+    failed = [o.problem for o in outcomes if o.status in (REJECTED, DEAD) and o.problem is not None]
     if not failed:
         status = 202 if any(o.status == QUEUED for o in outcomes) else 200
         return Answer(status, orjson.dumps({"request_id": request_id, "results": results}))
     if len(failed) == sum(o.status != IGNORED for o in outcomes):
-        first = failed[0].problem
-        assert first is not None
-        return Answer.of_problem(first, request_id=request_id, results=results)
+        return Answer.of_problem(failed[0], request_id=request_id, results=results)
     return Answer(207, orjson.dumps({"request_id": request_id, "results": results}))
 
 
