@@ -375,7 +375,8 @@ class SqliteStore:
     async def next_due(self, destination: str) -> float | None:
         def next_due(conn: sqlite3.Connection) -> float | None:
             row = conn.execute(
-                f"SELECT MIN(due_at) FROM deliveries WHERE {ACTIVE} AND destination = ?", (destination,)  # nosec B608 - interpolates module constants and ? marks, never input
+                f"SELECT MIN(due_at) FROM deliveries WHERE {ACTIVE} AND destination = ?",  # nosec B608 - interpolates module constants and ? marks, never input
+                (destination,),
             ).fetchone()
             return None if row[0] is None else float(row[0])
 
