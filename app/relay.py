@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from app.api.signing import SignatureVerifier
 from app.delivery import open_store
 from app.delivery.dispatcher import Dispatcher, DispatchSettings
 from app.delivery.ratelimit import AdaptiveRateLimiter, RateLimiter
@@ -15,6 +16,7 @@ from app.destinations.yotpo import YotpoConfig, YotpoDestination
 from app.destinations.zendesk import ZendeskConfig, ZendeskDestination
 from app.mapping.examples import run_examples
 from app.mapping.loader import MappingLoadError, MappingSet, load_mappings
+from app.payloads import PayloadLimits
 from app.settings import ConfigError, Settings
 
 
@@ -90,13 +92,16 @@ class Relay:
     dispatcher: Dispatcher
     waiters: OutcomeWaiters
     secrets: list[str] = field(default_factory=list)
+    limits: PayloadLimits = field(default_factory=PayloadLimits)
+    signatures: SignatureVerifier = field(default_factory=lambda: SignatureVerifier([]))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Relay:
         """Build and check everything; raises ``ConfigError`` or ``MappingLoadError``."""
-        if not settings.relay_ingest_tokens and not settings.relay_allow_unauthenticated:
+        open_relay = not settings.relay_ingest_tokens and not settings.relay_signing_secrets
+        if open_relay and not settings.relay_allow_unauthenticated:
             raise ConfigError(
-                "no RELAY_INGEST_TOKENS set: refusing to start an open relay "
+                "no RELAY_INGEST_TOKENS (nor RELAY_SIGNING_SECRETS) set: refusing to start an open relay "
                 "(set RELAY_ALLOW_UNAUTHENTICATED=true for development only)"
             )
         destinations = build_destinations(settings)
@@ -117,7 +122,21 @@ class Relay:
             retention=settings.relay_retention_seconds,
         )
         dispatcher = Dispatcher(store, destinations, build_limiters(destinations), policy, waiters, dispatch)
-        return cls(settings, destinations, mappings, store, dispatcher, waiters, settings.secret_values())
+        return cls(
+            settings,
+            destinations,
+            mappings,
+            store,
+            dispatcher,
+            waiters,
+            settings.secret_values(),
+            limits=PayloadLimits(
+                max_events=settings.relay_max_batch_events,
+                max_depth=settings.relay_max_json_depth,
+                max_string_length=settings.relay_max_string_length,
+            ),
+            signatures=SignatureVerifier(settings.relay_signing_secrets),
+        )
 
     async def start(self) -> None:
         """Open the store and start delivering."""

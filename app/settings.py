@@ -23,6 +23,7 @@ SECRET_FIELDS = (
     "zendesk_password",
     "yotpo_api_key",
     "yotpo_secret",
+    "relay_signing_secrets",
 )
 
 
@@ -69,6 +70,10 @@ class Settings(BaseSettings):
     relay_sqlite_synchronous: str = "FULL"
     relay_log_level: str = "info"
     relay_log_format: str = "json"
+    relay_max_batch_events: int = Field(default=1000, gt=0)
+    relay_max_json_depth: int = Field(default=64, gt=0, le=512)  # deeper would strain Python's recursion
+    relay_max_string_length: int = Field(default=65_536, gt=0)
+    relay_signing_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
     zendesk_subdomain: str | None = None
     zendesk_email: str | None = None
@@ -92,11 +97,11 @@ class Settings(BaseSettings):
     yotpo_connect_timeout: float = Field(default=5.0, gt=0)
     yotpo_read_timeout: float = Field(default=10.0, gt=0)
 
-    @field_validator("relay_ingest_tokens", mode="before")
+    @field_validator("relay_ingest_tokens", "relay_signing_secrets", mode="before")
     @classmethod
     def _split_tokens(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [token.strip() for token in value.split(",") if token.strip()]
+        if isinstance(value, str):  # comma-separated; a *_FILE may also hold one per line
+            return [token.strip() for token in value.replace("\n", ",").split(",") if token.strip()]
         return value
 
     @classmethod
@@ -115,8 +120,9 @@ class Settings(BaseSettings):
         values = [token.get_secret_value() for token in self.relay_ingest_tokens]
         for name in SECRET_FIELDS[1:]:
             secret = getattr(self, name)
-            if isinstance(secret, SecretStr) and secret.get_secret_value():
-                values.append(secret.get_secret_value())
+            for item in secret if isinstance(secret, list) else [secret]:
+                if isinstance(item, SecretStr) and item.get_secret_value():
+                    values.append(item.get_secret_value())
         return values
 
 

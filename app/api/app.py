@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
 
 def _log_start(relay: Relay) -> None:
     settings = relay.settings
-    if not settings.relay_ingest_tokens:
+    if not settings.relay_ingest_tokens and not settings.relay_signing_secrets:
         log.warning("running_open", detail="RELAY_ALLOW_UNAUTHENTICATED: anyone can post events")
     for name, destination in relay.destinations.items():
         if destination.dry_run:

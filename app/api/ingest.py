@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from app.api.auth import check_ingest_token
+from app.api.auth import authenticate_ingest
 from app.delivery.store import DEAD, QUEUED
 from app.payloads import parse_payload
 from app.pipeline import IGNORED, REJECTED, Outcome, accept, plan, settle
@@ -49,17 +49,28 @@ async def handle_ingest(
     query_string: bytes,
     prefer: str | None,
     request_id: str | None,
+    signature: str | None = None,
+    timestamp: str | None = None,
 ) -> Answer:
-    """Authorise, parse, plan, store, optionally wait; raises ``Problem`` for request errors."""
+    """Authenticate (token or signature), parse, plan, store, optionally wait; raises
+    ``Problem`` for request errors."""
     settings = relay.settings
-    check_ingest_token(authorization, settings.relay_ingest_tokens, settings.relay_allow_unauthenticated)
+    authenticate_ingest(
+        authorization,
+        body,
+        signature=signature,
+        timestamp=timestamp,
+        tokens=settings.relay_ingest_tokens,
+        verifier=relay.signatures,
+        allow_open=settings.relay_allow_unauthenticated,
+    )
     only = None
     if mapping_name is not None:
         only = relay.mappings.get(mapping_name)
         if only is None:
             raise Problem("mapping_not_found", f"No mapping named {mapping_name!r}")
     wait = requested_wait(query_string, prefer)
-    parsed = parse_payload(body)
+    parsed = parse_payload(body, relay.limits)
     outcomes = await accept(
         plan(parsed.events, relay.mappings, relay.destinations, only=only),
         relay.store,
