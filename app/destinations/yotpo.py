@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import orjson
@@ -36,7 +35,7 @@ from app.destinations.upstream import (
 )
 from app.problems import Problem
 from app.settings import ConfigError, Settings
-from app.urls import check_base_url
+from app.urls import check_base_url, path_segment
 
 log = structlog.get_logger("app.destinations.yotpo")
 
@@ -102,7 +101,7 @@ class YotpoConfig:
         """A path template with the (escaped) store id filled in."""
         if self.store_id is None:
             return template
-        return template.replace("{store_id}", quote(self.store_id, safe=""))
+        return template.replace("{store_id}", path_segment(self.store_id))
 
 
 class YotpoDestination:
