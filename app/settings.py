@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -25,6 +25,11 @@ SECRET_FIELDS = (
     "yotpo_secret",
     "relay_signing_secrets",
 )
+
+LOG_CHOICES = {
+    "relay_log_level": ("debug", "info", "warning", "error"),
+    "relay_log_format": ("json", "console"),
+}
 
 
 class SecretFileSource(PydanticBaseSettingsSource):
@@ -103,6 +108,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):  # comma-separated; a *_FILE may also hold one per line
             return [token.strip() for token in value.replace("\n", ",").split(",") if token.strip()]
         return value
+
+    @field_validator("relay_log_level", "relay_log_format", mode="after")
+    @classmethod
+    def _known_log_choice(cls, value: str, info: ValidationInfo) -> str:
+        allowed = LOG_CHOICES[str(info.field_name)]
+        if value.lower() not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value.lower()
 
     @classmethod
     def settings_customise_sources(
