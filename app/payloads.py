@@ -114,6 +114,8 @@ def check_limits(payload: Any, body: bytes, limits: PayloadLimits) -> None:
             if len(value) > max_length:
                 raise _string_too_long(max_length)
             continue
+        if not isinstance(value, dict | list):  # a scalar body: nothing inside
+            continue
         if depth > max_depth:
             raise Problem("json_too_deep", f"JSON nesting is deeper than RELAY_MAX_JSON_DEPTH ({max_depth})")
         if isinstance(value, dict):

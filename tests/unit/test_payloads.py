@@ -426,3 +426,8 @@ def test_the_parsers_own_depth_limit_is_json_too_deep() -> None:
     deep = b"[" * 5000 + b"]" * 5000
     assert limit_code(deep, PayloadLimits(max_depth=10_000)) == "json_too_deep"
     assert limit_code(deep) == "json_too_deep"
+
+
+def test_a_scalar_body_over_the_limits_is_unsupported_not_a_crash() -> None:
+    """Found by hypothesis: the limit walk iterated over a top-level number."""
+    assert limit_code(b"1.0000000000000002e+16") == "unsupported_payload"
