@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from app.api import deliveries, events, health
 from app.api.ingest_route import PREFIX, IngestRoute
 from app.api.middleware import RequestContextMiddleware
+from app.api.openapi import complete_openapi
 from app.api.responses import problem_response
 from app.problems import Problem
 from app.relay import Relay
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
     app.add_exception_handler(HTTPException, _on_http_exception)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
     app.add_middleware(RequestContextMiddleware)
+    fastapi_openapi = app.openapi
+    app.openapi = lambda: complete_openapi(fastapi_openapi())  # type: ignore[method-assign]
     return app
 
 
