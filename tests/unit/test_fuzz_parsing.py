@@ -88,7 +88,7 @@ def shipped() -> tuple[Any, Any]:
     return load_checked_mappings(settings_, destinations), destinations
 
 
-@FUZZ
+@settings(FUZZ, max_examples=max(1, EXAMPLES // 3))  # each example renders every mapping
 @given(st.lists(EVENTS, min_size=1, max_size=3))
 def test_every_shipped_mapping_renders_any_event_or_says_why(
     shipped: tuple[Any, Any], events: list[Any]
