@@ -7,7 +7,7 @@ PORT ?= 8080
 RELAY_INGEST_TOKENS ?= dev-token
 export RELAY_INGEST_TOKENS
 
-.PHONY: run test lint check-mappings clean system-deps
+.PHONY: run test lint check-mappings clean system-deps fuzz lock audit
 
 $(BIN)/aep-relay: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,8 @@ test: $(BIN)/aep-relay system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/bandit --quiet --recursive app
+	$(BIN)/pip-audit --require-hashes --disable-pip --progress-spinner off -r requirements.lock
 	$(BIN)/aep-relay mappings test mappings
 	$(BIN)/pytest
 
@@ -45,3 +47,16 @@ test: $(CHROMIUM)
 $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+# Longer fuzzing than `make test` does: schemathesis on every route, hypothesis on parser and renderer.
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(BIN)/aep-relay
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/fuzz tests/unit/test_fuzz_parsing.py
+
+# The image's pinned, hashed dependencies (runtime only), for every platform, from pyproject.toml.
+lock: $(BIN)/aep-relay
+	$(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 \
+	  --custom-compile-command "make lock" --quiet -o requirements.lock
+
+# Fails on any unaudited package too (needs PyPI's per-release JSON API).
+audit: $(BIN)/aep-relay
+	$(BIN)/pip-audit --strict --require-hashes --disable-pip -r requirements.lock

@@ -63,7 +63,10 @@ def serve(
         app = create_app(settings)
     except (ConfigError, MappingLoadError) as exc:
         _fail(f"aep-relay cannot start:\n{exc}")
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning", server_header=False)
+    # log_config=None: uvicorn's own lines go through our handler (JSON, redacted)
+    uvicorn.run(
+        app, host=host, port=port, access_log=False, log_level="warning", log_config=None, server_header=False
+    )
 
 
 @mappings_cli.command("check")

@@ -1,19 +1,33 @@
-"""Logging: structlog JSON (or console) lines, with a redaction processor for secrets and PII."""
+"""Logging: structlog JSON (or console) lines, with a redaction processor for secrets and PII.
+
+Standard-library loggers (uvicorn's among them) go through the same redaction and renderer,
+so no line leaves the process unmasked.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-CREDENTIAL = re.compile(r"(?i)\b(bearer|basic|token)(\s+|=|:\s*)[A-Za-z0-9._~+/=:-]{4,}")
-PHONE = re.compile(r"\+\d[\d\s().-]{7,}\d")
+# An auth scheme and its credentials, or a credential-named key and its value (`token=…`,
+# `"access_token": "…"`, `X-Yotpo-Token: …`).
+CREDENTIAL = re.compile(
+    r"(?i)(\b(?:bearer|basic)\s+|(?:token|secret|password|passwd|api[_-]?key|signature)[\"']?\s*[:=]\s*[\"']?)"
+    r"[A-Za-z0-9._~+/=:-]{4,}"
+)
+PHONE = re.compile(
+    r"\+\d[\d\s().-]{7,}\d"  # international, E.164 and written forms
+    r"|(?<![\w.-])\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}(?![\w-])"  # North American national form
+)
+# Keys whose value is a credential whatever it looks like.
+SECRET_KEY = re.compile(r"(?i)(authorization|password|passwd|secret|token|api[_-]?key|cookie|signature)$")
 MASK = "***"
 
 
@@ -24,19 +38,34 @@ class Redactor:
         self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
     def __call__(self, _logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
-        return {key: self.redact(value) for key, value in event_dict.items()}
+        return self.redact_mapping(event_dict)
 
     def redact(self, value: Any) -> Any:
         """A copy of ``value`` with every sensitive substring masked (recursing into containers)."""
         if isinstance(value, str):
             return self.redact_text(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
         if isinstance(value, dict):
-            return {key: self.redact(item) for key, item in value.items()}
-        if isinstance(value, list | tuple):
+            return self.redact_mapping(value)
+        if isinstance(value, list | tuple | set | frozenset):
             return [self.redact(item) for item in value]
         if isinstance(value, BaseException):
             return self.redact_text(f"{type(value).__name__}: {value}")
-        return value
+        if isinstance(value, bytes | bytearray):
+            return self.redact_text(bytes(value).decode("utf-8", "replace"))
+        return self.redact_text(str(value))  # what the renderer would print, masked first
+
+    def redact_mapping(self, mapping: Mapping[Any, Any]) -> dict[Any, Any]:
+        """``redact`` for a dict: keys too, and the whole value of a credential-named key."""
+        out: dict[Any, Any] = {}
+        for key, item in mapping.items():
+            name = self.redact_text(key) if isinstance(key, str) else key
+            if isinstance(key, str) and isinstance(item, str) and item and SECRET_KEY.search(key):
+                out[name] = MASK
+            else:
+                out[name] = self.redact(item)
+        return out
 
     def redact_text(self, text: str) -> str:
         for secret in self.secrets:
@@ -44,7 +73,7 @@ class Redactor:
                 text = text.replace(secret, MASK)
         if "@" in text:
             text = EMAIL.sub(MASK, text)
-        text = CREDENTIAL.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+        text = CREDENTIAL.sub(lambda m: f"{m.group(1)}{MASK}", text)
         return PHONE.sub(MASK, text)
 
 
@@ -54,24 +83,39 @@ def configure_logging(
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
 ) -> None:
-    """Set up structlog for the whole process; call once at start-up (and in tests)."""
+    """Set up structlog, and the standard library's root logger, for the whole process; call
+    once at start-up (and in tests)."""
+    out = stream or sys.stderr
     renderer: Processor = (
         structlog.dev.ConsoleRenderer(colors=False)
         if fmt == "console"
         else structlog.processors.JSONRenderer()
     )
+    numeric_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    redactor = Redactor(secrets)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            Redactor(secrets),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-        ),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        processors=[*shared, structlog.processors.format_exc_info, redactor, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redactor,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(numeric_level)

@@ -29,6 +29,15 @@ XDM_KEYS = frozenset(
 
 
 @dataclass(frozen=True)
+class PayloadLimits:
+    """What one request may hold: events per batch, JSON nesting depth, characters per string."""
+
+    max_events: int = 1000
+    max_depth: int = 64
+    max_string_length: int = 65_536
+
+
+@dataclass(frozen=True)
 class ParsedPayload:
     """The events of one request and the shape they arrived in."""
 
@@ -43,6 +52,8 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc) or "recursion" in str(exc):  # orjson's own limit (1024 levels)
+            raise Problem("json_too_deep", "JSON nesting is deeper than the parser allows") from None
         raise Problem("invalid_json", f"Body is not valid UTF-8 JSON: {exc}") from None
 
 
@@ -70,9 +81,55 @@ def normalise(payload: Any) -> ParsedPayload:
     )
 
 
-def parse_payload(body: bytes) -> ParsedPayload:
-    """Bytes of a request body -> its normalised events (raises ``Problem``)."""
-    return normalise(parse_json(body))
+def parse_payload(body: bytes, limits: PayloadLimits | None = None) -> ParsedPayload:
+    """Bytes of a request body -> its normalised events (raises ``Problem``), within ``limits``."""
+    payload = parse_json(body)
+    if limits is None:
+        return normalise(payload)
+    check_limits(payload, body, limits)
+    events = payload.get("events") if isinstance(payload, dict) else None
+    if isinstance(events, list) and len(events) > limits.max_events:
+        raise Problem(
+            "too_many_events",
+            f"The batch has {len(events)} events; RELAY_MAX_BATCH_EVENTS is {limits.max_events}",
+        )
+    return normalise(payload)
+
+
+def check_limits(payload: Any, body: bytes, limits: PayloadLimits) -> None:
+    """``json_too_deep`` / ``string_too_long`` when the parsed ``body`` breaks ``limits``.
+
+    Most bodies cannot break either, and are not walked: nesting deeper than N needs more
+    than N brackets, and a string longer than N characters needs a body of more than N bytes.
+    """
+    deep = body.count(b"{") + body.count(b"[") > limits.max_depth
+    long = len(body) > limits.max_string_length
+    if not (deep or long):
+        return
+    max_depth, max_length = limits.max_depth, limits.max_string_length
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if len(value) > max_length:
+                raise _string_too_long(max_length)
+            continue
+        if not isinstance(value, dict | list):  # a scalar body: nothing inside
+            continue
+        if depth > max_depth:
+            raise Problem("json_too_deep", f"JSON nesting is deeper than RELAY_MAX_JSON_DEPTH ({max_depth})")
+        if isinstance(value, dict):
+            if long and any(len(key) > max_length for key in value):
+                raise _string_too_long(max_length)
+            value = value.values()
+        for item in value:
+            if isinstance(item, dict | list) or (long and isinstance(item, str)):
+                stack.append((item, depth + 1))
+
+
+def _string_too_long(limit: int) -> Problem:
+    detail = f"A JSON string is longer than RELAY_MAX_STRING_LENGTH ({limit} characters)"
+    return Problem("string_too_long", detail)
 
 
 def _normalise_batch(payload: dict[str, Any]) -> list[Event]:

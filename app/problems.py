@@ -3,7 +3,8 @@
 The codes, grouped by where the problem arises::
 
     request      invalid_json, unsupported_payload, invalid_request, unauthorized,
-                 forbidden, not_found, method_not_allowed, payload_too_large
+                 forbidden, not_found, method_not_allowed, payload_too_large,
+                 too_many_events, json_too_deep, string_too_long, invalid_signature
     mapping      mapping_not_found, mapping_error, validation_failed, mapping_invalid
     delivery     duplicate, overloaded, store_unavailable
     destination  destination_rejected, destination_auth_failed, destination_not_found,
@@ -55,6 +56,10 @@ CODES: dict[str, ProblemKind] = {
     "overloaded": ProblemKind(503, "Relay is overloaded", retryable=True),
     "store_unavailable": ProblemKind(503, "Relay cannot store events right now", retryable=True),
     "internal_error": ProblemKind(500, "Internal error", retryable=True),
+    "too_many_events": ProblemKind(413, "Batch has too many events"),
+    "json_too_deep": ProblemKind(400, "JSON nesting is too deep"),
+    "string_too_long": ProblemKind(400, "A JSON string is too long"),
+    "invalid_signature": ProblemKind(401, "Request signature is invalid"),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from app.api.signing import SignatureVerifier
 from app.delivery import open_store
 from app.delivery.dispatcher import Dispatcher, DispatchSettings
 from app.delivery.ratelimit import AdaptiveRateLimiter, RateLimiter
@@ -18,6 +19,7 @@ from app.destinations.zendesk import ZendeskConfig, ZendeskDestination
 from app.mapping.examples import run_examples
 from app.mapping.loader import MappingLoadError, MappingSet, load_mappings
 from app.metrics import RelayMetrics
+from app.payloads import PayloadLimits
 from app.reload import MappingReloader, fingerprint
 from app.settings import ConfigError, Settings
 
@@ -102,13 +104,16 @@ class Relay:
     secrets: list[str] = field(default_factory=list)
     metrics: RelayMetrics = field(default_factory=RelayMetrics)
     reloader: MappingReloader | None = None
+    limits: PayloadLimits = field(default_factory=PayloadLimits)
+    signatures: SignatureVerifier = field(default_factory=lambda: SignatureVerifier([]))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Relay:
         """Build and check everything; raises ``ConfigError`` or ``MappingLoadError``."""
-        if not settings.relay_ingest_tokens and not settings.relay_allow_unauthenticated:
+        open_relay = not settings.relay_ingest_tokens and not settings.relay_signing_secrets
+        if open_relay and not settings.relay_allow_unauthenticated:
             raise ConfigError(
-                "no RELAY_INGEST_TOKENS set: refusing to start an open relay "
+                "no RELAY_INGEST_TOKENS (nor RELAY_SIGNING_SECRETS) set: refusing to start an open relay "
                 "(set RELAY_ALLOW_UNAUTHENTICATED=true for development only)"
             )
         destinations = build_destinations(settings)
@@ -134,7 +139,20 @@ class Relay:
         limiters = build_limiters(destinations, store)
         dispatcher = Dispatcher(store, destinations, limiters, policy, waiters, dispatch, metrics)
         relay = cls(
-            settings, destinations, mappings, store, dispatcher, waiters, settings.secret_values(), metrics
+            settings,
+            destinations,
+            mappings,
+            store,
+            dispatcher,
+            waiters,
+            settings.secret_values(),
+            metrics,
+            limits=PayloadLimits(
+                max_events=settings.relay_max_batch_events,
+                max_depth=settings.relay_max_json_depth,
+                max_string_length=settings.relay_max_string_length,
+            ),
+            signatures=SignatureVerifier(settings.relay_signing_secrets),
         )
         relay.reloader = MappingReloader(
             settings.relay_mappings_dir,

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -23,7 +23,13 @@ SECRET_FIELDS = (
     "zendesk_password",
     "yotpo_api_key",
     "yotpo_secret",
+    "relay_signing_secrets",
 )
+
+LOG_CHOICES = {
+    "relay_log_level": ("debug", "info", "warning", "error"),
+    "relay_log_format": ("json", "console"),
+}
 
 
 class SecretFileSource(PydanticBaseSettingsSource):
@@ -72,6 +78,10 @@ class Settings(BaseSettings):
     relay_sqlite_synchronous: str = "FULL"
     relay_log_level: str = "info"
     relay_log_format: str = "json"
+    relay_max_batch_events: int = Field(default=1000, gt=0)
+    relay_max_json_depth: int = Field(default=64, gt=0, le=512)  # deeper would strain Python's recursion
+    relay_max_string_length: int = Field(default=65_536, gt=0)
+    relay_signing_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
     zendesk_subdomain: str | None = None
     zendesk_email: str | None = None
@@ -95,12 +105,20 @@ class Settings(BaseSettings):
     yotpo_connect_timeout: float = Field(default=5.0, gt=0)
     yotpo_read_timeout: float = Field(default=10.0, gt=0)
 
-    @field_validator("relay_ingest_tokens", mode="before")
+    @field_validator("relay_ingest_tokens", "relay_signing_secrets", mode="before")
     @classmethod
     def _split_tokens(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [token.strip() for token in value.split(",") if token.strip()]
+        if isinstance(value, str):  # comma-separated; a *_FILE may also hold one per line
+            return [token.strip() for token in value.replace("\n", ",").split(",") if token.strip()]
         return value
+
+    @field_validator("relay_log_level", "relay_log_format", mode="after")
+    @classmethod
+    def _known_log_choice(cls, value: str, info: ValidationInfo) -> str:
+        allowed = LOG_CHOICES[str(info.field_name)]
+        if value.lower() not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value.lower()
 
     @classmethod
     def settings_customise_sources(
@@ -118,8 +136,9 @@ class Settings(BaseSettings):
         values = [token.get_secret_value() for token in self.relay_ingest_tokens]
         for name in SECRET_FIELDS[1:]:
             secret = getattr(self, name)
-            if isinstance(secret, SecretStr) and secret.get_secret_value():
-                values.append(secret.get_secret_value())
+            for item in secret if isinstance(secret, list) else [secret]:
+                if isinstance(item, SecretStr) and item.get_secret_value():
+                    values.append(item.get_secret_value())
         return values
 
 

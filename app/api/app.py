@@ -19,6 +19,7 @@ from app.api import deliveries, events, health, mappings, samples
 from app.api import metrics as metrics_route
 from app.api.ingest_route import PREFIX, IngestRoute
 from app.api.middleware import RequestContextMiddleware
+from app.api.openapi import complete_openapi
 from app.api.responses import problem_response
 from app.problems import Problem
 from app.relay import Relay
@@ -88,12 +89,14 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
     app.add_exception_handler(HTTPException, _on_http_exception)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
     app.add_middleware(RequestContextMiddleware)
+    fastapi_openapi = app.openapi
+    app.openapi = lambda: complete_openapi(fastapi_openapi())  # type: ignore[method-assign]
     return app
 
 
 def _log_start(relay: Relay) -> None:
     settings = relay.settings
-    if not settings.relay_ingest_tokens:
+    if not settings.relay_ingest_tokens and not settings.relay_signing_secrets:
         log.warning("running_open", detail="RELAY_ALLOW_UNAUTHENTICATED: anyone can post events")
     for name, destination in relay.destinations.items():
         if destination.dry_run:

@@ -1,4 +1,4 @@
-"""Inbound bearer tokens, compared in constant time."""
+"""Inbound bearer tokens, compared in constant time, and how they combine with signatures."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hmac
 from pydantic import SecretStr
 from starlette.requests import Request
 
+from app.api.signing import SignatureVerifier
 from app.problems import Problem
 
 
@@ -53,3 +54,27 @@ def require_admin_token(request: Request, admin_token: SecretStr | None) -> None
         raise Problem("forbidden", "Admin endpoints are off: set RELAY_ADMIN_TOKEN to use them")
     if not token_matches(bearer_token(request), [admin_token]):
         raise Problem("unauthorized", "Send `Authorization: Bearer <RELAY_ADMIN_TOKEN>`")
+
+
+def authenticate_ingest(
+    authorization: str | None,
+    body: bytes,
+    *,
+    signature: str | None,
+    timestamp: str | None,
+    tokens: list[SecretStr],
+    verifier: SignatureVerifier | None,
+    allow_open: bool,
+) -> None:
+    """A valid bearer token OR a valid signature lets a request in.
+
+    A request that carries signature headers to a relay with ``RELAY_SIGNING_SECRETS`` is
+    judged by its signature alone: a bad one is refused even next to a good token, since the
+    caller meant the body to be checked. Without signing secrets the headers are ignored.
+    """
+    if verifier is None or not verifier.enabled:
+        check_ingest_token(authorization, tokens, allow_open)
+    elif signature is not None or timestamp is not None:
+        verifier.verify(signature, timestamp, body)
+    else:
+        check_ingest_token(authorization, tokens, allow_open=False)

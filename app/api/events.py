@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.api.auth import require_ingest_token
+from app.api.auth import authenticate_ingest
 from app.api.body import read_limited_body
 from app.api.ingest import handle_ingest
 from app.api.openapi import INGEST_OPENAPI, PREVIEW_OPENAPI
 from app.api.responses import json_response
+from app.api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from app.mapping.loader import Mapping
 from app.payloads import parse_payload
 from app.pipeline import as_preview, plan
@@ -38,8 +39,10 @@ async def ingest_one_mapping(request: Request, mapping: str) -> Response:
 @router.post("/v1/preview", openapi_extra=PREVIEW_OPENAPI, summary="Render and validate; never sends")
 async def preview(request: Request, mapping: str | None = None) -> Response:
     """What the relay would send for this payload, with every validation problem."""
-    relay, only = await _authorised(request, mapping)
-    parsed = parse_payload(await read_limited_body(request, relay.settings.relay_max_body_bytes))
+    relay: Relay = request.app.state.relay
+    body = await read_limited_body(request, relay.settings.relay_max_body_bytes)
+    only = _authorised(request, relay, body, mapping)
+    parsed = parse_payload(body, relay.limits)
     outcomes = as_preview(plan(parsed.events, relay.mappings, relay.destinations, only=only))
     return json_response(
         {
@@ -61,18 +64,25 @@ async def ingest_request(request: Request, mapping_name: str | None) -> Response
         query_string=request.scope.get("query_string", b""),
         prefer=request.headers.get("prefer"),
         request_id=request.scope.get("state", {}).get("request_id"),
+        signature=request.headers.get(SIGNATURE_HEADER),
+        timestamp=request.headers.get(TIMESTAMP_HEADER),
     )
     return Response(answer.body, answer.status, answer.headers, media_type=answer.content_type)
 
 
-async def _authorised(request: Request, mapping_name: str | None) -> tuple[Relay, Mapping | None]:
-    relay: Relay = request.app.state.relay
-    require_ingest_token(
-        request, relay.settings.relay_ingest_tokens, relay.settings.relay_allow_unauthenticated
+def _authorised(request: Request, relay: Relay, body: bytes, mapping_name: str | None) -> Mapping | None:
+    authenticate_ingest(
+        request.headers.get("authorization"),
+        body,
+        signature=request.headers.get(SIGNATURE_HEADER),
+        timestamp=request.headers.get(TIMESTAMP_HEADER),
+        tokens=relay.settings.relay_ingest_tokens,
+        verifier=relay.signatures,
+        allow_open=relay.settings.relay_allow_unauthenticated,
     )
     if mapping_name is None:
-        return relay, None
+        return None
     mapping = relay.mappings.get(mapping_name)
     if mapping is None:
         raise Problem("mapping_not_found", f"No mapping named {mapping_name!r}")
-    return relay, mapping
+    return mapping

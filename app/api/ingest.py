@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from app.api.auth import check_ingest_token
+from app.api.auth import authenticate_ingest
 from app.delivery.store import DEAD, DRY_RUN, DUPLICATE, QUEUED
 from app.metrics import MATCHED, STORED, RelayMetrics
 from app.payloads import parse_payload
@@ -50,19 +50,30 @@ async def handle_ingest(
     query_string: bytes,
     prefer: str | None,
     request_id: str | None,
+    signature: str | None = None,
+    timestamp: str | None = None,
 ) -> Answer:
-    """Authorise, parse, plan, store, optionally wait; raises ``Problem`` for request errors."""
+    """Authenticate (token or signature), parse, plan, store, optionally wait; raises
+    ``Problem`` for request errors."""
     settings, metrics = relay.settings, relay.metrics
     # one mapping set for the whole request, even if a reload swaps in another meanwhile
     mappings = relay.mappings
-    check_ingest_token(authorization, settings.relay_ingest_tokens, settings.relay_allow_unauthenticated)
+    authenticate_ingest(
+        authorization,
+        body,
+        signature=signature,
+        timestamp=timestamp,
+        tokens=settings.relay_ingest_tokens,
+        verifier=relay.signatures,
+        allow_open=settings.relay_allow_unauthenticated,
+    )
     only = None
     if mapping_name is not None:
         only = mappings.get(mapping_name)
         if only is None:
             raise Problem("mapping_not_found", f"No mapping named {mapping_name!r}")
     wait = requested_wait(query_string, prefer)
-    parsed = parse_payload(body)
+    parsed = parse_payload(body, relay.limits)
     planned = plan(
         parsed.events, mappings, relay.destinations, only=only, observe_render=metrics.observe_render
     )
@@ -95,14 +106,12 @@ def ingest_answer(outcomes: list[Outcome], request_id: str | None) -> Answer:
     nothing failed; the first problem (with all results) when everything that matched
     failed (rejected or dead); 207 Multi-Status when results are mixed."""
     results = [outcome.to_dict() for outcome in outcomes]
-    failed = [o for o in outcomes if o.status in (REJECTED, DEAD) and o.problem is not None]
+    failed = [o.problem for o in outcomes if o.status in (REJECTED, DEAD) and o.problem is not None]
     if not failed:
         status = 202 if any(o.status == QUEUED for o in outcomes) else 200
         return Answer(status, orjson.dumps({"request_id": request_id, "results": results}))
     if len(failed) == sum(o.status != IGNORED for o in outcomes):
-        first = failed[0].problem
-        assert first is not None
-        return Answer.of_problem(first, request_id=request_id, results=results)
+        return Answer.of_problem(failed[0], request_id=request_id, results=results)
     return Answer(207, orjson.dumps({"request_id": request_id, "results": results}))
 
 

@@ -24,7 +24,16 @@ log = structlog.get_logger("app.api")
 
 PREFIX = "/v1/events"
 MAX_REQUEST_ID = 128
-WANTED = frozenset({b"authorization", b"content-length", b"prefer", b"x-request-id"})
+WANTED = frozenset(
+    {
+        b"authorization",
+        b"content-length",
+        b"prefer",
+        b"x-request-id",
+        b"x-relay-signature",
+        b"x-relay-timestamp",
+    }
+)
 
 
 class IngestRoute:
@@ -58,6 +67,8 @@ class IngestRoute:
                 query_string=scope.get("query_string", b""),
                 prefer=_text(headers.get(b"prefer")),
                 request_id=request_id,
+                signature=_text(headers.get(b"x-relay-signature")),
+                timestamp=_text(headers.get(b"x-relay-timestamp")),
             )
         except Problem as problem:
             relay.metrics.ingest_problems.labels(problem.code).inc()

@@ -99,3 +99,145 @@ DRAFT_OPENAPI: dict[str, Any] = {
         "422": _problem("mapping_invalid: the text does not compile; `errors` lists `{file, line, reason}`"),
     },
 }  # fmt: skip
+
+# Every route's answers as documented in /openapi.json (FastAPI alone knows neither our
+# problem documents nor the bodies of routes that return a plain Response).
+_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
+_DELIVERY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "id",
+        "status",
+        "mapping",
+        "destination",
+        "attempts",
+        "created_at",
+        "updated_at",
+        "endpoint",
+    ],
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "in_flight", "delivered", "dead", "dry_run"]},
+        "mapping": {"type": "string"},
+        "destination": {"type": "string"},
+        "event_id": {"type": ["string", "null"]},
+        "attempts": {"type": "integer", "minimum": 0},
+        "created_at": {"type": "number"},
+        "updated_at": {"type": "number"},
+        "next_attempt_at": {"type": "number"},
+        "endpoint": {"type": "string"},
+        "request_id": {"type": "string"},
+        "last_problem": _PROBLEM_SCHEMA,
+        "response": _OBJECT,
+        "body": {},
+    },
+    "additionalProperties": True,
+}
+_REPLAYED: dict[str, Any] = {
+    "type": "object",
+    "required": ["replayed"],
+    "properties": {"replayed": {"type": "integer", "minimum": 0}},
+}
+_DEAD_LETTERS: dict[str, Any] = {
+    "type": "object",
+    "required": ["dead_letters", "count"],
+    "properties": {
+        "dead_letters": {"type": "array", "items": _DELIVERY_SCHEMA},
+        "count": {"type": "integer"},
+    },
+}
+_HEALTH: dict[str, Any] = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"type": "string"}},
+}
+_READY: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "mappings", "dry_run", "pending", "dead_letters"],
+    "properties": {
+        "status": {"type": "string"},
+        "mappings": {"type": "array", "items": {"type": "string"}},
+        "dry_run": {"type": "object", "additionalProperties": {"type": "boolean"}},
+        "pending": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "dead_letters": {"type": "integer"},
+    },
+}
+_PREVIEW: dict[str, Any] = {
+    "type": "object",
+    "required": ["shape", "events", "results"],
+    "properties": {
+        "shape": {"type": "string", "enum": ["single", "wrapped", "batch", "bare"]},
+        "events": {"type": "integer"},
+        "results": {"type": "array", "items": _OBJECT},
+    },
+}
+_INGEST_ERRORS = ("400", "401", "404", "409", "413", "422", "429", "502", "503", "504")
+_ADMIN_ERRORS = ("401", "403")
+# (method, path) -> {success status: body schema}, and the error statuses it may answer
+ROUTE_ANSWERS: dict[tuple[str, str], tuple[dict[str, Any], tuple[str, ...]]] = {
+    ("post", "/v1/events"): (
+        {"200": _RESULTS_SCHEMA, "202": _RESULTS_SCHEMA, "207": _RESULTS_SCHEMA},
+        _INGEST_ERRORS,
+    ),
+    ("post", "/v1/events/{mapping}"): (
+        {"200": _RESULTS_SCHEMA, "202": _RESULTS_SCHEMA, "207": _RESULTS_SCHEMA},
+        _INGEST_ERRORS,
+    ),
+    ("post", "/v1/preview"): ({"200": _PREVIEW}, ("400", "401", "404", "413")),
+    ("get", "/v1/deliveries/{delivery_id}"): ({"200": _DELIVERY_SCHEMA}, ("401", "404")),
+    ("get", "/v1/dead-letters"): ({"200": _DEAD_LETTERS}, ("400", *_ADMIN_ERRORS)),
+    ("get", "/v1/dead-letters/{delivery_id}"): ({"200": _DELIVERY_SCHEMA}, (*_ADMIN_ERRORS, "404")),
+    ("delete", "/v1/dead-letters/{delivery_id}"): ({"204": {}}, (*_ADMIN_ERRORS, "404")),
+    ("post", "/v1/dead-letters/{delivery_id}/replay"): ({"202": _REPLAYED}, (*_ADMIN_ERRORS, "404")),
+    ("post", "/v1/dead-letters/replay"): ({"202": _REPLAYED}, ("400", *_ADMIN_ERRORS)),
+    ("get", "/healthz"): ({"200": _HEALTH}, ()),
+    ("get", "/readyz"): ({"200": _READY}, ("503",)),
+    ("get", "/metrics"): ({"200": {"media_type": "text/plain"}}, ()),
+}
+
+
+def complete_openapi(doc: dict[str, Any]) -> dict[str, Any]:
+    """Document every route's real answers in ``doc`` (in place): success bodies, each error
+    as a problem document (never FastAPI's 422 validation shape), and 500 everywhere."""
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas["Problem"] = _PROBLEM_SCHEMA
+    for path, operations in doc.get("paths", {}).items():
+        for method, operation in operations.items():
+            successes, errors = ROUTE_ANSWERS.get((method, path), ({}, ()))
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            if "$ref" in str(responses.get("422", "")):  # FastAPI's own validation error
+                del responses["422"]
+            for status, schema in successes.items():
+                responses[status] = _success(responses.get(status, {}), status, schema)
+            if successes and "200" not in successes:
+                responses.pop("200", None)
+            for status in (*errors, "500"):
+                if status not in responses:
+                    responses[status] = _problem(_ERROR_DESCRIPTIONS.get(status, "A problem document"))
+    return doc
+
+
+_ERROR_DESCRIPTIONS = {
+    "400": "invalid_request, invalid_json, unsupported_payload, json_too_deep or string_too_long",
+    "401": "unauthorized or invalid_signature",
+    "403": "forbidden: admin routes are off without RELAY_ADMIN_TOKEN",
+    "404": "not_found or mapping_not_found",
+    "409": "Every matched result failed: destination_conflict",
+    "413": "payload_too_large or too_many_events",
+    "429": "Every matched result failed: rate_limited",
+    "500": "internal_error",
+    "502": "Every matched result failed: destination_unavailable, _auth_failed or _not_found",
+    "503": "overloaded or store_unavailable (with Retry-After)",
+    "504": "Every matched result failed: timeout",
+}
+
+
+def _success(existing: dict[str, Any], status: str, schema: dict[str, Any]) -> dict[str, Any]:
+    description = existing.get("description") or "Success"
+    if status == "204":
+        return {"description": "Done; no body"}
+    if "media_type" in schema:
+        return {"description": description, "content": {schema["media_type"]: {"schema": {"type": "string"}}}}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}

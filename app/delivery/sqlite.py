@@ -158,7 +158,7 @@ class SqliteStore:
         if self.owner:
             # One relay serves an SQLite store: what was in flight when it stopped is due now.
             conn.execute(
-                f"UPDATE deliveries SET status = '{PENDING}', lease_token = NULL, due_at = ? "
+                f"UPDATE deliveries SET status = '{PENDING}', lease_token = NULL, due_at = ? "  # nosec B608 - interpolates module constants and ? marks, never input
                 f"WHERE status = '{IN_FLIGHT}'",
                 (time.time(),),
             )
@@ -255,7 +255,7 @@ class SqliteStore:
         self._pending = pending
 
     def _recount(self, conn: sqlite3.Connection) -> None:
-        self._pending = conn.execute(f"SELECT COUNT(*) FROM deliveries WHERE {ACTIVE}").fetchone()[0]
+        self._pending = conn.execute(f"SELECT COUNT(*) FROM deliveries WHERE {ACTIVE}").fetchone()[0]  # nosec B608 - interpolates module constants and ? marks, never input
         self._counted_at = time.monotonic()
 
     # -- operations ------------------------------------------------------------------------
@@ -300,7 +300,7 @@ class SqliteStore:
         def lease(conn: sqlite3.Connection) -> list[Delivery]:
             now = time.time()
             rows = conn.execute(
-                f"UPDATE deliveries SET status = '{IN_FLIGHT}', lease_token = ?, due_at = ?, "
+                f"UPDATE deliveries SET status = '{IN_FLIGHT}', lease_token = ?, due_at = ?, "  # nosec B608 - interpolates module constants and ? marks, never input
                 "attempts = attempts + 1, updated_at = ? "
                 f"WHERE id IN (SELECT id FROM deliveries WHERE {ACTIVE} AND destination = ? "
                 "AND due_at <= ? ORDER BY due_at LIMIT ?) "
@@ -323,7 +323,7 @@ class SqliteStore:
     async def release(self, delivery: Delivery) -> bool:
         def release(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                f"UPDATE deliveries SET status = '{PENDING}', lease_token = NULL, due_at = ?, "
+                f"UPDATE deliveries SET status = '{PENDING}', lease_token = NULL, due_at = ?, "  # nosec B608 - interpolates module constants and ? marks, never input
                 "attempts = MAX(attempts - 1, 0), updated_at = ? "
                 f"WHERE id = ? AND lease_token = ? AND status = '{IN_FLIGHT}'",
                 (time.time(), time.time(), delivery.id, delivery.lease_token),
@@ -342,7 +342,7 @@ class SqliteStore:
     ) -> bool:
         def finish(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE deliveries SET status = ?, due_at = ?, lease_token = NULL, updated_at = ?, "
+                "UPDATE deliveries SET status = ?, due_at = ?, lease_token = NULL, updated_at = ?, "  # nosec B608 - interpolates module constants and ? marks, never input
                 "last_code = COALESCE(?, last_code), last_problem = COALESCE(?, last_problem), "
                 "response = COALESCE(?, response) "
                 f"WHERE id = ? AND lease_token = ? AND status = '{IN_FLIGHT}'",
@@ -367,7 +367,7 @@ class SqliteStore:
 
         def get_many(conn: sqlite3.Connection) -> list[Delivery]:
             marks = ",".join("?" * len(ids))
-            rows = conn.execute(f"SELECT {COLUMNS} FROM deliveries WHERE id IN ({marks})", ids).fetchall()
+            rows = conn.execute(f"SELECT {COLUMNS} FROM deliveries WHERE id IN ({marks})", ids).fetchall()  # nosec B608 - interpolates module constants and ? marks, never input
             return [_delivery(row) for row in rows]
 
         return await self._run(get_many) if ids else []
@@ -375,7 +375,8 @@ class SqliteStore:
     async def next_due(self, destination: str) -> float | None:
         def next_due(conn: sqlite3.Connection) -> float | None:
             row = conn.execute(
-                f"SELECT MIN(due_at) FROM deliveries WHERE {ACTIVE} AND destination = ?", (destination,)
+                f"SELECT MIN(due_at) FROM deliveries WHERE {ACTIVE} AND destination = ?",  # nosec B608 - interpolates module constants and ? marks, never input
+                (destination,),
             ).fetchone()
             return None if row[0] is None else float(row[0])
 
@@ -385,7 +386,7 @@ class SqliteStore:
         def dead_letters(conn: sqlite3.Connection) -> list[Delivery]:
             clause, params = _dead_filter(where)
             rows = conn.execute(
-                f"SELECT {COLUMNS} FROM deliveries WHERE {clause} ORDER BY updated_at DESC LIMIT ?",
+                f"SELECT {COLUMNS} FROM deliveries WHERE {clause} ORDER BY updated_at DESC LIMIT ?",  # nosec B608 - interpolates module constants and ? marks, never input
                 [*params, where.limit],
             ).fetchall()
             return [_delivery(row) for row in rows]
@@ -397,7 +398,7 @@ class SqliteStore:
             clause, params = _dead_filter(where)
             now = time.time()
             cursor = conn.execute(
-                f"UPDATE deliveries SET status = '{PENDING}', attempts = 0, due_at = ?, updated_at = ?, "
+                f"UPDATE deliveries SET status = '{PENDING}', attempts = 0, due_at = ?, updated_at = ?, "  # nosec B608 - interpolates module constants and ? marks, never input
                 f"lease_token = NULL WHERE {clause}",
                 [now, now, *params],
             )
@@ -411,20 +412,20 @@ class SqliteStore:
             clause, params = _dead_filter(where)
             # forget the events too, so sending them again is not answered `duplicate`
             conn.execute(
-                f"DELETE FROM idempotency WHERE delivery_id IN (SELECT id FROM deliveries WHERE {clause})",
+                f"DELETE FROM idempotency WHERE delivery_id IN (SELECT id FROM deliveries WHERE {clause})",  # nosec B608 - interpolates module constants and ? marks, never input
                 params,
             )
-            return conn.execute(f"DELETE FROM deliveries WHERE {clause}", params).rowcount
+            return conn.execute(f"DELETE FROM deliveries WHERE {clause}", params).rowcount  # nosec B608 - interpolates module constants and ? marks, never input
 
         return await self._run(purge)
 
     async def stats(self) -> StoreStats:
         def stats(conn: sqlite3.Connection) -> StoreStats:
             rows = conn.execute(
-                f"SELECT destination, COUNT(*), MIN(created_at) FROM deliveries WHERE {ACTIVE} "
+                f"SELECT destination, COUNT(*), MIN(created_at) FROM deliveries WHERE {ACTIVE} "  # nosec B608 - interpolates module constants and ? marks, never input
                 "GROUP BY destination"
             ).fetchall()
-            dead = conn.execute(f"SELECT COUNT(*) FROM deliveries WHERE status = '{DEAD}'").fetchone()[0]
+            dead = conn.execute(f"SELECT COUNT(*) FROM deliveries WHERE status = '{DEAD}'").fetchone()[0]  # nosec B608 - interpolates module constants and ? marks, never input
             return StoreStats(
                 pending={r[0]: r[1] for r in rows}, oldest_pending_at={r[0]: r[2] for r in rows}, dead=dead
             )
@@ -435,7 +436,7 @@ class SqliteStore:
         def cleanup(conn: sqlite3.Connection) -> int:
             conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (time.time(),))
             return conn.execute(
-                f"DELETE FROM deliveries WHERE status IN ('{DELIVERED}', '{DRY_RUN}') AND updated_at < ?",
+                f"DELETE FROM deliveries WHERE status IN ('{DELIVERED}', '{DRY_RUN}') AND updated_at < ?",  # nosec B608 - interpolates module constants and ? marks, never input
                 (delivered_before,),
             ).rowcount
 

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import orjson
@@ -36,7 +35,7 @@ from app.destinations.upstream import (
 )
 from app.problems import Problem
 from app.settings import ConfigError, Settings
-from app.urls import check_base_url
+from app.urls import check_base_url, path_segment
 
 log = structlog.get_logger("app.destinations.yotpo")
 
@@ -102,7 +101,7 @@ class YotpoConfig:
         """A path template with the (escaped) store id filled in."""
         if self.store_id is None:
             return template
-        return template.replace("{store_id}", quote(self.store_id, safe=""))
+        return template.replace("{store_id}", path_segment(self.store_id))
 
 
 class YotpoDestination:
@@ -192,13 +191,13 @@ class YotpoDestination:
 
     async def _current_token(self, stale: str | None = None) -> str:
         """The cached token, or a new one when there is none, it is ``stale`` or too old."""
-        if self._usable(stale):
-            assert self._token is not None
-            return self._token
+        usable = self._usable_token(stale)
+        if usable is not None:
+            return usable
         async with self._token_lock():
-            if self._usable(stale):  # another send refreshed it while we waited
-                assert self._token is not None
-                return self._token
+            usable = self._usable_token(stale)  # another send may have refreshed it while we waited
+            if usable is not None:
+                return usable
             if not self.config.secret:
                 raise Problem(
                     "destination_auth_failed",
@@ -212,16 +211,18 @@ class YotpoDestination:
             self._token_obtained_at = self._clock()
             return token
 
-    def _usable(self, stale: str | None) -> bool:
+    def _usable_token(self, stale: str | None) -> str | None:
+        """The cached token unless there is none, it is ``stale`` or too old."""
         if self._token is None or self._token == stale:
-            return False
+            return None
         if self._token_obtained_at is None:  # pre-issued: no known age
-            return True
-        return self._clock() - self._token_obtained_at < self.token_max_age
+            return self._token
+        fresh = self._clock() - self._token_obtained_at < self.token_max_age
+        return self._token if fresh else None
 
     async def _fetch_token(self, secret: str) -> str:
         """``POST {token_path}`` with the secret; ``Problem`` when no token comes back."""
-        request = OutboundRequest("POST", self.config.store_path(self.config.token_path), {"secret": "***"})
+        request = OutboundRequest("POST", self.config.store_path(self.config.token_path), {"secret": "***"})  # nosec B105 - the mask logged in place of the secret
         response = await exchange(
             self._http(),
             request,

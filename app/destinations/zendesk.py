@@ -9,7 +9,6 @@ import base64
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import orjson
@@ -27,7 +26,7 @@ from app.destinations.upstream import (
 )
 from app.problems import Problem
 from app.settings import Settings
-from app.urls import check_base_url
+from app.urls import check_base_url, check_subdomain, path_segment
 
 log = structlog.get_logger("app.destinations.zendesk")
 
@@ -60,7 +59,8 @@ class ZendeskConfig:
     def from_settings(cls, settings: Settings) -> ZendeskConfig:
         base_url = settings.zendesk_base_url
         if not base_url and settings.zendesk_subdomain:
-            base_url = f"https://{settings.zendesk_subdomain}.zendesk.com"
+            subdomain = check_subdomain(settings.zendesk_subdomain, "ZENDESK_SUBDOMAIN")
+            base_url = f"https://{subdomain}.zendesk.com"
         if base_url:
             base_url = check_base_url(base_url.rstrip("/"), "ZENDESK_BASE_URL")
         email = settings.zendesk_email
@@ -156,7 +156,7 @@ class ZendeskDestination:
                     )
                 )
                 value = f"{{{id_name}}}"
-            path = path.replace(f"{{{id_name}}}", quote(value, safe=""))
+            path = path.replace(f"{{{id_name}}}", path_segment(value))
         violations.extend(validate_body(body, with_profile=endpoint != "profile_events"))
         return OutboundRequest("POST", path, body), violations
 

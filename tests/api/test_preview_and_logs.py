@@ -108,3 +108,39 @@ def test_redactor_masks_nested_values_and_exception_text() -> None:
     for leaked in ("bob@example.org", "abc.def-123", "s3cret-value", "555-0100"):
         assert leaked not in dumped
     assert "Bearer ***" in dumped
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_events_full_of_personal_data_and_tokens_leave_none_in_the_logs(
+    relay_client: Client, fake_zendesk: FakeZendesk, fmt: str
+) -> None:
+    from app.api.signing import sign
+    from app.logs import configure_logging
+
+    secret, phone, email = "signing-secret-xyz", "+1 415 555 0100", "pat.doe@example.net"
+    buffer = io.StringIO()
+    settings = zendesk_settings(fake_zendesk.base_url, relay_signing_secrets=[secret])
+    configure_logging("debug", fmt, secrets=settings.secret_values(), stream=buffer)
+    client = relay_client(settings)
+    # Zendesk echoes everything back in its error, so it reaches the delivery and upstream lines
+    fake_zendesk.set_default(
+        CannedResponse(400, {"error": f"{email} / {phone} / Bearer leaked-bearer-1 / {TOKEN} / {secret}"})
+    )
+    event = json.loads(PURCHASE)
+    event["xdm"]["identityMap"]["Phone"] = [{"id": phone}]
+    event["data"] = {"note": f"call {phone} or mail {email}, token={TOKEN}"}
+    body = json.dumps({"events": [event, event | {"xdm": event["xdm"] | {"_id": "second"}}]}).encode()
+    stamp = str(int(__import__("time").time()))
+    headers = {
+        "X-Request-Id": f"req-{email}",
+        "X-Relay-Timestamp": stamp,
+        "X-Relay-Signature": sign(secret, stamp, body),
+    }
+    assert client.post("/v1/events?wait=5", content=body, headers=headers).status_code == 422
+    client.post("/v1/events", content=body, headers={"Authorization": f"Bearer {email}"})
+    client.post("/v1/events?wait=5", content=body, headers={**auth(), "Authorization": f"Basic {TOKEN}"})
+    client.get("/v1/dead-letters", headers={"Authorization": f"Bearer {TOKEN}"})
+    text = buffer.getvalue()
+    assert "request" in text and "upstream_call" in text
+    for leaked in (email, phone, "555 0100", "leaked-bearer-1", TOKEN, secret, "test-api-token"):
+        assert leaked not in text, leaked

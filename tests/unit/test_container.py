@@ -36,3 +36,28 @@ def test_the_image_is_multi_stage_slim_and_runs_as_non_root() -> None:
     assert "RELAY_MAPPINGS_DIR=/app/mappings" in final
     for compiler in ("gcc", "build-essential", "g++"):
         assert compiler not in final
+
+
+def test_the_image_installs_exactly_the_hashed_lock_of_pyproject() -> None:
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    lock = (ROOT / "requirements.lock").read_text()
+    pinned = {
+        re.sub(r"[-_.]+", "-", name).lower(): version
+        for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", lock, re.MULTILINE)
+    }
+    blocks = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", lock.split("\n", 2)[2])
+    assert all("--hash=sha256:" in block for block in blocks if "==" in block)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for dependency in project["dependencies"]:
+        requirement = Requirement(dependency)
+        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        assert name in pinned, f"{name} is not in requirements.lock: run `make lock`"
+        assert requirement.specifier.contains(pinned[name]), (
+            f"{name}=={pinned[name]} breaks {requirement}: run `make lock`"
+        )
+    build = DOCKERFILE[: DOCKERFILE.rindex("\nFROM ")]
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in build
+    assert re.search(r"^RUN pip install --no-deps \.$", build, re.MULTILINE)

@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from app.payloads import ParsedPayload, merge_identity_maps, normalise, parse_json, parse_payload
+from app.payloads import (
+    ParsedPayload,
+    PayloadLimits,
+    merge_identity_maps,
+    normalise,
+    parse_json,
+    parse_payload,
+)
 from app.problems import Problem
 
 SHARED_ADOBE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "adobe"
@@ -371,3 +378,56 @@ def test_shared_adobe_samples_parse_to_their_shape(sample: Path) -> None:
         for key, value in expected_xdm.items():
             if key != "identityMap":
                 assert event["xdm"][key] == value
+
+
+# ------------------------------------------------------------------------------- limits
+
+LIMITS = PayloadLimits(max_events=3, max_depth=5, max_string_length=10)
+
+
+def nested(depth: int) -> bytes:
+    """``{"xdm": {"a": [[...]]}}`` with ``depth`` containers in all."""
+    return b'{"xdm": {"a": ' + b"[" * (depth - 2) + b"]" * (depth - 2) + b"}}"
+
+
+def limit_code(body: bytes, limits: PayloadLimits = LIMITS) -> str | None:
+    try:
+        parse_payload(body, limits)
+    except Problem as problem:
+        return problem.code
+    return None
+
+
+def test_batches_over_the_event_limit_are_refused() -> None:
+    assert limit_code(dumps({"events": [{"xdm": {}}] * 3})) is None
+    assert limit_code(dumps({"events": [{"xdm": {}}] * 4})) == "too_many_events"
+
+
+def test_nesting_is_counted_in_containers() -> None:
+    assert limit_code(nested(5)) is None
+    assert limit_code(nested(6)) == "json_too_deep"
+    assert limit_code(b'{"xdm": {"a": [1, {"b": [{"c": 1}]}]}}') == "json_too_deep"  # 6 deep, inside a list
+
+
+def test_strings_and_keys_over_the_length_limit_are_refused() -> None:
+    assert limit_code(dumps({"xdm": {"a": "x" * 10, "b": ["y" * 10]}})) is None
+    assert limit_code(dumps({"xdm": {"a": "x" * 11}})) == "string_too_long"
+    assert limit_code(dumps({"xdm": {"a": [1, ["x" * 11]]}})) == "string_too_long"
+    assert limit_code(dumps({"xdm": {"k" * 11: 1}})) == "string_too_long"
+    assert limit_code(dumps({"eventType": "é" * 11}).replace(b"\\u00e9", "é".encode())) == "string_too_long"
+
+
+def test_brackets_and_length_inside_strings_do_not_trip_the_limits() -> None:
+    generous = PayloadLimits(max_events=3, max_depth=5, max_string_length=1000)
+    assert limit_code(dumps({"xdm": {"a": "[[[[[[[[{{{{{{{"}}), generous) is None
+
+
+def test_the_parsers_own_depth_limit_is_json_too_deep() -> None:
+    deep = b"[" * 5000 + b"]" * 5000
+    assert limit_code(deep, PayloadLimits(max_depth=10_000)) == "json_too_deep"
+    assert limit_code(deep) == "json_too_deep"
+
+
+def test_a_scalar_body_over_the_limits_is_unsupported_not_a_crash() -> None:
+    """Found by hypothesis: the limit walk iterated over a top-level number."""
+    assert limit_code(b"1.0000000000000002e+16") == "unsupported_payload"
