@@ -171,6 +171,21 @@ _PREVIEW: dict[str, Any] = {
         "results": {"type": "array", "items": _OBJECT},
     },
 }
+_MAPPINGS: dict[str, Any] = {
+    "type": "object",
+    "required": ["mappings"],
+    "properties": {"mappings": {"type": "array", "items": _OBJECT}},
+}
+_MAPPING_TEXT: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "text"],
+    "properties": {"name": {"type": "string"}, "text": {"type": "string"}},
+}
+_SAMPLES: dict[str, Any] = {
+    "type": "object",
+    "required": ["samples"],
+    "properties": {"samples": {"type": "array", "items": _OBJECT}},
+}
 _INGEST_ERRORS = ("400", "401", "404", "409", "413", "422", "429", "502", "503", "504")
 _ADMIN_ERRORS = ("401", "403")
 # (method, path) -> {success status: body schema}, and the error statuses it may answer
@@ -193,6 +208,11 @@ ROUTE_ANSWERS: dict[tuple[str, str], tuple[dict[str, Any], tuple[str, ...]]] = {
     ("get", "/healthz"): ({"200": _HEALTH}, ()),
     ("get", "/readyz"): ({"200": _READY}, ("503",)),
     ("get", "/metrics"): ({"200": {"media_type": "text/plain"}}, ()),
+    ("get", "/v1/mappings"): ({"200": _MAPPINGS}, ("401",)),
+    ("get", "/v1/mappings/{name}"): ({"200": _MAPPING_TEXT}, ("401", "404")),
+    ("post", "/v1/preview/draft"): ({"200": _PREVIEW}, ("400", "401", "413", "422")),
+    ("get", "/v1/samples"): ({"200": _SAMPLES}, ("401",)),
+    ("get", "/v1/samples/{name}"): ({"200": _OBJECT}, ("401", "404")),
 }
 
 

@@ -16,7 +16,7 @@ import structlog
 
 from app.delivery.ratelimit import RateLimiter
 from app.delivery.retry import RetryPolicy
-from app.delivery.store import Delivery, Store
+from app.delivery.store import Delivery, Store, StoreUnavailable
 from app.delivery.waiters import OutcomeWaiters
 from app.destinations.base import Destination
 from app.metrics import DEAD, DELIVERED, OK, RETRY, RelayMetrics
@@ -159,15 +159,20 @@ class Dispatcher:
                 self.metrics.deliveries_delivered.labels(name, delivery.mapping).inc()
                 self.waiters.finished(delivery.id)
         except asyncio.CancelledError:
-            await asyncio.shield(self.store.release(delivery))
+            with contextlib.suppress(StoreUnavailable):
+                await asyncio.shield(self.store.release(delivery))
             raise
+        except StoreUnavailable as exc:
+            # The outcome could not be recorded: the lease runs out and the delivery is sent
+            # again (at least once, never lost).
+            log.warning("outcome_not_recorded", error=str(exc), **attempt.fields())
         except Exception:
             log.exception("delivery_crashed", **attempt.fields())
             due = time.time() + self.policy.backoff(delivery.attempts)
-            if await self.store.mark_retry(
-                delivery, due, {"code": "internal_error", "detail": "the relay failed while sending"}
-            ):
-                attempt.record(self.metrics, RETRY, "internal_error")
+            crashed = {"code": "internal_error", "detail": "the relay failed while sending"}
+            with contextlib.suppress(StoreUnavailable):  # else the lease runs out: sent again
+                if await self.store.mark_retry(delivery, due, crashed):
+                    attempt.record(self.metrics, RETRY, "internal_error")
         finally:
             slots.release()
 

@@ -41,7 +41,7 @@ class LoadResult:
 
 
 async def post_events(
-    url: str,
+    url: str | list[str],
     token: str,
     event_ids: list[str],
     *,
@@ -49,20 +49,26 @@ async def post_events(
     pause: float = 0.0,
     result: LoadResult | None = None,
 ) -> LoadResult:
-    """Post one purchase per id; an id is acked when the relay answered 2xx."""
+    """Post one purchase per id; an id is acked when the relay answered 2xx. With several
+    urls (replicas), worker ``n`` posts to ``urls[n % len(urls)]`` and moves to the next one
+    (with the event) when its replica does not answer."""
+    urls = [url] if isinstance(url, str) else url
     result = result or LoadResult()
     queue: asyncio.Queue[str] = asyncio.Queue()
     for event_id in event_ids:
         queue.put_nowait(event_id)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/plain"}
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: httpx.AsyncClient, url: str) -> None:
         while not queue.empty():
             event_id = queue.get_nowait()
             try:
                 response = await client.post(url, content=purchase(event_id), headers=headers)
             except httpx.TransportError:
                 result.refused += 1
+                if len(urls) > 1:  # like a load balancer: try the event on the next replica
+                    url = urls[(urls.index(url) + 1) % len(urls)]
+                    queue.put_nowait(event_id)
                 await asyncio.sleep(0.05)
                 continue
             result.statuses[response.status_code] = result.statuses.get(response.status_code, 0) + 1
@@ -74,7 +80,7 @@ async def post_events(
                 await asyncio.sleep(pause)
 
     async with httpx.AsyncClient(timeout=30, verify=False) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(client, urls[n % len(urls)]) for n in range(concurrency)))
     return result
 
 
