@@ -39,7 +39,10 @@ class SecretFileSource(PydanticBaseSettingsSource):
         path = os.environ.get(f"{field_name.upper()}_FILE")
         if field_name not in SECRET_FIELDS or not path:
             return None, field_name, False
-        return Path(path).read_text(encoding="utf-8").strip(), field_name, False
+        try:
+            return Path(path).read_text(encoding="utf-8").strip(), field_name, False
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{field_name.upper()}_FILE={path}: cannot read it ({exc})") from None
 
     def __call__(self) -> dict[str, Any]:
         values: dict[str, Any] = {}

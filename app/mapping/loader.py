@@ -163,7 +163,10 @@ def load_mapping_file(path: Path, destinations: AbcMapping[str, tuple[str, ...]]
         text = path.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as exc:
         raise _issue(path, 1, f"cannot read: {exc}") from None
-    return compile_mapping(parse_mapping_text(text, path), path, destinations)
+    try:
+        return compile_mapping(parse_mapping_text(text, path), path, destinations)
+    except RecursionError:
+        raise _issue(path, 1, "nested too deeply") from None
 
 
 def parse_mapping_text(text: str, path: Path) -> Any:

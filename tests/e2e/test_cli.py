@@ -58,3 +58,11 @@ def test_mappings_render_exits_1_on_validation_problems(tmp_path: Path) -> None:
     assert done.returncode == 1
     [result] = json.loads(done.stdout)
     assert result["problem"]["violations"][0]["path"] == "profile.identifiers"
+
+
+def test_serve_with_a_missing_secret_file_says_which_and_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-token"
+    result = cli("serve", env={"RELAY_INGEST_TOKENS_FILE": str(missing)})
+    assert result.returncode == 2  # a configuration error, as for any invalid setting
+    assert f"RELAY_INGEST_TOKENS_FILE={missing}: cannot read it" in result.stderr
+    assert "Traceback" not in result.stderr

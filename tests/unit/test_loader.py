@@ -737,3 +737,12 @@ def test_shipped_mappings_load_and_all_examples_pass(destinations: dict[str, Des
     results = run_examples(mappings, destinations)
     assert len(results) == sum(len(m.examples) for m in mappings.mappings) >= 3
     assert [str(r.issue()) for r in results if not r.passed] == []
+
+
+def test_a_mapping_nested_too_deeply_is_an_issue_not_a_crash(tmp_path: Path) -> None:
+    depth = 3000
+    body = "{a: " * depth + "1" + "}" * depth
+    (tmp_path / "deep.yaml").write_text(f"destination: zendesk\nbody: {body}\n")
+    with pytest.raises(MappingLoadError) as caught:
+        load_mappings(tmp_path, {"zendesk": ("events",)})
+    assert "deep.yaml:1: nested too deeply" in str(caught.value)
