@@ -3,7 +3,8 @@
 Labels are bounded: shape, mapping, destination, outcome, result and problem code, never an
 event id, a delivery id, a request id or anything taken from an event. The ingest path calls
 a few methods here per request, so each one is a dict lookup and an ``inc``/``observe`` on a
-pre-bound child. What every metric means and the alert it supports: ``docs/operations.md`` (Metrics and alerts).
+pre-bound child. What every metric means and the alert it supports: ``docs/operations.md``
+(Metrics and alerts).
 """
 
 from __future__ import annotations
