@@ -148,7 +148,7 @@ class AdaptiveRateLimiter:
         A slot is given back only while it is still the most recent grant; if another grant came
         after it, the slot is forfeited (being conservative keeps grants spaced).
         """
-        task = _current_task()
+        task = current_task()
         for _ in range(max(0, tokens)):
             if task is None or not self._grants:
                 return
@@ -207,7 +207,7 @@ class AdaptiveRateLimiter:
         self._decreased_at = now
 
 
-def _current_task() -> asyncio.Task[Any] | None:
+def current_task() -> asyncio.Task[Any] | None:
     try:
         return asyncio.current_task()
     except RuntimeError:  # no running event loop
@@ -215,5 +215,5 @@ def _current_task() -> asyncio.Task[Any] | None:
 
 
 def _current_task_ref() -> weakref.ref[asyncio.Task[Any]] | None:
-    task = _current_task()
+    task = current_task()
     return weakref.ref(task) if task is not None else None

@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
-from app.delivery.ratelimit import DEFAULT_RETRY_AFTER_SECONDS, MIN_RATE_PER_MINUTE
+from app.delivery.ratelimit import DEFAULT_RETRY_AFTER_SECONDS, MIN_RATE_PER_MINUTE, current_task
 from app.delivery.redis_store import RedisStore
 
 log = structlog.get_logger("app.delivery")
@@ -126,7 +126,7 @@ class RedisRateLimiter:
         self._decrease = decrease_factor
         self._rate = self._configured * safety
         self._paused_until = 0.0
-        self._grants: dict[asyncio.Task[Any] | None, str] = {}
+        self._last_grant: tuple[asyncio.Task[Any] | None, str] | None = None  # (task, token)
         self._background: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
         self._scripts: dict[str, Any] = {}
@@ -167,7 +167,7 @@ class RedisRateLimiter:
                 )
                 self._rate = float(rate)
                 if int(granted):
-                    self._grants = {_current_task(): token}
+                    self._last_grant = (current_task(), token)
                     return 1
                 delay = float(wait)
                 self._paused_until = time.monotonic() + delay if delay > 60 / self._rate else 0.0
@@ -175,9 +175,12 @@ class RedisRateLimiter:
 
     def refund(self, tokens: int) -> None:
         """Give back the calling task's last grant, unless another grant came after it."""
-        token = self._grants.pop(_current_task(), None)
-        if tokens > 0 and token is not None:
-            self._spawn(self._script(REFUND)(keys=[self._key], args=[token]))
+        grant = self._last_grant
+        if grant is None or grant[0] is not current_task():
+            return
+        self._last_grant = None
+        if tokens > 0:
+            self._spawn(self._script(REFUND)(keys=[self._key], args=[grant[1]]))
 
     def on_response(
         self,
@@ -208,10 +211,3 @@ class RedisRateLimiter:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("rate_limit_feedback_failed", key=self._key, error=str(task.exception()))
-
-
-def _current_task() -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:
-        return None

@@ -173,11 +173,12 @@ class RedisStore:
         problem: dict[str, Any] | None = None,
         response: dict[str, Any] | None = None,
     ) -> bool:
+        now = time.time()
         done = await self._script(
             "FINISH",
             [
-                delivery.id, delivery.lease_token or "", outcome, _num(time.time()),
-                _num(due_at if due_at is not None else time.time()),
+                delivery.id, delivery.lease_token or "", outcome, _num(now),
+                _num(due_at if due_at is not None else now),
                 orjson.dumps(problem) if problem is not None else "",
                 str(problem.get("code") or "") if problem else "",
                 orjson.dumps(response) if response else "",

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from tests.e2e.relay_process import free_port
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 MISSING = "redis-server is not installed (make test installs it with apt-get: apt-get install redis-server)"
 
@@ -22,18 +24,12 @@ def available() -> bool:
     return Path(REDIS_SERVER).exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class RedisServer:
     """``with RedisServer(tmp) as redis: redis.url`` -- stop() and start() keep the port and data."""
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.directory = directory
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
