@@ -65,12 +65,14 @@ def check_credentials(settings: Settings, mappings: MappingSet) -> None:
 
 
 def load_checked_mappings(settings: Settings, destinations: dict[str, Destination]) -> MappingSet:
-    """Load the mapping folder and run its examples; ``MappingLoadError`` if anything fails."""
+    """Load the mapping folder, run its examples and check that its destinations can send:
+    ``MappingLoadError`` or ``ConfigError`` if anything fails (at start-up and on reload)."""
     endpoints = {name: d.endpoints for name, d in destinations.items()}
     mappings = load_mappings(settings.relay_mappings_dir, endpoints)
     failures = [result.issue() for result in run_examples(mappings, destinations) if not result.passed]
     if failures:
         raise MappingLoadError(failures)
+    check_credentials(settings, mappings)
     return mappings
 
 
@@ -119,7 +121,6 @@ class Relay:
         destinations = build_destinations(settings)
         served = fingerprint(settings.relay_mappings_dir)  # before loading: a change meanwhile is seen
         mappings = load_checked_mappings(settings, destinations)
-        check_credentials(settings, mappings)
         store = open_store(settings)
         waiters = OutcomeWaiters()
         policy = RetryPolicy(
@@ -166,9 +167,7 @@ class Relay:
 
     def load_mappings(self) -> MappingSet:
         """Compile and check the mapping folder as start-up does (``MappingLoadError``, ``ConfigError``)."""
-        mappings = load_checked_mappings(self.settings, self.destinations)
-        check_credentials(self.settings, mappings)
-        return mappings
+        return load_checked_mappings(self.settings, self.destinations)
 
     def serve_mappings(self, mappings: MappingSet) -> None:
         """Put a checked set in service; requests read ``self.mappings`` once, so this is atomic."""
