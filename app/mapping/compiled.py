@@ -295,16 +295,72 @@ class Compiler:
         name = node["value"]
         args = [self.compile(child) for child in node["children"]]
         call = self.functions.call_function
+        direct = _direct_call(self.functions, name, len(args))
+        if direct is None:
 
-        def call_function(value: Any) -> Any:
-            return call(name, [arg(value) for arg in args])
+            def call_function(value: Any) -> Any:
+                return call(name, [arg(value) for arg in args])
 
-        return call_function
+            return call_function
+        function, checks = direct
+        if len(args) == 1 and len(checks) <= 1:
+            (arg,) = args
+            allowed = checks[0][1] if checks else None
+
+            def call_unary(value: Any) -> Any:
+                resolved = arg(value)
+                if allowed is not None and type(resolved).__name__ not in allowed:
+                    return call(name, [resolved])  # raises the library's own error
+                return function(resolved)
+
+            return call_unary
+
+        def call_checked(value: Any) -> Any:
+            resolved = [arg(value) for arg in args]
+            for index, allowed in checks:
+                if type(resolved[index]).__name__ not in allowed:
+                    return call(name, resolved)  # raises the library's own error
+            return function(*resolved)
+
+        return call_checked
 
     def _expref(self, node: dict[str, Any]) -> Fn:
         expression = node["children"][0]
         reference = _Expression(expression, self.compile(expression))
         return lambda _value: reference
+
+
+_CHECKING_METHODS = ("call_function", "_validate_arguments", "_type_check", "_type_check_single")
+
+
+def _direct_call(
+    functions: jp_functions.Functions, name: str, arity: int
+) -> tuple[Callable[..., Any], list[tuple[int, frozenset[str]]]] | None:
+    """The function bound to its table and the per-argument type checks it needs, decided
+    once; ``None`` when the library's own ``call_function`` must run (unknown name, wrong
+    arity, typed array elements, or a table that changes how calls are checked).
+
+    The checks are the library's (the type's name against the allowed names); a failing
+    argument is handed to ``call_function`` so the error raised is exactly the library's.
+    """
+    kind, base = type(functions), jp_functions.Functions
+    if any(getattr(kind, method) is not getattr(base, method) for method in _CHECKING_METHODS):
+        return None
+    spec = functions.FUNCTION_TABLE.get(name)
+    if spec is None:
+        return None
+    signature = spec["signature"]
+    variadic = bool(signature) and signature[-1].get("variadic")
+    if (arity < len(signature)) if variadic else (arity != len(signature)):
+        return None
+    checks = []
+    for index, argument in enumerate(signature):
+        if argument["types"]:
+            allowed, subtypes = functions._get_allowed_pytypes(argument["types"])  # type: ignore[attr-defined]
+            if subtypes:
+                return None
+            checks.append((index, frozenset(allowed)))
+    return functools.partial(spec["function"], functions), checks
 
 
 def _identity(value: Any) -> Any:
