@@ -30,6 +30,13 @@ PHONE = re.compile(
 SECRET_KEY = re.compile(r"(?i)(authorization|password|passwd|secret|token|api[_-]?key|cookie|signature)$")
 MASK = "***"
 
+_level = logging.INFO  # what configure_logging set, for callers that skip building a line
+
+
+def info_enabled() -> bool:
+    """Whether info lines are written; a hot path checks this before building one."""
+    return _level <= logging.INFO
+
 
 class Redactor:
     """Masks e-mail addresses, phone numbers, credentials and configured secrets anywhere."""
@@ -91,7 +98,9 @@ def configure_logging(
         if fmt == "console"
         else structlog.processors.JSONRenderer()
     )
+    global _level
     numeric_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    _level = numeric_level
     redactor = Redactor(secrets)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,

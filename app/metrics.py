@@ -3,8 +3,8 @@
 Labels are bounded: shape, mapping, destination, outcome, result and problem code, never an
 event id, a delivery id, a request id or anything taken from an event. The ingest path calls
 a few methods here per request, so each one is a dict lookup and an ``inc``/``observe`` on a
-pre-bound child. What every metric means and the alert it supports: ``docs/operations.md``
-(Metrics and alerts).
+pre-bound child of ``app.hot_metrics``' plain counters. What every metric means and the
+alert it supports: ``docs/operations.md`` (Metrics and alerts).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from app.delivery.store import Store
+from app.hot_metrics import HotCounter, HotHistogram
 
 log = structlog.get_logger("app.metrics")
 
@@ -49,35 +50,35 @@ class RelayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         reg = self.registry
-        self.events_received = Counter(
+        self.events_received = HotCounter(
             "aep_relay_events_received", "Events parsed out of ingest requests, by payload shape",
             ["shape"], registry=reg,
         )  # fmt: skip
-        self.events_routed = Counter(
+        self.events_routed = HotCounter(
             "aep_relay_events_routed",
             "Received events by result: matched (at least one mapping planned a delivery), "
             "ignored (no mapping applied) or rejected (every mapping that applied failed)",
             ["result"], registry=reg,
         )  # fmt: skip
-        self.mapping_events = Counter(
+        self.mapping_events = HotCounter(
             "aep_relay_mapping_events",
             "Events a mapping applied to, by result: matched, or the problem code that rejected it",
             ["mapping", "result"], registry=reg,
         )  # fmt: skip
-        self.mapping_render = Histogram(
+        self.mapping_render = HotHistogram(
             "aep_relay_mapping_render_duration_seconds", "Time to render one mapping's body for one event",
             ["mapping"], buckets=RENDER_BUCKETS, registry=reg,
         )  # fmt: skip
-        self.ingest_duration = Histogram(
+        self.ingest_duration = HotHistogram(
             "aep_relay_ingest_duration_seconds",
             "Ingest requests from first byte read to answer sent (POST /v1/events)",
             buckets=INGEST_BUCKETS, registry=reg,
         )  # fmt: skip
-        self.ingest_problems = Counter(
+        self.ingest_problems = HotCounter(
             "aep_relay_ingest_problems", "Ingest requests refused as a whole, by problem code",
             ["code"], registry=reg,
         )  # fmt: skip
-        self.deliveries_accepted = Counter(
+        self.deliveries_accepted = HotCounter(
             "aep_relay_deliveries_accepted",
             "Matched deliveries by what the store did: stored (to send), duplicate, dry_run (kept only)",
             ["destination", "mapping", "result"], registry=reg,

@@ -14,6 +14,7 @@ import time
 import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import logs
 from app.api.body import read_body
 from app.api.ingest import Answer, handle_ingest
 from app.ids import new_id
@@ -92,15 +93,16 @@ class IngestRoute:
         await send({"type": "http.response.body", "body": answer.body})
         elapsed = time.perf_counter() - started
         relay.metrics.ingest_duration.observe(elapsed)
-        log.info(
-            "request",
-            method="POST",
-            path=scope["path"],
-            status=answer.status,
-            latency_ms=round(elapsed * 1000, 2),
-            request_id=request_id,
-            **answer.log_fields,
-        )
+        if logs.info_enabled():
+            log.info(
+                "request",
+                method="POST",
+                path=scope["path"],
+                status=answer.status,
+                latency_ms=round(elapsed * 1000, 2),
+                request_id=request_id,
+                **answer.log_fields,
+            )
 
 
 def _text(value: bytes | None) -> str | None:

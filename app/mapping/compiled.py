@@ -309,7 +309,7 @@ class Compiler:
 
             def call_unary(value: Any) -> Any:
                 resolved = arg(value)
-                if allowed is not None and type(resolved).__name__ not in allowed:
+                if allowed is not None and type(resolved) not in allowed:
                     return call(name, [resolved])  # raises the library's own error
                 return function(resolved)
 
@@ -318,7 +318,7 @@ class Compiler:
         def call_checked(value: Any) -> Any:
             resolved = [arg(value) for arg in args]
             for index, allowed in checks:
-                if type(resolved[index]).__name__ not in allowed:
+                if type(resolved[index]) not in allowed:
                     return call(name, resolved)  # raises the library's own error
             return function(*resolved)
 
@@ -330,18 +330,22 @@ class Compiler:
         return lambda _value: reference
 
 
+_BUILTIN_TYPES: dict[str, type] = {
+    "bool": bool, "list": list, "dict": dict, "NoneType": type(None), "str": str, "float": float, "int": int,
+}  # fmt: skip
 _CHECKING_METHODS = ("call_function", "_validate_arguments", "_type_check", "_type_check_single")
 
 
 def _direct_call(
     functions: jp_functions.Functions, name: str, arity: int
-) -> tuple[Callable[..., Any], list[tuple[int, frozenset[str]]]] | None:
+) -> tuple[Callable[..., Any], list[tuple[int, frozenset[type]]]] | None:
     """The function bound to its table and the per-argument type checks it needs, decided
     once; ``None`` when the library's own ``call_function`` must run (unknown name, wrong
     arity, typed array elements, or a table that changes how calls are checked).
 
-    The checks are the library's (the type's name against the allowed names); a failing
-    argument is handed to ``call_function`` so the error raised is exactly the library's.
+    The library checks a value's type name against the allowed names; here the value's type
+    must be one of the builtin types of those names, which implies the library's check. Any
+    other value is handed to ``call_function``, which decides (and raises its own error).
     """
     kind, base = type(functions), jp_functions.Functions
     if any(getattr(kind, method) is not getattr(base, method) for method in _CHECKING_METHODS):
@@ -359,7 +363,7 @@ def _direct_call(
             allowed, subtypes = functions._get_allowed_pytypes(argument["types"])  # type: ignore[attr-defined]
             if subtypes:
                 return None
-            checks.append((index, frozenset(allowed)))
+            checks.append((index, frozenset(_BUILTIN_TYPES[n] for n in allowed if n in _BUILTIN_TYPES)))
     return functools.partial(spec["function"], functions), checks
 
 
@@ -401,24 +405,28 @@ def _path_steps(node: dict[str, Any]) -> list[Step] | None:
 
 
 def _path_chain(steps: list[Step], step_by_step: Fn) -> Fn:
-    """A field/index path as one generated function of direct lookups (``v["a"][0]``).
+    """A field/index path as one generated function of direct lookups (``v.get("a")``).
 
-    Anything but the expected container at each step (a missing key, a list where an
-    object was expected, a string, null) raises inside, and the step-by-step closures
-    answer instead, so results are the reference's in every case."""
-    lines = ["def chain(value):", "    v = value", "    try:"]
-    for index, (kind, _key) in enumerate(steps):
+    Objects and arrays are walked in place and null ends the path (a field or index of null
+    is null); anything else (a dict subclass, a string, a number) is left to the step-by-step
+    closures, so results are the reference's in every case. No exception is raised for a
+    missing field: optional fields are the common case in mappings."""
+    if any(kind == "index" and type(key) is not int for kind, key in steps):
+        return step_by_step  # (the parser gives ints; the bound below is written into code)
+    lines = ["def chain(value):", "    v = value"]
+    for index, (kind, key) in enumerate(steps):
         if kind == "index":  # JMESPath indexes lists only; Python would index strings too
-            lines.append("        if type(v) is not list: return step_by_step(value)")
-        lines.append(f"        v = v[_k{index}]")
-    lines += [
-        "        return v",
-        "    except (KeyError, TypeError, IndexError, AttributeError):",
-        "        return step_by_step(value)",
-    ]
+            lines += [
+                "    if type(v) is list:",
+                f"        v = v[_k{index}] if {-key - 1 if key < 0 else key} < len(v) else None",
+            ]
+        else:
+            lines.append(f"    if type(v) is dict: v = v.get(_k{index})")
+        lines += ["    elif v is None: return None", "    else: return step_by_step(value)"]
+    lines.append("    return v")
     namespace: dict[str, Any] = {f"_k{i}": key for i, (_kind, key) in enumerate(steps)}
     namespace["step_by_step"] = step_by_step
-    exec("\n".join(lines), namespace)  # nosec B102 - keys are passed as values, not code
+    exec("\n".join(lines), namespace)  # nosec B102 - keys are passed as values, not code; indexes are ints
     chain: Fn = namespace["chain"]
     return chain
 

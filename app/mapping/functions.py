@@ -44,12 +44,9 @@ def format_timestamp(value: datetime) -> str:
 
     Milliseconds are kept when non-zero (sub-millisecond digits are truncated).
     """
-    utc = value.astimezone(UTC)
-    text = utc.replace(microsecond=0, tzinfo=None).isoformat()
-    millis = utc.microsecond // 1000
-    if millis:
-        text += f".{millis:03d}"
-    return text + "Z"
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    text = utc.isoformat(timespec="milliseconds" if utc.microsecond >= 1000 else "seconds")
+    return text[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def _from_epoch(number: Decimal) -> datetime:
@@ -74,7 +71,7 @@ def parse_timestamp(value: object) -> datetime | None:
         if not isinstance(value, str):
             return None
         text = value.strip()
-        if _NUMERIC.fullmatch(text) and not _BASIC_DATE.fullmatch(text):
+        if text[4:5] != "-" and _NUMERIC.fullmatch(text) and not _BASIC_DATE.fullmatch(text):
             return _from_epoch(Decimal(text))
         if text.endswith(("z", "Z")):
             text = text[:-1] + "+00:00"
@@ -242,15 +239,20 @@ class RelayFunctions(Functions):
 
     @signature({"types": []}, {"types": _STR_OR_NULL})
     def _func_primary_identity(self, identity_map: Any, namespace: str | None) -> Any:
-        if namespace is None:
+        if namespace is None or not isinstance(identity_map, dict):
             return None
-        entries = _namespace_entries(identity_map, namespace)
-        if not entries:
-            return None
-        for entry in entries:
-            if _is_primary(entry):
-                return entry["id"]
-        return entries[0]["id"]
+        # _namespace_entries spelled out without building the list: it runs on most events
+        wanted, first = namespace.casefold(), None
+        for key, entries in identity_map.items():
+            if not isinstance(key, str) or not isinstance(entries, list) or key.casefold() != wanted:
+                continue
+            for entry in entries:
+                if isinstance(entry, dict) and entry.get("id") is not None:
+                    if _is_primary(entry):
+                        return entry["id"]
+                    if first is None:
+                        first = entry["id"]
+        return first
 
     @signature({"types": []}, {"types": _STR_OR_NULL})
     def _func_identities(self, identity_map: Any, namespace: str | None) -> list[Any]:
