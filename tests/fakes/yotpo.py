@@ -1,8 +1,8 @@
 """A fake Yotpo Core API (access tokens + custom customer events) for contract and e2e tests.
 
-It is a real HTTP/1.1 server (stdlib ``ThreadingHTTPServer``) on a free loopback port, served
-from a daemon thread, modelled on :mod:`tests.fakes.zendesk`. It follows the facts in
-``shared/reference/yotpo.md``:
+It is a real HTTP/1.1 server on a free loopback port, served from a daemon thread, with the same
+plumbing as :mod:`tests.fakes.zendesk` (:class:`tests.fakes.http_fake.HttpFake`). It follows
+the facts in ``shared/reference/yotpo.md``:
 
 * ``POST /core/v3/stores/{store_id}/access_tokens`` with ``{"secret": "..."}`` issues a new
   random ``access_token`` per call (every issued token stays valid until :meth:`expire_tokens`).
@@ -22,22 +22,16 @@ request other than a token call) and bypass every check; token calls are scripte
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import re
 import secrets
-import socket
-import threading
 import time
 from collections import deque
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from socketserver import TCPServer
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import Any, ClassVar
+from urllib.parse import unquote
 
-from tests.fakes.zendesk import CannedResponse, ReceivedRequest
+from tests.fakes.http_fake import Answer, CannedResponse, HttpFake, ReceivedRequest, is_json
 
 __all__ = [
     "ERROR_BODIES",
@@ -52,7 +46,6 @@ __all__ = [
 MAX_NAME_LENGTH = 255
 # Advertised in RateLimit-Limit when no rate limit is enforced ("effectively unlimited").
 UNLIMITED_RATE_LIMIT_HEADER = 1000
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 _RE_TOKEN_PATH = re.compile(r"^/core/v3/stores/([^/]+)/access_tokens$")
 _RE_EVENTS_PATH = re.compile(r"^/core/v3/stores/([^/]+)/custom_events$")
@@ -223,75 +216,23 @@ def event_problems(body: Any) -> list[dict[str, str]]:
 # The HTTP server.
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are separate writes
-    timeout = 60  # idle keep-alive connections are dropped after this
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # silence the default stderr request log
-
-    def do_POST(self) -> None:
-        self.server.fake._handle(self)
-
-    do_GET = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_POST
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeYotpo) -> None:
-        self.fake = fake
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), which can be slow; skip it.
-        TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that hang up (timeouts, stop()) are expected; stay quiet
-
-    def drop_connections(self) -> None:
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class _BadRequestBody(Exception):
-    pass
-
-
-_Answer = tuple[int, dict[str, Any] | list[Any], dict[str, str]]
-
-
-class FakeYotpo:
+class FakeYotpo(HttpFake):
     """A real HTTP server that behaves like the Yotpo Core API (see the module docstring).
 
     Public state (read it in tests): ``token_requests`` (every call to the token path),
     ``events`` (event id -> last accepted body), ``updates`` (accepted calls that reused an id),
-    ``throttled`` (429s from the rate limiter). ``received``/``accepted`` return snapshots.
-    After :meth:`stop`, :meth:`start` binds the same port again; issued tokens survive that.
+    ``throttled`` (429s from the rate limiter). ``received`` (every request, token calls
+    included) and ``accepted`` (the event calls answered 200, scripted 200s included; what
+    :meth:`wait_for` counts) return snapshots. After :meth:`stop`, :meth:`start` binds the same
+    port again; issued tokens survive that.
     """
+
+    thread_name = "fake-yotpo"
+    bad_framing_answer: ClassVar[Answer] = (
+        400,
+        {"errors": [{"message": "Bad request: malformed body framing"}]},
+        {},
+    )
 
     def __init__(
         self,
@@ -300,90 +241,14 @@ class FakeYotpo:
         rate_limit: int | None = None,
         rate_window: float = 1.0,
     ) -> None:
+        super().__init__(rate_limit=rate_limit, rate_window=rate_window)
         self.store_id = store_id
         self.secret = secret
-        self.rate_limit = rate_limit
-        self.rate_window = rate_window
         self.token_requests = 0
         self.events: dict[str, Any] = {}
         self.updates = 0
-        self.throttled = 0
-
-        self._lock = threading.RLock()
-        self._cond = threading.Condition(self._lock)
         self._tokens: set[str] = set()
-        self._received: list[ReceivedRequest] = []
-        self._queue: deque[CannedResponse] = deque()
         self._token_queue: deque[CannedResponse] = deque()
-        self._default: CannedResponse | None = None
-        self._t0 = time.monotonic()
-        self._window_index = 0
-        self._window_count = 0
-
-        self._port = 0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Bind 127.0.0.1 (a free port the first time, the same port after a stop) and serve."""
-        if self._server is not None:
-            return
-        server = _Server(("127.0.0.1", self._port), self)
-        self._port = int(server.server_address[1])
-        self._stopping = threading.Event()
-        with self._lock:
-            self._t0 = time.monotonic()
-            self._window_index = 0
-            self._window_count = 0
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.01},
-            name=f"fake-yotpo-{self._port}",
-            daemon=True,
-        )
-        self._server, self._thread = server, thread
-        thread.start()
-
-    def stop(self) -> None:
-        """Stop serving, drop open (keep-alive) connections, wake sleeping handlers (which then
-        hang up without answering). Does not wait for handler threads."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._server = self._thread = None
-        self._stopping.set()
-        server.shutdown()
-        server.drop_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> FakeYotpo:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
-    def port(self) -> int:
-        if not self._port:
-            raise RuntimeError("FakeYotpo has not been started")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
 
     @property
     def token_path(self) -> str:
@@ -413,25 +278,8 @@ class FakeYotpo:
         with self._lock:
             return frozenset(self._tokens)
 
-    # -- inspection and scripting ------------------------------------------------------------
-
-    @property
-    def received(self) -> list[ReceivedRequest]:
-        """Every request (token calls included), in arrival order (a copy)."""
-        with self._lock:
-            return list(self._received)
-
-    @property
-    def accepted(self) -> list[ReceivedRequest]:
-        """The event calls (not token calls) answered 200, scripted 200s included."""
-        with self._lock:
-            return [r for r in self._received if r.status == 200 and not _is_token_call(r)]
-
-    def enqueue(self, *responses: CannedResponse) -> None:
-        """The next event calls (any non-token request) get these answers, FIFO, bypassing
-        store id, token, rate limit and body rules."""
-        with self._lock:
-            self._queue.extend(responses)
+    # -- scripting ---------------------------------------------------------------------------
+    # enqueue() and set_default() script the event calls (any non-token request).
 
     def enqueue_token(self, *responses: CannedResponse) -> None:
         """The next token calls get these answers, FIFO (still counted in ``token_requests``;
@@ -439,130 +287,36 @@ class FakeYotpo:
         with self._lock:
             self._token_queue.extend(responses)
 
-    def set_default(self, response: CannedResponse | None) -> None:
-        """Answer every event call (once the queue is empty) with this until set to None/reset."""
-        with self._lock:
-            self._default = response
-
     def reset(self) -> None:
         """Clear received requests, both queues, the default, ``events`` and the counters
         (``token_requests``, ``updates``, ``throttled``, the window count). Tokens stay valid."""
         with self._lock:
-            self._received.clear()
-            self._queue.clear()
+            super().reset()
             self._token_queue.clear()
-            self._default = None
             self.events.clear()
             self.token_requests = 0
             self.updates = 0
-            self.throttled = 0
-            self._window_count = 0
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
-        """Block until at least ``count`` event calls were answered 200; False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: sum(1 for r in self._received if r.status == 200 and not _is_token_call(r)) >= count,
-                timeout,
-            )
 
     # -- request handling (handler threads) --------------------------------------------------
 
-    @staticmethod
-    def _read_body(handler: _Handler) -> bytes:
-        if "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            while True:
-                line = handler.rfile.readline(65537)
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError as exc:
-                    raise _BadRequestBody("bad chunk size") from exc
-                if size == 0:
-                    while handler.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(handler.rfile.read(size))
-                handler.rfile.readline(65537)
-        try:
-            length = int(handler.headers.get("Content-Length") or 0)
-        except ValueError as exc:
-            raise _BadRequestBody("bad Content-Length") from exc
-        return handler.rfile.read(length) if length > 0 else b""
+    def _arrived(self, record: ReceivedRequest) -> CannedResponse | None:
+        token = record.headers.get("x-yotpo-token", "").strip()
+        if token and token in self._tokens:
+            record.auth = "token"
+        if not _is_token_call(record):
+            return super()._arrived(record)
+        self.token_requests += 1
+        return self._token_queue.popleft() if self._token_queue else None
 
-    def _window(self, now: float) -> int:
-        """Roll the fixed window if needed (call with the lock held); returns its index."""
-        index = int((now - self._t0) // self.rate_window)
-        if index != self._window_index:
-            self._window_index = index
-            self._window_count = 0
-        return index
+    def _is_accepted(self, record: ReceivedRequest) -> bool:
+        return record.status == 200 and not _is_token_call(record)
 
-    def _handle(self, handler: _Handler) -> None:
-        now = time.monotonic()
-        split = urlsplit(handler.path)
-        headers: dict[str, str] = {}
-        for name, value in handler.headers.items():
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        try:
-            raw = self._read_body(handler)
-            bad_framing = False
-        except _BadRequestBody:
-            raw, bad_framing = b"", True
-            handler.close_connection = True
-        try:
-            body: Any = json.loads(raw) if raw else None
-            parsed = raw != b""
-        except ValueError:
-            body, parsed = None, False
-        record = ReceivedRequest(
-            method=handler.command,
-            path=split.path,
-            headers=headers,
-            body=body,
-            raw=raw,
-            received_at=now,
-            query=split.query,
-        )
-        token_call = _is_token_call(record)
-        with self._lock:
-            token = headers.get("x-yotpo-token", "").strip()
-            if token and token in self._tokens:
-                record.auth = "token"
-            self._received.append(record)
-            if token_call:
-                self.token_requests += 1
-                canned = self._token_queue.popleft() if self._token_queue else None
-            else:
-                canned = self._queue.popleft() if self._queue else self._default
+    def _answer(self, record: ReceivedRequest, parsed: bool) -> Answer:
+        if _is_token_call(record):
+            return self._token(record, record.body)
+        return self._event(record, record.body, parsed)
 
-        if canned is not None:
-            if canned.delay > 0 and self._stopping.wait(canned.delay):
-                handler.close_connection = True  # stopped while "slow": hang up
-                return
-            self._send(
-                handler,
-                record,
-                canned.status,
-                canned.encode(),
-                canned.content_type if canned.body is not None else None,
-                canned.headers,
-                rate_headers=not token_call,
-            )
-            return
-        answer: _Answer
-        if bad_framing:
-            answer = 400, {"errors": [{"message": "Bad request: malformed body framing"}]}, {}
-        elif token_call:
-            answer = self._token(record, body)
-        else:
-            answer = self._event(record, body, parsed)
-        status, payload, extra = answer
-        is_events = _RE_EVENTS_PATH.match(record.path) is not None
-        self._send(handler, record, status, _json(payload), JSON_CONTENT_TYPE, extra, rate_headers=is_events)
-
-    def _token(self, record: ReceivedRequest, body: Any) -> _Answer:
+    def _token(self, record: ReceivedRequest, body: Any) -> Answer:
         m = _RE_TOKEN_PATH.match(record.path)
         assert m is not None
         store_id = unquote(m.group(1))
@@ -574,7 +328,7 @@ class FakeYotpo:
         record.auth = "secret"
         return 200, {"access_token": self.issue_token()}, {}
 
-    def _event(self, record: ReceivedRequest, body: Any, parsed: bool) -> _Answer:
+    def _event(self, record: ReceivedRequest, body: Any, parsed: bool) -> Answer:
         m = _RE_EVENTS_PATH.match(record.path)
         if m is None or record.method != "POST":
             return 404, {"errors": [{"message": "Not Found"}]}, {}
@@ -585,20 +339,15 @@ class FakeYotpo:
             return 401, access_denied_body(), {}
 
         with self._lock:
-            now = time.monotonic()
-            index = self._window(now)
-            if self.rate_limit is not None and self._window_count >= self.rate_limit:
-                self.throttled += 1
-                window_end = self._t0 + (index + 1) * self.rate_window
-                wait = max(1, math.ceil(window_end - now))
+            wait = self._throttle(time.monotonic())
+            if wait is not None:
                 return (
                     429,
                     {"errors": [{"message": "Too Many Requests"}]},
                     {"RateLimit-Remaining": "0", "RateLimit-Reset": str(wait)},
                 )
 
-            content_type = record.headers.get("content-type", "")
-            if content_type.split(";", 1)[0].strip().lower() != "application/json":
+            if not is_json(record):
                 return (
                     400,
                     {"errors": [{"message": "Bad request: Content-Type must be application/json"}]},
@@ -617,48 +366,19 @@ class FakeYotpo:
             self.events[event_id] = body
         return 200, {"event": {"id": event_id, "type": body["type"]}}, {}
 
-    def _send(
-        self,
-        handler: _Handler,
-        record: ReceivedRequest,
-        status: int,
-        body: bytes,
-        content_type: str | None,
-        headers: dict[str, str],
-        *,
-        rate_headers: bool,
-    ) -> None:
-        out: dict[str, str] = {}
-        with self._cond:
-            if rate_headers:
-                self._window(time.monotonic())
-                limit = self.rate_limit if self.rate_limit is not None else UNLIMITED_RATE_LIMIT_HEADER
-                out["RateLimit-Limit"] = str(limit)
-                out["RateLimit-Remaining"] = str(max(0, limit - self._window_count))
-            record.status = status
-            self._cond.notify_all()
-        if content_type:
-            out["Content-Type"] = content_type
-        lowered = {k.lower(): k for k in out}
-        for name, value in headers.items():
-            out.pop(lowered.get(name.lower(), name), None)
-            out[name] = value
-        handler.send_response(status)
-        for name, value in out.items():
-            if name.lower() != "content-length":
-                handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(body)))
-        if handler.close_connection:
-            handler.send_header("Connection", "close")
-        handler.end_headers()
-        if handler.command != "HEAD":
-            handler.wfile.write(body)
-        handler.wfile.flush()
+    def _upstream_headers(self, record: ReceivedRequest, scripted: bool) -> dict[str, str]:
+        # Rate-limit headers go on event calls: when scripted, any non-token call; else the events path.
+        if scripted:
+            event_call = not _is_token_call(record)
+        else:
+            event_call = _RE_EVENTS_PATH.match(record.path) is not None
+        if not event_call:
+            return {}
+        self._window(time.monotonic())
+        limit = self.rate_limit if self.rate_limit is not None else UNLIMITED_RATE_LIMIT_HEADER
+        remaining = max(0, limit - self._window_count)
+        return {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(remaining)}
 
 
 def _is_token_call(record: ReceivedRequest) -> bool:
     return record.method == "POST" and _RE_TOKEN_PATH.match(record.path) is not None
-
-
-def _json(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
