@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -128,19 +129,18 @@ def _is_primary(entry: dict[Any, Any]) -> bool:
     return isinstance(flag, str) and flag.strip().casefold() == "true"
 
 
-def _namespace_entries(identity_map: object, namespace: str) -> list[dict[Any, Any]]:
-    """All identity entries (objects with a non-null ``id``) of a namespace, any key casing."""
+def _namespace_entries(identity_map: object, namespace: str) -> Iterator[dict[Any, Any]]:
+    """Each identity entry (an object with a non-null ``id``) of a namespace, any key casing,
+    in map order; lazily, so ``primary_identity`` stops at the first primary one."""
     if not isinstance(identity_map, dict):
-        return []
+        return
     wanted = namespace.casefold()
-    found: list[dict[Any, Any]] = []
     for key, entries in identity_map.items():
-        if not isinstance(key, str) or key.casefold() != wanted:
+        if not isinstance(key, str) or not isinstance(entries, list) or key.casefold() != wanted:
             continue
-        if not isinstance(entries, list):
-            continue
-        found.extend(e for e in entries if isinstance(e, dict) and e.get("id") is not None)
-    return found
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("id") is not None:
+                yield entry
 
 
 # --------------------------------------------------------------------------- functions
@@ -239,19 +239,14 @@ class RelayFunctions(Functions):
 
     @signature({"types": []}, {"types": _STR_OR_NULL})
     def _func_primary_identity(self, identity_map: Any, namespace: str | None) -> Any:
-        if namespace is None or not isinstance(identity_map, dict):
+        if namespace is None:
             return None
-        # _namespace_entries spelled out without building the list: it runs on most events
-        wanted, first = namespace.casefold(), None
-        for key, entries in identity_map.items():
-            if not isinstance(key, str) or not isinstance(entries, list) or key.casefold() != wanted:
-                continue
-            for entry in entries:
-                if isinstance(entry, dict) and entry.get("id") is not None:
-                    if _is_primary(entry):
-                        return entry["id"]
-                    if first is None:
-                        first = entry["id"]
+        first = None
+        for entry in _namespace_entries(identity_map, namespace):
+            if _is_primary(entry):
+                return entry["id"]
+            if first is None:
+                first = entry["id"]
         return first
 
     @signature({"types": []}, {"types": _STR_OR_NULL})
