@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -47,39 +48,44 @@ class HistogramChild:
         self.sum += value
 
 
-class _Family(Collector):
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry):
-        self.name = name
-        self.documentation = documentation
-        self.labelnames = tuple(labelnames)
-        registry.register(self)
-
-    def describe(self) -> list[Metric]:
-        return []  # names are checked against the registry at collect time only
-
-    def _check(self, values: tuple[str, ...]) -> None:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+Child = TypeVar("Child", CounterChild, HistogramChild)
 
 
-class HotCounter(_Family):
-    """A labelled counter: ``labels(*values).inc(amount)``, or ``inc()`` when it has no labels."""
+class _Family(Collector, Generic[Child]):
+    """A named, labelled family of children, created on first use of their label values."""
 
     def __init__(
         self, name: str, documentation: str, labelnames: Sequence[str] = (), *, registry: CollectorRegistry
     ) -> None:
-        self._children: dict[tuple[str, ...], CounterChild] = {}
-        super().__init__(name, documentation, labelnames, registry)
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], Child] = {}
+        registry.register(self)
         if not self.labelnames:
-            self.labels()  # shown at 0 from the start, as the library does
+            self.labels()  # shown from the start, as the library does
 
-    def labels(self, *values: str) -> CounterChild:
-        """The child for these label values, created at 0 on first use."""
+    def _new_child(self) -> Child:
+        raise NotImplementedError
+
+    def describe(self) -> list[Metric]:
+        return []  # names are checked against the registry at collect time only
+
+    def labels(self, *values: str) -> Child:
+        """The child for these label values, created at zero on first use."""
         child = self._children.get(values)
         if child is None:
-            self._check(values)
-            child = self._children[values] = CounterChild()
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+            child = self._children[values] = self._new_child()
         return child
+
+
+class HotCounter(_Family[CounterChild]):
+    """A labelled counter: ``labels(*values).inc(amount)``, or ``inc()`` when it has no labels."""
+
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def inc(self, amount: float = 1.0) -> None:
         self.labels().inc(amount)
@@ -91,7 +97,7 @@ class HotCounter(_Family):
         yield family
 
 
-class HotHistogram(_Family):
+class HotHistogram(_Family[HistogramChild]):
     """A labelled histogram with fixed buckets: ``labels(*values).observe(seconds)``."""
 
     def __init__(
@@ -104,18 +110,10 @@ class HotHistogram(_Family):
         registry: CollectorRegistry,
     ) -> None:
         self.bounds = tuple(sorted(float(b) for b in buckets if b != float("inf")))
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
-        super().__init__(name, documentation, labelnames, registry)
-        if not self.labelnames:
-            self.labels()  # shown empty from the start, as the library does
+        super().__init__(name, documentation, labelnames, registry=registry)
 
-    def labels(self, *values: str) -> HistogramChild:
-        """The child for these label values, created empty on first use."""
-        child = self._children.get(values)
-        if child is None:
-            self._check(values)
-            child = self._children[values] = HistogramChild(self.bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self.bounds)
 
     def observe(self, value: float) -> None:
         self.labels().observe(value)
