@@ -41,6 +41,12 @@ ENDPOINT_PATHS = {
     "profile_events": "/api/v2/user_profiles/{profile_id}/events",
     "user_events": "/api/v2/users/{user_id}/events",
 }
+# the ids each endpoint's path needs, in the order they are looked up
+ENDPOINT_IDS = {
+    endpoint: tuple(name for name in ("profile_id", "user_id") if f"{{{name}}}" in path)
+    for endpoint, path in ENDPOINT_PATHS.items()
+}
+TOP_LEVEL_KEYS = frozenset({"event", "profile"})
 
 
 @dataclass(frozen=True)
@@ -136,11 +142,11 @@ class ZendeskDestination:
         if not isinstance(body, dict):
             violations.append(Violation("", "body must be an object with `event`"))
             return OutboundRequest("POST", ENDPOINT_PATHS[endpoint], body), violations
-        body = dict(body)
         path = ENDPOINT_PATHS[endpoint]
-        for id_name in ("profile_id", "user_id"):
-            if f"{{{id_name}}}" not in path:
-                continue
+        id_names = ENDPOINT_IDS[endpoint]
+        if id_names:
+            body = dict(body)  # the id is taken out of the body, not the caller's copy
+        for id_name in id_names:
             value = params.get(id_name, body.pop(id_name, None))
             if value is None and id_name == "user_id":
                 profile = body.get("profile")
@@ -269,6 +275,7 @@ def _details_message(details: Any) -> str | None:
 
 def validate_body(body: dict[str, Any], *, with_profile: bool) -> list[Violation]:
     """Zendesk's documented rules for an event (and its profile), with field paths."""
+    # Every event of a site passes here: checks come first, paths and messages only on failure.
     violations: list[Violation] = []
     event = body.get("event")
     if not isinstance(event, dict):
@@ -281,7 +288,8 @@ def validate_body(body: dict[str, Any], *, with_profile: bool) -> list[Violation
         created_at = event.get("created_at")
         if created_at is not None and not _is_iso8601(created_at):
             violations.append(Violation("event.created_at", "must be an ISO-8601 timestamp"))
-        if event.get("description") is not None and not isinstance(event["description"], str):
+        description = event.get("description")
+        if description is not None and not isinstance(description, str):
             violations.append(Violation("event.description", "must be a string"))
     profile = body.get("profile")
     if not with_profile:
@@ -296,11 +304,14 @@ def validate_body(body: dict[str, Any], *, with_profile: bool) -> list[Violation
         _check_name(profile, "profile", "type", violations)
         _check_identifiers(profile.get("identifiers"), violations)
         for key, kind in (("name", str), ("attributes", dict), ("user_id", str)):
-            if profile.get(key) is not None and not isinstance(profile[key], kind):
+            value = profile.get(key)
+            if value is not None and not isinstance(value, kind):
                 expected = "a string" if kind is str else "an object"
                 violations.append(Violation(f"profile.{key}", f"must be {expected}"))
-    extra = sorted(set(body) - {"event", "profile"})
-    violations.extend(Violation(key, "unknown top-level key") for key in extra)
+    if not TOP_LEVEL_KEYS.issuperset(body):
+        violations.extend(
+            Violation(key, "unknown top-level key") for key in sorted(set(body) - TOP_LEVEL_KEYS)
+        )
     return violations
 
 
@@ -308,6 +319,12 @@ def _check_name(
     obj: dict[str, Any], where: str, key: str, out: list[Violation], *, reserved: bool = False
 ) -> None:
     value = obj.get(key)
+    if (
+        type(value) is str
+        and 0 < len(value) <= NAME_MAX
+        and not (reserved and value.casefold() == RESERVED_SOURCE)
+    ):
+        return
     path = f"{where}.{key}"
     if not isinstance(value, str) or not value:
         out.append(Violation(path, "required, a non-empty string"))
@@ -326,17 +343,17 @@ def _check_identifiers(identifiers: Any, out: list[Violation]) -> None:
         out.append(Violation(path, f"at most {MAX_IDENTIFIERS} identifiers (has {len(identifiers)})"))
     seen: set[tuple[str, str]] = set()
     for index, identifier in enumerate(identifiers):
-        item_path = f"{path}[{index}]"
         if not isinstance(identifier, dict):
-            out.append(Violation(item_path, "must be an object {type, value}"))
+            out.append(Violation(f"{path}[{index}]", "must be an object {type, value}"))
             continue
-        for key in ("type", "value"):
-            value = identifier.get(key)
-            if not isinstance(value, str) or not value.strip():
-                out.append(Violation(f"{item_path}.{key}", "required, a non-empty string"))
-        pair = (str(identifier.get("type")), str(identifier.get("value")))
+        kind, value = identifier.get("type"), identifier.get("value")
+        if not (type(kind) is str and type(value) is str and kind.strip() and value.strip()):
+            for key, part in (("type", kind), ("value", value)):
+                if not isinstance(part, str) or not part.strip():
+                    out.append(Violation(f"{path}[{index}].{key}", "required, a non-empty string"))
+        pair = (str(kind), str(value))
         if pair in seen:
-            out.append(Violation(item_path, "duplicate identifier"))
+            out.append(Violation(f"{path}[{index}]", "duplicate identifier"))
         seen.add(pair)
 
 

@@ -1,0 +1,178 @@
+"""Zendesk's pre-send rules as the relay checks them (pure functions, no network).
+
+Every event of a site passes through ``validate_body``, so it checks first and builds paths
+and messages only on failure; these tests pin each message and path.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from app.destinations.zendesk import ZendeskConfig, ZendeskDestination, validate_body
+from tests.conftest import make_settings
+
+VALID: dict[str, Any] = {
+    "profile": {
+        "source": "shop",
+        "type": "customer",
+        "name": "Jane",
+        "identifiers": [
+            {"type": "email", "value": "jane@example.com"},
+            {"type": "external_id", "value": "c-1"},
+        ],
+    },
+    "event": {
+        "source": "shop",
+        "type": "order_completed",
+        "created_at": "2024-05-01T12:00:00Z",
+        "description": "Order 1",
+        "properties": {"total": 12.5},
+    },
+}
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Edit:
+    def edit(body: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target = body
+        for key in parents:
+            target = target[key]
+        target[last] = value
+
+    return edit
+
+
+def _drop(path: str) -> Edit:
+    def edit(body: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target = body
+        for key in parents:
+            target = target[key]
+        del target[last]
+
+    return edit
+
+
+def violations_of(edit: Edit, *, with_profile: bool = True) -> list[tuple[str, str]]:
+    body = copy.deepcopy(VALID)
+    edit(body)
+    return [(v.path, v.message) for v in validate_body(body, with_profile=with_profile)]
+
+
+def test_valid_body_has_no_violations() -> None:
+    assert violations_of(lambda _body: None) == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (_drop("event"), [("event", "required, an object")]),
+        (_set("event", []), [("event", "required, an object")]),
+        (_set("event.source", ""), [("event.source", "required, a non-empty string")]),
+        (_set("event.source", 5), [("event.source", "required, a non-empty string")]),
+        (_set("event.type", None), [("event.type", "required, a non-empty string")]),
+        (_set("event.type", "t" * 41), [("event.type", "at most 40 characters (has 41)")]),
+        (_set("event.type", "t" * 40), []),
+        (
+            _set("event.source", "Zendesk"),
+            [("event.source", "`zendesk` is reserved for Zendesk's own events")],
+        ),
+        (_set("event.type", "zendesk"), []),  # only sources are reserved
+        (_drop("event.properties"), [("event.properties", "required, an object")]),
+        (_set("event.created_at", "yesterday"), [("event.created_at", "must be an ISO-8601 timestamp")]),
+        (_set("event.created_at", 1714564800), [("event.created_at", "must be an ISO-8601 timestamp")]),
+        (_drop("event.created_at"), []),
+        (_set("event.description", 7), [("event.description", "must be a string")]),
+        (_drop("profile"), [("profile", "required, an object")]),
+        (
+            _set("profile.source", "zendesk"),
+            [("profile.source", "`zendesk` is reserved for Zendesk's own events")],
+        ),
+        (_set("profile.type", "p" * 41), [("profile.type", "at most 40 characters (has 41)")]),
+        (_set("profile.name", ["Jane"]), [("profile.name", "must be a string")]),
+        (_set("profile.attributes", "gold"), [("profile.attributes", "must be an object")]),
+        (_set("profile.user_id", 5), [("profile.user_id", "must be a string")]),
+        (
+            _set("profile.identifiers", []),
+            [("profile.identifiers", "required, an array of 1 to 20 {type, value} objects")],
+        ),
+        (
+            _set("profile.identifiers", [{"type": "email", "value": f"{n}@x.io"} for n in range(21)]),
+            [("profile.identifiers", "at most 20 identifiers (has 21)")],
+        ),
+        (
+            _set("profile.identifiers", ["jane@example.com"]),
+            [("profile.identifiers[0]", "must be an object {type, value}")],
+        ),
+        (
+            _set("profile.identifiers", [{"type": "email", "value": " "}, {"value": "c-1"}]),
+            [
+                ("profile.identifiers[0].value", "required, a non-empty string"),
+                ("profile.identifiers[1].type", "required, a non-empty string"),
+            ],
+        ),
+        (
+            _set(
+                "profile.identifiers",
+                [{"type": "email", "value": "a@x.io"}, {"type": "email", "value": "a@x.io"}],
+            ),
+            [("profile.identifiers[1]", "duplicate identifier")],
+        ),
+        (
+            _set("zeta", 1),
+            [("zeta", "unknown top-level key")],
+        ),
+    ],
+)
+def test_each_rule_names_its_field(edit: Edit, expected: list[tuple[str, str]]) -> None:
+    assert violations_of(edit) == expected
+
+
+def test_unknown_top_level_keys_are_listed_in_order() -> None:
+    def edit(body: dict[str, Any]) -> None:
+        body["b"] = 1
+        body["a"] = 2
+
+    assert violations_of(edit) == [("a", "unknown top-level key"), ("b", "unknown top-level key")]
+
+
+def test_profile_events_endpoint_refuses_a_profile() -> None:
+    assert violations_of(lambda _body: None, with_profile=False) == [
+        ("profile", "not accepted by the profile_events endpoint; send `event` only")
+    ]
+
+
+def dest() -> ZendeskDestination:
+    return ZendeskDestination(ZendeskConfig.from_settings(make_settings()), dry_run=True)
+
+
+def test_prepare_leaves_the_rendered_body_alone_when_the_path_needs_no_id() -> None:
+    body = copy.deepcopy(VALID)
+    request, violations = dest().prepare(body, None, {})
+    assert (request.path, violations) == ("/api/v2/user_profiles/events", [])
+    assert request.body == VALID
+
+
+def test_prepare_takes_the_path_id_out_of_a_copy_of_the_body() -> None:
+    body = {"event": copy.deepcopy(VALID["event"]), "profile_id": "p/1"}
+    request, violations = dest().prepare(body, "profile_events", {})
+    assert (request.path, violations) == ("/api/v2/user_profiles/p%2F1/events", [])
+    assert request.body == {"event": VALID["event"]}
+    assert body["profile_id"] == "p/1"  # the caller's body is not changed
+
+
+def test_prepare_says_which_id_is_missing() -> None:
+    request, violations = dest().prepare(copy.deepcopy(VALID), "user_events", {})
+    assert request.path == "/api/v2/users/%7Buser_id%7D/events"
+    assert [(v.path, v.message) for v in violations] == [
+        (
+            "user_id",
+            "the user_events endpoint needs a non-empty `user_id` (in the body or `endpoint.user_id`)",
+        )
+    ]
