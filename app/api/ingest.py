@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from app import logs
 from app.api.auth import authenticate_ingest
 from app.delivery.store import DEAD, DRY_RUN, DUPLICATE, QUEUED
 from app.metrics import MATCHED, STORED, RelayMetrics
@@ -95,7 +96,9 @@ async def handle_ingest(
         finished = await relay.waiters.wait(relay.store, [str(o.delivery_id) for o in queued], wait)
         outcomes = settle(outcomes, finished)
     answer = ingest_answer(outcomes, request_id)
-    answer.log_fields = {"shape": parsed.shape, "events": len(parsed.events), "outcomes": _count(outcomes)}
+    if logs.info_enabled():  # the request's log line is the only reader
+        counts = _count(outcomes)
+        answer.log_fields = {"shape": parsed.shape, "events": len(parsed.events), "outcomes": counts}
     if wait is not None:
         answer.headers["Preference-Applied"] = f"wait={wait:g}"
     return answer
