@@ -59,9 +59,15 @@ class Outcome:
     def to_dict(self, *, show_request: bool = False) -> dict[str, Any]:
         """The outcome as a result entry of an API answer."""
         doc: dict[str, Any] = {"event_index": self.event_index, "status": self.status}
-        for key in ("mapping", "destination", "event_id", "delivery_id"):
-            if getattr(self, key) is not None:
-                doc[key] = getattr(self, key)
+        # spelled out, not a loop of getattr: every answer builds one per (event, mapping)
+        if self.mapping is not None:
+            doc["mapping"] = self.mapping
+        if self.destination is not None:
+            doc["destination"] = self.destination
+        if self.event_id is not None:
+            doc["event_id"] = self.event_id
+        if self.delivery_id is not None:
+            doc["delivery_id"] = self.delivery_id
         if self.response:
             doc.update(self.response)
         if self.request is not None and (show_request or self.status == DRY_RUN):
