@@ -42,7 +42,9 @@ from app.destinations.base import OutboundRequest
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 2 keeps each delivery's idempotency key (mapping + event id) in its own row: one
+# statement and one index per stored delivery instead of a second table (version 1).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -62,35 +64,37 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at REAL NOT NULL,
     last_code TEXT,
     last_problem TEXT,
-    response TEXT
+    response TEXT,
+    idem_key TEXT,
+    idem_expires_at REAL
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (destination, due_at)
     WHERE status IN ('pending', 'in_flight');
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (updated_at) WHERE status = 'dead';
 CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (updated_at)
     WHERE status IN ('delivered', 'dry_run');
-CREATE TABLE IF NOT EXISTS idempotency (
-    key TEXT PRIMARY KEY,
-    delivery_id TEXT NOT NULL,
-    expires_at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
+CREATE UNIQUE INDEX IF NOT EXISTS deliveries_idem ON deliveries (idem_key) WHERE idem_key IS NOT NULL;
+"""
+# Version 1 stores: move the live keys into their deliveries, then drop the old table.
+MIGRATE_1_TO_2 = """
+ALTER TABLE deliveries ADD COLUMN idem_key TEXT;
+ALTER TABLE deliveries ADD COLUMN idem_expires_at REAL;
+UPDATE deliveries SET idem_key = idempotency.key, idem_expires_at = idempotency.expires_at
+    FROM idempotency WHERE idempotency.delivery_id = deliveries.id AND idempotency.expires_at > :now;
+DROP TABLE idempotency;
+UPDATE schema_version SET version = 2;
 """
 COLUMNS = (
     "id, mapping, destination, event_id, request_id, method, path, body, status, attempts, due_at, "
     "lease_token, created_at, updated_at, last_problem, response"
 )
 ACTIVE = f"status IN ('{PENDING}', '{IN_FLIGHT}')"
-# Take an idempotency key unless a live one holds it (then nothing changes: rowcount 0).
-CLAIM_KEY = (
-    "INSERT INTO idempotency (key, delivery_id, expires_at) VALUES (?, ?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET delivery_id = excluded.delivery_id, "
-    "expires_at = excluded.expires_at WHERE idempotency.expires_at <= ?"
-)
+# Store a delivery unless a row holds its key (then nothing changes: rowcount 0).
 INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, mapping, destination, event_id, request_id, method, path, "
-    "body, status, attempts, due_at, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
+    "body, status, attempts, due_at, created_at, updated_at, idem_key, idem_expires_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING"
 )
 MAX_BATCH = 512
 RECOUNT_EVERY = 5.0  # seconds; other processes (the CLI) may change the pending count
@@ -147,14 +151,19 @@ class SqliteStore:
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        if row is not None and row[0] > SCHEMA_VERSION:
+            raise RuntimeError(f"store schema {row[0]} is newer than this relay ({SCHEMA_VERSION})")
+        if row is not None and row[0] == 1:
+            for statement in MIGRATE_1_TO_2.split(";"):
+                if statement.strip():
+                    conn.execute(statement, {"now": time.time()} if ":now" in statement else {})
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
         if row is None:
             conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-        elif row[0] > SCHEMA_VERSION:
-            raise RuntimeError(f"store schema {row[0]} is newer than this relay ({SCHEMA_VERSION})")
         if self.owner:
             # One relay serves an SQLite store: what was in flight when it stopped is due now.
             conn.execute(
@@ -273,22 +282,27 @@ class SqliteStore:
                     raise Overloaded(self._pending, max_pending)
             results: list[EnqueueResult] = []
             stored_pending = 0
+            expires_at = now + idempotency_ttl
             for d in deliveries:
-                if d.event_id is not None:
-                    key = f"{d.mapping}\x1f{d.event_id}"
-                    claimed = conn.execute(CLAIM_KEY, (key, d.id, now + idempotency_ttl, now)).rowcount
-                    if not claimed:
-                        first = conn.execute("SELECT delivery_id FROM idempotency WHERE key = ?", (key,))
-                        results.append(EnqueueResult(DUPLICATE, first.fetchone()[0]))
-                        continue
-                conn.execute(
-                    INSERT_DELIVERY,
-                    (
-                        d.id, d.mapping, d.destination, d.event_id, d.request_id, d.request.method,
-                        d.request.path, orjson.dumps(d.request.body), d.status,
-                        now if d.status == PENDING else None, now, now,
-                    ),
+                key = None if d.event_id is None else f"{d.mapping}\x1f{d.event_id}"
+                row = (
+                    d.id, d.mapping, d.destination, d.event_id, d.request_id, d.request.method,
+                    d.request.path, orjson.dumps(d.request.body), d.status,
+                    now if d.status == PENDING else None, now, now, key, None if key is None else expires_at,
                 )  # fmt: skip
+                if not conn.execute(INSERT_DELIVERY, row).rowcount:
+                    holder, held_until = conn.execute(
+                        "SELECT id, idem_expires_at FROM deliveries WHERE idem_key = ?", (key,)
+                    ).fetchone()
+                    if held_until > now:
+                        results.append(EnqueueResult(DUPLICATE, holder))
+                        continue
+                    # the key's TTL ran out: the older delivery lets go of it
+                    conn.execute(
+                        "UPDATE deliveries SET idem_key = NULL, idem_expires_at = NULL WHERE id = ?",
+                        (holder,),
+                    )
+                    conn.execute(INSERT_DELIVERY, row)
                 stored_pending += d.status == PENDING
                 results.append(EnqueueResult(QUEUED if d.status == PENDING else DRY_RUN, d.id))
             self._pending += stored_pending
@@ -410,11 +424,7 @@ class SqliteStore:
     async def purge(self, where: DeadLetterFilter) -> int:
         def purge(conn: sqlite3.Connection) -> int:
             clause, params = _dead_filter(where)
-            # forget the events too, so sending them again is not answered `duplicate`
-            conn.execute(
-                f"DELETE FROM idempotency WHERE delivery_id IN (SELECT id FROM deliveries WHERE {clause})",  # nosec B608 - interpolates module constants and ? marks, never input
-                params,
-            )
+            # the events' keys go with their rows, so sending them again is not a `duplicate`
             return conn.execute(f"DELETE FROM deliveries WHERE {clause}", params).rowcount  # nosec B608 - interpolates module constants and ? marks, never input
 
         return await self._run(purge)
@@ -434,10 +444,11 @@ class SqliteStore:
 
     async def cleanup(self, delivered_before: float) -> int:
         def cleanup(conn: sqlite3.Connection) -> int:
-            conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (time.time(),))
+            # a finished delivery stays while it holds a live idempotency key
             return conn.execute(
-                f"DELETE FROM deliveries WHERE status IN ('{DELIVERED}', '{DRY_RUN}') AND updated_at < ?",  # nosec B608 - interpolates module constants and ? marks, never input
-                (delivered_before,),
+                f"DELETE FROM deliveries WHERE status IN ('{DELIVERED}', '{DRY_RUN}') AND updated_at < ? "  # nosec B608 - interpolates module constants and ? marks, never input
+                "AND (idem_expires_at IS NULL OR idem_expires_at <= ?)",
+                (delivered_before, time.time()),
             ).rowcount
 
         return await self._run(cleanup)
@@ -456,7 +467,7 @@ def _fresh(conn: sqlite3.Connection, deliveries: Sequence[NewDelivery], now: flo
         if d.event_id is not None:
             key = f"{d.mapping}\x1f{d.event_id}"
             live = conn.execute(
-                "SELECT 1 FROM idempotency WHERE key = ? AND expires_at > ?", (key, now)
+                "SELECT 1 FROM deliveries WHERE idem_key = ? AND idem_expires_at > ?", (key, now)
             ).fetchone()
             if live or key in seen:
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from app.delivery.sqlite import SqliteStore
-from app.delivery.store import QUEUED, DeadLetterFilter, Store, StoreUnavailable
+from app.delivery.store import DUPLICATE, QUEUED, DeadLetterFilter, EnqueueResult, Store, StoreUnavailable
 from tests.store.conftest import BIG, TTL, new, run
 
 
@@ -32,7 +33,7 @@ def _query(path: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
-def test_file_is_in_wal_mode_with_schema_version_1(tmp_path: Path) -> None:
+def test_file_is_in_wal_mode_with_schema_version_2(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "relay.db"
 
     async def touch(s: Store) -> None:
@@ -41,11 +42,11 @@ def test_file_is_in_wal_mode_with_schema_version_1(tmp_path: Path) -> None:
     run(SqliteStore(str(path)), touch)
     assert path.is_file()
     assert _query(path, "PRAGMA journal_mode") == [("wal",)]
-    assert _query(path, "SELECT version FROM schema_version") == [(1,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(2,)]
     assert _query(path, "SELECT COUNT(*) FROM deliveries") == [(1,)]
     # Opening again migrates nothing twice.
     run(SqliteStore(str(path)), touch)
-    assert _query(path, "SELECT version FROM schema_version") == [(1,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(2,)]
     assert _query(path, "SELECT COUNT(*) FROM deliveries") == [(2,)]
 
 
@@ -159,3 +160,78 @@ def test_a_call_racing_close_is_answered(tmp_path: Path) -> None:
         assert isinstance(late.exception(), StoreUnavailable)
 
     asyncio.run(scenario())
+
+
+# The version 1 layout, as the relay created it before idempotency keys moved into deliveries.
+SCHEMA_V1 = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (1);
+CREATE TABLE deliveries (
+    id TEXT PRIMARY KEY, mapping TEXT NOT NULL, destination TEXT NOT NULL, event_id TEXT,
+    request_id TEXT, method TEXT NOT NULL, path TEXT NOT NULL, body BLOB NOT NULL,
+    status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, due_at REAL, lease_token TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, last_code TEXT, last_problem TEXT,
+    response TEXT
+);
+CREATE TABLE idempotency (
+    key TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, expires_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX idempotency_expiry ON idempotency (expires_at);
+"""
+
+
+def test_a_version_1_store_keeps_its_live_keys_after_the_migration(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    now = time.time()
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.executescript(SCHEMA_V1)
+        for id_, event_id, expires_at in (("live", "evt-live", now + 3600), ("gone", "evt-gone", now - 1)):
+            conn.execute(
+                "INSERT INTO deliveries (id, mapping, destination, event_id, method, path, body, status, "
+                "due_at, created_at, updated_at) VALUES (?, 'm1', 'zendesk', ?, 'POST', '/x', '{}', "
+                "'pending', ?, ?, ?)",
+                (id_, event_id, now, now, now),
+            )
+            conn.execute("INSERT INTO idempotency VALUES (?, ?, ?)", (f"m1\x1f{event_id}", id_, expires_at))
+    again_live = new(event_id="evt-live")
+    again_gone = new(event_id="evt-gone")
+
+    async def scenario(s: Store) -> list[EnqueueResult]:
+        return await s.enqueue([again_live, again_gone], max_pending=BIG, idempotency_ttl=TTL)
+
+    assert run(SqliteStore(str(path)), scenario) == [
+        EnqueueResult(DUPLICATE, "live"),
+        EnqueueResult(QUEUED, again_gone.id),
+    ]
+    assert _query(path, "SELECT version FROM schema_version") == [(2,)]
+    assert _query(path, "SELECT name FROM sqlite_master WHERE name = 'idempotency'") == []
+    assert _query(path, "SELECT COUNT(*) FROM deliveries") == [(3,)]
+
+
+def test_a_finished_delivery_stays_while_its_key_is_live(tmp_path: Path) -> None:
+    """A retention shorter than the idempotency TTL must not forget the event."""
+    first = new(event_id="evt-1")
+    again = new(event_id="evt-1")
+
+    async def scenario(s: Store) -> list[EnqueueResult]:
+        await s.enqueue([first], max_pending=BIG, idempotency_ttl=TTL)
+        [leased] = await s.lease("zendesk", 10, 30.0)
+        assert await s.mark_delivered(leased, {"status": 200}) is True
+        assert await s.cleanup(time.time() + 60) == 0
+        return await s.enqueue([again], max_pending=BIG, idempotency_ttl=TTL)
+
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [EnqueueResult(DUPLICATE, first.id)]
+
+
+def test_purging_a_dead_letter_forgets_its_key(tmp_path: Path) -> None:
+    first = new(event_id="evt-1")
+    again = new(event_id="evt-1")
+
+    async def scenario(s: Store) -> list[EnqueueResult]:
+        await s.enqueue([first], max_pending=BIG, idempotency_ttl=TTL)
+        [leased] = await s.lease("zendesk", 10, 30.0)
+        assert await s.mark_dead(leased, {"code": "bad_request"}) is True
+        assert await s.purge(DeadLetterFilter()) == 1
+        return await s.enqueue([again], max_pending=BIG, idempotency_ttl=TTL)
+
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [EnqueueResult(QUEUED, again.id)]
