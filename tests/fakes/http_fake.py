@@ -42,6 +42,7 @@ class ReceivedRequest:
     auth: str | None = None  # the credential form the fake accepted (e.g. "api_token"), or None
     query: str = ""
     status: int | None = None  # the status answered; None until answered (or if dropped)
+    answered_at: float | None = None  # time.monotonic() once the answer was written
 
 
 @dataclass
@@ -386,6 +387,7 @@ class HttpFake:
         if handler.command != "HEAD":
             handler.wfile.write(body)
         handler.wfile.flush()
+        record.answered_at = time.monotonic()
 
     # -- hooks -------------------------------------------------------------------------------
 
