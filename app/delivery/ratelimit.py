@@ -2,9 +2,9 @@
 
 Zendesk caps Events/Profiles API calls per account per minute (``X-Rate-Limit``) and answers
 ``429`` with ``Retry-After`` once the cap is exceeded. :class:`AdaptiveRateLimiter` keeps one
-process's sends to one destination account under that cap: it is a strict pacer (never a burst),
-slows down on throttling signals and climbs back linearly. :class:`RateLimiter` is the protocol a
-shared (e.g. Redis-backed) limiter can implement later.
+process's sends to one destination account under that cap: it paces grants evenly, catches up
+after a stall by at most :func:`catch_up_seconds` of slots, slows down on throttling signals and
+climbs back linearly. :class:`RateLimiter` is the protocol the Redis-backed limiter implements too.
 """
 
 from __future__ import annotations
@@ -23,7 +23,24 @@ DEFAULT_RETRY_AFTER_SECONDS = 10.0
 MIN_RATE_PER_MINUTE = 1.0
 """Decreases never push the rate below this, so a stream of 429s cannot stall the pacer forever."""
 
+MAX_CATCH_UP_SECONDS = 1.0
+"""At most this much of the schedule is made up after a stall (see :func:`catch_up_seconds`)."""
+
 _HISTORY = 64  # grants remembered for refunds
+
+
+def catch_up_seconds(ceiling_per_minute: float, interval: float, most: float = MAX_CATCH_UP_SECONDS) -> float:
+    """How far ahead of its schedule a grant may come, so a stall's lost slots are made up.
+
+    A pacer that spaces grants from the actual time of the previous one loses every stall for good:
+    a process frozen for 300 ms (a throttled container, a busy host) sends that much less, and on a
+    loaded machine that was half the rate. With a tolerance ``tau`` (GCRA), any window of ``W``
+    seconds holds at most ``1 + floor((W + tau) / interval)`` grants; ``tau`` below is the largest
+    (capped at ``most``) that keeps every 60 s window within ``ceiling_per_minute``, so catching up
+    never breaks the account's limit. It is 0 (a strict pacer) when the safety margin leaves no
+    room, as with ``safety=1`` or limits under 50 per minute at 98 %.
+    """
+    return max(0.0, min(most, (ceiling_per_minute - 1.0) * interval - 60.0))
 
 
 class RateLimiter(Protocol):
@@ -62,11 +79,11 @@ class RateLimiter(Protocol):
 class AdaptiveRateLimiter:
     """In-process strict pacer with multiplicative decrease and linear recovery.
 
-    Grants are spaced at least ``60 / effective_rate`` seconds apart, measured from the actual time of
-    the previous grant, so a stalled event loop never causes a catch-up burst. Hence every window of
-    ``W`` seconds holds at most ``ceil(W * effective_rate / 60)`` grants, and :meth:`acquire` always
-    grants exactly one token whatever ``max_tokens`` is (with no burst allowance only one slot is ever
-    due at once).
+    Grants follow a schedule with one slot every ``60 / effective_rate`` seconds. A grant may come up
+    to :func:`catch_up_seconds` ahead of its slot (GCRA), so slots lost to a stalled event loop are
+    made up, or a few are used at once after an idle spell, while every 60 s window stays within
+    the ceiling. After a pause there is no catching up: grants resume one interval apart.
+    :meth:`acquire` grants exactly one token whatever ``max_tokens`` is.
 
     ``effective_rate = min(ceiling, current) * safety`` where ``ceiling`` is the configured rate,
     lowered to the latest ``X-Rate-Limit`` seen if that is smaller. ``current`` is multiplied by
@@ -85,6 +102,7 @@ class AdaptiveRateLimiter:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         recovery_seconds: float = 60.0,
         decrease_factor: float = 0.8,
+        max_catch_up: float = MAX_CATCH_UP_SECONDS,
     ) -> None:
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be positive")
@@ -94,6 +112,8 @@ class AdaptiveRateLimiter:
             raise ValueError("recovery_seconds must be positive")
         if not 0.0 < decrease_factor < 1.0:
             raise ValueError("decrease_factor must be in (0, 1)")
+        if max_catch_up < 0.0:
+            raise ValueError("max_catch_up must not be negative")
         self._configured = float(rate_per_minute)
         self._ceiling = self._configured
         self._safety = safety
@@ -105,6 +125,9 @@ class AdaptiveRateLimiter:
         self._low: float | None = None  # rate just after the last decrease; None = fully recovered
         self._decreased_at = -math.inf
         self._paused_until = 0.0
+        self._max_catch_up = max_catch_up
+        self._slot = -math.inf  # the schedule's next slot (GCRA's theoretical arrival time)
+        # (the slot before each grant, its task): a refund puts the schedule back
         self._grants: deque[tuple[float, weakref.ref[asyncio.Task[Any]] | None]] = deque(maxlen=_HISTORY)
         self._lock = asyncio.Lock()
 
@@ -134,12 +157,16 @@ class AdaptiveRateLimiter:
         async with self._lock:
             while True:
                 now = self._clock()
-                due = self._next_due(now)
+                interval = 60.0 / (self._rate(now) * self._safety)
+                tolerance = catch_up_seconds(self._ceiling, interval, self._max_catch_up)
+                due = max(self._paused_until, self._slot - tolerance)
                 if now >= due:
                     break
                 # Re-check after waking: a pause or a lower rate may have arrived meanwhile.
                 await self._sleep(due - now)
-            self._grants.append((now, _current_task_ref()))
+            self._grants.append((self._slot, _current_task_ref()))
+            # Just after a pause the schedule restarts one interval at a time: no catching up.
+            self._slot = max(self._slot, now, self._paused_until + tolerance) + interval
         return 1
 
     def refund(self, tokens: int) -> None:
@@ -152,17 +179,11 @@ class AdaptiveRateLimiter:
         for _ in range(max(0, tokens)):
             if task is None or not self._grants:
                 return
-            owner = self._grants[-1][1]
+            slot, owner = self._grants[-1]
             if owner is None or owner() is not task:
                 return
             self._grants.pop()
-
-    def _next_due(self, now: float) -> float:
-        due = self._paused_until
-        if self._grants:
-            interval = 60.0 / (self._rate(now) * self._safety)
-            due = max(due, self._grants[-1][0] + interval)
-        return due
+            self._slot = slot
 
     # -- feedback ------------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """The rate limiter shared by every replica: the ``AdaptiveRateLimiter`` rules, kept in Redis.
 
-One hash per destination account holds the time of the last grant, the pause and the lowered
+One hash per destination account holds the schedule's next slot, the pause and the lowered
 rate; each grant and each piece of upstream feedback is one Lua script, timed by the Redis
-server's own clock, so replicas on different machines pace one account together: grants are
-spaced ``60 / rate`` seconds apart whichever replica takes them.
+server's own clock, so replicas on different machines pace one account together: one slot every
+``60 / rate`` seconds whichever replica takes it, with the same bounded catch-up after a stall
+(:func:`app.delivery.ratelimit.catch_up_seconds`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
-from app.delivery.ratelimit import DEFAULT_RETRY_AFTER_SECONDS, MIN_RATE_PER_MINUTE, current_task
+from app.delivery.ratelimit import (
+    DEFAULT_RETRY_AFTER_SECONDS,
+    MAX_CATCH_UP_SECONDS,
+    MIN_RATE_PER_MINUTE,
+    current_task,
+)
 from app.delivery.redis_store import RedisStore
 
 log = structlog.get_logger("app.delivery")
@@ -31,8 +37,8 @@ local key = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local configured, recovery, min_rate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local h = redis.call('HMGET', key, 'last', 'low', 'decreased_at', 'paused_until', 'limit')
-local last, low, dec = tonumber(h[1]), tonumber(h[2]), tonumber(h[3]) or -1e18
+local h = redis.call('HMGET', key, 'slot', 'low', 'decreased_at', 'paused_until', 'limit')
+local slot, low, dec = tonumber(h[1]) or -1e18, tonumber(h[2]), tonumber(h[3]) or -1e18
 local paused = tonumber(h[4]) or 0
 local ceiling = math.min(configured, tonumber(h[5]) or configured)
 local rate = ceiling
@@ -45,15 +51,18 @@ end
 local function num(x) return string.format('%.6f', x) end
 """
 
-# ARGV: configured, recovery, min_rate, safety, grant token -> {granted 0|1, wait seconds, rate}
+# ARGV: configured, recovery, min_rate, safety, grant token, state ttl ms, max catch-up seconds
+#       -> {granted 0|1, wait seconds, rate}.  The same GCRA as AdaptiveRateLimiter.acquire.
 ACQUIRE = (
     _STATE
     + """
-local safety, token = tonumber(ARGV[4]), ARGV[5]
-local due = paused
-if last then due = math.max(due, last + 60 / (rate * safety)) end
+local safety, token, most = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
+local interval = 60 / (rate * safety)
+local tolerance = math.max(0, math.min(most, (ceiling - 1) * interval - 60))
+local due = math.max(paused, slot - tolerance)
 if now >= due then
-  redis.call('HSET', key, 'prev', h[1] or '', 'last', num(now), 'grant', token)
+  local next_slot = math.max(slot, now, paused + tolerance) + interval
+  redis.call('HSET', key, 'prev', h[1] or '', 'slot', num(next_slot), 'grant', token)
   redis.call('PEXPIRE', key, ARGV[6])
   return {1, '0', num(rate * safety)}
 end
@@ -66,9 +75,9 @@ REFUND = """
 local h = redis.call('HMGET', KEYS[1], 'grant', 'prev')
 if h[1] ~= ARGV[1] then return 0 end
 if h[2] and h[2] ~= '' then
-  redis.call('HSET', KEYS[1], 'last', h[2])
+  redis.call('HSET', KEYS[1], 'slot', h[2])
 else
-  redis.call('HDEL', KEYS[1], 'last')
+  redis.call('HDEL', KEYS[1], 'slot')
 end
 redis.call('HDEL', KEYS[1], 'grant')
 return 1
@@ -115,9 +124,13 @@ class RedisRateLimiter:
         safety: float = 0.98,
         recovery_seconds: float = 60.0,
         decrease_factor: float = 0.8,
+        max_catch_up: float = MAX_CATCH_UP_SECONDS,
     ) -> None:
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be positive")
+        if max_catch_up < 0.0:
+            raise ValueError("max_catch_up must not be negative")
+        self._max_catch_up = max_catch_up
         self._store = store
         self._key = key
         self._configured = float(rate_per_minute)
@@ -163,7 +176,8 @@ class RedisRateLimiter:
         async with self._lock:
             while True:
                 granted, wait, rate = await self._script(ACQUIRE)(
-                    keys=[self._key], args=[*self._common(), self._safety, token, STATE_TTL_MS]
+                    keys=[self._key],
+                    args=[*self._common(), self._safety, token, STATE_TTL_MS, self._max_catch_up],
                 )
                 self._rate = float(rate)
                 if int(granted):

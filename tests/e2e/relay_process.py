@@ -35,7 +35,10 @@ class RelayProcess:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 90.0) -> None:
+        """Start and wait until ``/healthz`` answers; a relay that never does is stopped and reaped.
+
+        The timeout is generous: on a loaded two-core machine the imports alone took 5 s."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
@@ -46,11 +49,12 @@ class RelayProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"relay exited with {self.process.returncode}:\n{self.logs()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise RuntimeError(f"relay did not become healthy:\n{self.logs()}")
+        self.stop()
+        raise RuntimeError(f"relay did not become healthy in {timeout:.0f} s:\n{self.logs()}")
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.process is None:

@@ -82,11 +82,15 @@ def test_expired_lease_is_leased_again_with_a_new_token(store: Store) -> None:
 
     async def scenario(s: Store) -> None:
         await s.enqueue([d], max_pending=BIG, idempotency_ttl=TTL)
-        [first] = await s.lease("zendesk", 10, 0.05)
+        before = time.time()
+        [first] = await s.lease("zendesk", 10, 1.0)
         assert first.attempts == 1
-        # Not again while the lease holds.
-        assert await s.lease("zendesk", 10, 0.05) == []
-        [second] = await lease_until(s, "zendesk", 30.0, 1)
+        again = await s.lease("zendesk", 10, 30.0)
+        if time.time() < before + 1.0:  # not again while the lease holds
+            assert again == []
+            [second] = await lease_until(s, "zendesk", 30.0, 1)
+        else:  # a loaded machine took over a second, so the lease had run out
+            [second] = again
         assert second.id == d.id
         assert second.status == IN_FLIGHT
         assert second.attempts == 2
@@ -153,7 +157,7 @@ def test_mark_retry_with_a_future_due_at(store: Store) -> None:
     async def scenario(s: Store) -> None:
         await s.enqueue([d], max_pending=BIG, idempotency_ttl=TTL)
         [leased] = await s.lease("zendesk", 10, 30.0)
-        due = time.time() + 0.15
+        due = time.time() + 1.0
         assert await s.mark_retry(leased, due, PROBLEM) is True
         got = await s.get(d.id)
         assert got is not None
@@ -164,8 +168,12 @@ def test_mark_retry_with_a_future_due_at(store: Store) -> None:
         assert got.attempts == 1
         assert await s.next_due("zendesk") == due
         assert (await s.stats()).pending == {"zendesk": 1}
-        assert await s.lease("zendesk", 10, 30.0) == []
-        [again] = await lease_until(s, "zendesk", 30.0, 1)
+        early = await s.lease("zendesk", 10, 30.0)
+        if time.time() < due:  # a lease that returned before due_at ran before it: it must be empty
+            assert early == []
+            [again] = await lease_until(s, "zendesk", 30.0, 1)
+        else:  # a loaded machine took over a second for the steps above, so it was due by then
+            [again] = early
         assert time.time() >= due
         assert again.id == d.id
         assert again.attempts == 2

@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from app.delivery.redis_ratelimit import RedisRateLimiter
+from app.delivery.ratelimit import MAX_CATCH_UP_SECONDS
+from app.delivery.redis_ratelimit import ACQUIRE, STATE_TTL_MS, RedisRateLimiter
 from app.delivery.redis_store import RedisStore
 from tests.fakes.redis_server import RedisServer
 
@@ -82,12 +83,30 @@ def test_fast_grants_alternate_between_replicas_at_the_shared_pace(redis_server:
                 await limiter.acquire()
                 grants.append(time.monotonic())
 
-        await asyncio.gather(take(a, 10), take(b, 10))
-        assert len(grants) == 20
-        # 20 grants at 1200/min (50 ms apart) cannot all fit in less than 19 intervals
-        assert grants[-1] - grants[0] >= 19 * 0.05 * 0.9
+        await asyncio.gather(take(a, 30), take(b, 30))
+        assert len(grants) == 60
+        # 60 grants at 1200/min (51 ms apart) take at least 59 intervals less the 1 s catch-up
+        # allowance, whichever replica takes them (a slower machine only takes longer)
+        interval = 60 / (1200 * 0.98)
+        assert grants[-1] - grants[0] >= 59 * interval - MAX_CATCH_UP_SECONDS - 0.01
 
     two_replicas(redis_server, 1200, scenario)
+
+
+def test_after_an_idle_spell_the_replicas_share_the_catch_up_allowance(redis_server: RedisServer) -> None:
+    async def scenario(a: RedisRateLimiter, b: RedisRateLimiter) -> None:
+        await a.acquire()
+        await asyncio.sleep(1.5)  # idle: the schedule's slot is now in the past
+        calls = 0
+        for limiter in (a, b, a, b, a):  # 1 due slot + 4 ahead of theirs (1 s at 294/min)
+            granted, _, _ = await limiter._script(ACQUIRE)(
+                keys=[limiter._key],
+                args=[*limiter._common(), 0.98, "t", STATE_TTL_MS, MAX_CATCH_UP_SECONDS],
+            )
+            calls += int(granted)
+        assert calls == 5  # all at once: time only moves on between calls, which never refuses one
+
+    two_replicas(redis_server, 300, scenario)
 
 
 @pytest.mark.parametrize("rate", [0, -5])

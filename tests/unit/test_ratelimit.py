@@ -1,4 +1,5 @@
-"""AdaptiveRateLimiter on a fake clock: spacing, windows, throughput, feedback, concurrency, refunds."""
+"""AdaptiveRateLimiter on a fake clock: spacing, windows, catch-up, throughput, feedback, concurrency,
+refunds."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import heapq
 import itertools
 import math
+import random
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from app.delivery.ratelimit import AdaptiveRateLimiter, RateLimiter
+from app.delivery.ratelimit import MAX_CATCH_UP_SECONDS, AdaptiveRateLimiter, RateLimiter, catch_up_seconds
 
 START = 1000.0
 EPS = 1e-9
@@ -82,6 +85,10 @@ def run(main: Callable[[FakeClock], Awaitable[None]], *, autojump: bool = True) 
 
 
 def make(clock: FakeClock, rate: int = 300, **kwargs: float) -> AdaptiveRateLimiter:
+    """A limiter without catch-up unless asked: the mechanics are plainest one interval apart.
+
+    The catch-up tests (and the window test) use the production default."""
+    kwargs.setdefault("max_catch_up", 0.0)
     return AdaptiveRateLimiter(rate, clock=clock, sleep=clock.sleep, **kwargs)
 
 
@@ -114,6 +121,7 @@ def test_satisfies_protocol() -> None:
         {"rate_per_minute": 10, "safety": 1.5},
         {"rate_per_minute": 10, "recovery_seconds": 0.0},
         {"rate_per_minute": 10, "decrease_factor": 1.0},
+        {"rate_per_minute": 10, "max_catch_up": -1.0},
     ],
 )
 def test_rejects_bad_arguments(kwargs: dict[str, float]) -> None:
@@ -154,24 +162,103 @@ def test_max_tokens_grants_one_slot_at_a_time() -> None:
 
 def test_no_window_exceeds_the_limit_and_throughput_is_high() -> None:
     async def main(clock: FakeClock) -> None:
-        limiter = make(clock, 300)
+        limiter = make(clock, 300, max_catch_up=MAX_CATCH_UP_SECONDS)
         times = [t - START for t in await grants_for(clock, limiter, 300.0)]
-        for size, limit in ((1.0, 5), (60.0, 300)):
-            for k in range(math.ceil(300 / size)):
-                lo, hi = k * size, (k + 1) * size
-                assert sum(lo <= t < hi for t in times) <= limit
-        # Sliding windows anchored on each grant: never more than ceil(W * effective / 60). The slack
-        # only absorbs float rounding where a grant lands exactly on the window's far edge.
-        for i, t in enumerate(times):
-            assert sum(t <= u < t + 60.0 - 1e-6 for u in times[i:]) <= math.ceil(60 * 294 / 60)
-            assert sum(t <= u < t + 1.0 - 1e-6 for u in times[i : i + 10]) <= math.ceil(294 / 60)
-        assert len(times) >= 0.95 * 300 * 5
+        for k in range(5):  # Zendesk's fixed one-minute windows
+            assert sum(k * 60.0 <= t < (k + 1) * 60.0 for t in times) <= 300
+        for i, t in enumerate(times):  # and every sliding one, closed at both ends
+            assert bisect_right(times, t + 60.0) - i <= 300
+        # the catch-up allowance is used once, at the start, then one slot per interval
+        assert max(bisect_right(times, t + 1.0) - i for i, t in enumerate(times)) <= 10
         assert len(times) >= 0.98 * 300 * 5 - 1
 
     run(main)
 
 
-def test_event_loop_hiccup_does_not_cause_a_burst() -> None:
+def test_the_catch_up_allowance_is_the_largest_that_keeps_every_minute_within_the_limit() -> None:
+    assert catch_up_seconds(300, 60 / 294) == MAX_CATCH_UP_SECONDS == 1.0
+    assert catch_up_seconds(100, 60 / 98) == pytest.approx(99 * 60 / 98 - 60)  # 0.61 s
+    assert catch_up_seconds(49, 60 / (49 * 0.98)) == 0.0  # 2 % of under 50 is not one request
+    assert catch_up_seconds(300, 60 / 300) == 0.0  # safety 1: no room at all
+    assert catch_up_seconds(300, 60 / 294, most=0.25) == 0.25
+
+
+@pytest.mark.parametrize("rate", [10, 49, 50, 100, 250, 300, 700, 2500])
+def test_no_60_second_window_exceeds_the_limit_whatever_the_stalls_and_idles(rate: int) -> None:
+    rng = random.Random(rate)
+
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, rate, max_catch_up=MAX_CATCH_UP_SECONDS)
+        times: list[float] = []
+        while clock.now < START + 600.0:
+            await limiter.acquire()
+            times.append(clock.now)
+            draw = rng.random()
+            if draw < 0.2:
+                clock.now += rng.uniform(0.0, 1.5)  # a stall
+            elif draw < 0.22:
+                clock.now += rng.uniform(1.0, 30.0)  # idle
+        for i, t in enumerate(times):
+            assert bisect_right(times, t + 60.0) - i <= rate, f"{rate}/min exceeded after {t - START:.3f} s"
+
+    run(main)
+
+
+def test_slots_lost_to_stalls_are_made_up() -> None:
+    async def stalled_consumer(clock: FakeClock, limiter: AdaptiveRateLimiter) -> int:
+        granted = 0
+        while clock.now < START + 120.0:
+            await limiter.acquire()
+            granted += 1
+            if granted % 10 == 0:
+                clock.now += 0.5  # the process was frozen for half a second
+        return granted
+
+    async def main(clock: FakeClock) -> None:
+        made_up = await stalled_consumer(clock, make(clock, 300, max_catch_up=MAX_CATCH_UP_SECONDS))
+        assert made_up >= 0.98 * 300 * 2 - 1  # the full rate, stalls and all
+        clock.now = START
+        strict = await stalled_consumer(clock, make(clock, 300, max_catch_up=0.0))
+        assert strict <= 0.9 * 300 * 2  # without catch-up each stall is lost for good (516)
+
+    run(main)
+
+
+def test_after_an_idle_spell_at_most_the_allowance_is_used_at_once() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300, max_catch_up=MAX_CATCH_UP_SECONDS)
+        await limiter.acquire()
+        clock.now += 30.0
+        times = [clock.now]
+        for _ in range(20):
+            await limiter.acquire()
+            times.append(clock.now)
+        interval = 60 / 294
+        at_once = sum(t == times[0] for t in times[1:])
+        assert at_once == 1 + math.floor(1.0 / interval)  # 5: the slot that was due and 4 ahead
+        # then the schedule: one slot per interval, the first of them a second ahead of its own slot
+        assert times[at_once + 1] == pytest.approx(times[0] + at_once * interval - 1.0)
+        assert all(gap == pytest.approx(interval) for gap in gaps(times[at_once + 1 :]))
+
+    run(main)
+
+
+def test_after_a_pause_grants_resume_one_interval_apart() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300, max_catch_up=MAX_CATCH_UP_SECONDS)
+        await limiter.acquire()
+        limiter.on_response(status=429, retry_after=5.0, limit_per_minute=None, remaining=None)
+        times = []
+        for _ in range(10):
+            await limiter.acquire()
+            times.append(clock.now)
+        assert times[0] == START + 5.0
+        assert min(gaps(times)) >= 60 / (300 * 0.98) - EPS  # no catching up on the paused time
+
+    run(main)
+
+
+def test_without_catch_up_an_event_loop_hiccup_does_not_cause_a_burst() -> None:
     async def main(clock: FakeClock) -> None:
         limiter = make(clock, 60, safety=1.0)
         await limiter.acquire()
