@@ -284,7 +284,7 @@ class SqliteStore:
             stored_pending = 0
             expires_at = now + idempotency_ttl
             for d in deliveries:
-                key = None if d.event_id is None else f"{d.mapping}\x1f{d.event_id}"
+                key = _idempotency_key(d)
                 row = (
                     d.id, d.mapping, d.destination, d.event_id, d.request_id, d.request.method,
                     d.request.path, orjson.dumps(d.request.body), d.status,
@@ -459,13 +459,18 @@ class SqliteStore:
         return self._pending
 
 
+def _idempotency_key(delivery: NewDelivery) -> str | None:
+    """The ``idem_key`` column: mapping and event id, or None when the event has no id."""
+    return None if delivery.event_id is None else f"{delivery.mapping}\x1f{delivery.event_id}"
+
+
 def _fresh(conn: sqlite3.Connection, deliveries: Sequence[NewDelivery], now: float) -> list[NewDelivery]:
     """The deliveries that are not duplicates (of the store or of each other)."""
     seen: set[str] = set()
     fresh = []
     for d in deliveries:
-        if d.event_id is not None:
-            key = f"{d.mapping}\x1f{d.event_id}"
+        key = _idempotency_key(d)
+        if key is not None:
             live = conn.execute(
                 "SELECT 1 FROM deliveries WHERE idem_key = ? AND idem_expires_at > ?", (key, now)
             ).fetchone()
