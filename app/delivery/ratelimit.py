@@ -3,8 +3,9 @@
 Zendesk caps Events/Profiles API calls per account per minute (``X-Rate-Limit``) and answers
 ``429`` with ``Retry-After`` once the cap is exceeded. :class:`AdaptiveRateLimiter` keeps one
 process's sends to one destination account under that cap: it paces grants evenly, catches up
-after a stall by at most :func:`catch_up_seconds` of slots, slows down on throttling signals and
-climbs back linearly. :class:`RateLimiter` is the protocol the Redis-backed limiter implements too.
+after a stall by at most ``MAX_CATCH_UP_SECONDS`` of slots, never grants more than the ceiling
+(times ``safety``) in any 60 s, slows down on throttling signals and climbs back linearly.
+:class:`RateLimiter` is the protocol the Redis-backed limiter implements too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 DEFAULT_RETRY_AFTER_SECONDS = 10.0
@@ -23,24 +24,31 @@ DEFAULT_RETRY_AFTER_SECONDS = 10.0
 MIN_RATE_PER_MINUTE = 1.0
 """Decreases never push the rate below this, so a stream of 429s cannot stall the pacer forever."""
 
-MAX_CATCH_UP_SECONDS = 1.0
-"""At most this much of the schedule is made up after a stall (see :func:`catch_up_seconds`)."""
+MAX_CATCH_UP_SECONDS = 3.0
+"""How far ahead of its slot a grant may come, so the slots a stall lost are made up.
+
+A pacer that spaces grants from the actual time of the previous one loses every stall for good:
+a process kept off the CPU for 300 ms (a throttled container, a busy host) sends that much less,
+and on a loaded two-core machine that was half the rate. The 60 s window cap (:func:`window_cap`),
+not this allowance, is what keeps the account's limit."""
+
+WINDOW_SECONDS = 60.0
 
 _HISTORY = 64  # grants remembered for refunds
 
 
-def catch_up_seconds(ceiling_per_minute: float, interval: float, most: float = MAX_CATCH_UP_SECONDS) -> float:
-    """How far ahead of its schedule a grant may come, so a stall's lost slots are made up.
+def window_cap(ceiling_per_minute: float, safety: float) -> int:
+    """Most grants in any 60 s window: the ceiling times the safety margin (at least one)."""
+    return max(1, math.floor(ceiling_per_minute * safety))
 
-    A pacer that spaces grants from the actual time of the previous one loses every stall for good:
-    a process frozen for 300 ms (a throttled container, a busy host) sends that much less, and on a
-    loaded machine that was half the rate. With a tolerance ``tau`` (GCRA), any window of ``W``
-    seconds holds at most ``1 + floor((W + tau) / interval)`` grants; ``tau`` below is the largest
-    (capped at ``most``) that keeps every 60 s window within ``ceiling_per_minute``, so catching up
-    never breaks the account's limit. It is 0 (a strict pacer) when the safety margin leaves no
-    room, as with ``safety=1`` or limits under 50 per minute at 98 %.
-    """
-    return max(0.0, min(most, (ceiling_per_minute - 1.0) * interval - 60.0))
+
+def window_due(recent: Sequence[float], cap: int) -> float:
+    """When the window (grant times of the last 60 s, oldest first) next has room for a grant.
+
+    Just after the 60 s, so that no closed 60 s window holds more than ``cap``."""
+    if len(recent) < cap:
+        return -math.inf
+    return math.nextafter(recent[len(recent) - cap] + WINDOW_SECONDS, math.inf)
 
 
 class RateLimiter(Protocol):
@@ -80,9 +88,10 @@ class AdaptiveRateLimiter:
     """In-process strict pacer with multiplicative decrease and linear recovery.
 
     Grants follow a schedule with one slot every ``60 / effective_rate`` seconds. A grant may come up
-    to :func:`catch_up_seconds` ahead of its slot (GCRA), so slots lost to a stalled event loop are
-    made up, or a few are used at once after an idle spell, while every 60 s window stays within
-    the ceiling. After a pause there is no catching up: grants resume one interval apart.
+    to ``max_catch_up`` seconds ahead of its slot (GCRA), so slots lost to a stalled event loop are
+    made up, or a few are used at once after an idle spell; and never while the last 60 s already
+    hold :func:`window_cap` grants, so every 60 s window stays within the ceiling whatever the
+    stalls. After a pause there is no catching up: grants resume one interval apart.
     :meth:`acquire` grants exactly one token whatever ``max_tokens`` is.
 
     ``effective_rate = min(ceiling, current) * safety`` where ``ceiling`` is the configured rate,
@@ -127,6 +136,7 @@ class AdaptiveRateLimiter:
         self._paused_until = 0.0
         self._max_catch_up = max_catch_up
         self._slot = -math.inf  # the schedule's next slot (GCRA's theoretical arrival time)
+        self._recent: deque[float] = deque()  # grant times of the last 60 s
         # (the slot before each grant, its task): a refund puts the schedule back
         self._grants: deque[tuple[float, weakref.ref[asyncio.Task[Any]] | None]] = deque(maxlen=_HISTORY)
         self._lock = asyncio.Lock()
@@ -158,15 +168,22 @@ class AdaptiveRateLimiter:
             while True:
                 now = self._clock()
                 interval = 60.0 / (self._rate(now) * self._safety)
-                tolerance = catch_up_seconds(self._ceiling, interval, self._max_catch_up)
-                due = max(self._paused_until, self._slot - tolerance)
+                recent = self._recent
+                while recent and recent[0] <= now - WINDOW_SECONDS:
+                    recent.popleft()
+                due = max(
+                    self._paused_until,
+                    self._slot - self._max_catch_up,
+                    window_due(recent, window_cap(self._ceiling, self._safety)),
+                )
                 if now >= due:
                     break
                 # Re-check after waking: a pause or a lower rate may have arrived meanwhile.
                 await self._sleep(due - now)
             self._grants.append((self._slot, _current_task_ref()))
+            self._recent.append(now)
             # Just after a pause the schedule restarts one interval at a time: no catching up.
-            self._slot = max(self._slot, now, self._paused_until + tolerance) + interval
+            self._slot = max(self._slot, now, self._paused_until + self._max_catch_up) + interval
         return 1
 
     def refund(self, tokens: int) -> None:
@@ -184,6 +201,8 @@ class AdaptiveRateLimiter:
                 return
             self._grants.pop()
             self._slot = slot
+            if self._recent:
+                self._recent.pop()
 
     # -- feedback ------------------------------------------------------------------------------
 

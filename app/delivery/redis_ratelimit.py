@@ -1,10 +1,11 @@
 """The rate limiter shared by every replica: the ``AdaptiveRateLimiter`` rules, kept in Redis.
 
 One hash per destination account holds the schedule's next slot, the pause and the lowered
-rate; each grant and each piece of upstream feedback is one Lua script, timed by the Redis
-server's own clock, so replicas on different machines pace one account together: one slot every
-``60 / rate`` seconds whichever replica takes it, with the same bounded catch-up after a stall
-(:func:`app.delivery.ratelimit.catch_up_seconds`).
+rate, and a sorted set beside it the grants of the last 60 s; each grant and each piece of
+upstream feedback is one Lua script, timed by the Redis server's own clock, so replicas on
+different machines pace one account together: one slot every ``60 / rate`` seconds whichever
+replica takes it, the same bounded catch-up after a stall and the same 60 s window cap as
+:class:`app.delivery.ratelimit.AdaptiveRateLimiter`.
 """
 
 from __future__ import annotations
@@ -51,29 +52,39 @@ end
 local function num(x) return string.format('%.6f', x) end
 """
 
-# ARGV: configured, recovery, min_rate, safety, grant token, state ttl ms, max catch-up seconds
-#       -> {granted 0|1, wait seconds, rate}.  The same GCRA as AdaptiveRateLimiter.acquire.
+# KEYS: state, window.  ARGV: configured, recovery, min_rate, safety, grant token, state ttl ms,
+# max catch-up seconds -> {granted 0|1, wait seconds, rate}.  AdaptiveRateLimiter.acquire's rules.
 ACQUIRE = (
     _STATE
     + """
 local safety, token, most = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
+local window = KEYS[2]
 local interval = 60 / (rate * safety)
-local tolerance = math.max(0, math.min(most, (ceiling - 1) * interval - 60))
-local due = math.max(paused, slot - tolerance)
+local due = math.max(paused, slot - most)
+redis.call('ZREMRANGEBYSCORE', window, '-inf', num(now - 60))
+local cap = math.max(1, math.floor(ceiling * safety))
+local count = redis.call('ZCARD', window)
+if count >= cap then
+  local edge = redis.call('ZRANGE', window, count - cap, count - cap, 'WITHSCORES')
+  due = math.max(due, tonumber(edge[2]) + 60.000001)
+end
 if now >= due then
-  local next_slot = math.max(slot, now, paused + tolerance) + interval
+  local next_slot = math.max(slot, now, paused + most) + interval
   redis.call('HSET', key, 'prev', h[1] or '', 'slot', num(next_slot), 'grant', token)
   redis.call('PEXPIRE', key, ARGV[6])
+  redis.call('ZADD', window, num(now), token)
+  redis.call('PEXPIRE', window, ARGV[6])
   return {1, '0', num(rate * safety)}
 end
 return {0, num(due - now), num(rate * safety)}
 """
 )
 
-# ARGV: grant token.  Give the last grant back while it is still the last one.
+# KEYS: state, window.  ARGV: grant token.  Give the last grant back while it is still the last one.
 REFUND = """
 local h = redis.call('HMGET', KEYS[1], 'grant', 'prev')
 if h[1] ~= ARGV[1] then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
 if h[2] and h[2] ~= '' then
   redis.call('HSET', KEYS[1], 'slot', h[2])
 else
@@ -133,6 +144,7 @@ class RedisRateLimiter:
         self._max_catch_up = max_catch_up
         self._store = store
         self._key = key
+        self._window_key = f"{key}:window"  # the grants of the last 60 s, scored by time
         self._configured = float(rate_per_minute)
         self._safety = safety
         self._recovery = recovery_seconds
@@ -176,7 +188,7 @@ class RedisRateLimiter:
         async with self._lock:
             while True:
                 granted, wait, rate = await self._script(ACQUIRE)(
-                    keys=[self._key],
+                    keys=[self._key, self._window_key],
                     args=[*self._common(), self._safety, token, STATE_TTL_MS, self._max_catch_up],
                 )
                 self._rate = float(rate)
@@ -194,7 +206,7 @@ class RedisRateLimiter:
             return
         self._last_grant = None
         if tokens > 0:
-            self._spawn(self._script(REFUND)(keys=[self._key], args=[grant[1]]))
+            self._spawn(self._script(REFUND)(keys=[self._key, self._window_key], args=[grant[1]]))
 
     def on_response(
         self,
