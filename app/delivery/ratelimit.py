@@ -85,7 +85,7 @@ class RateLimiter(Protocol):
 
 
 class AdaptiveRateLimiter:
-    """In-process strict pacer with multiplicative decrease and linear recovery.
+    """In-process pacer (GCRA with a 60 s window cap), multiplicative decrease, linear recovery.
 
     Grants follow a schedule with one slot every ``60 / effective_rate`` seconds. A grant may come up
     to ``max_catch_up`` seconds ahead of its slot (GCRA), so slots lost to a stalled event loop are
