@@ -341,7 +341,7 @@ def test_the_cli_works_next_to_a_running_relay(fake_zendesk: FakeZendesk, tmp_pa
             f"{relay.url}/v1/events?wait=10",
             content=(EXAMPLES / "purchase.json").read_bytes(),
             headers={"Authorization": "Bearer e2e-token", "Content-Type": "text/plain"},
-            timeout=15,
+            timeout=30,
         )
         [result] = response.json()["results"]
         assert result["status"] == "dead", response.text
@@ -353,8 +353,8 @@ def test_the_cli_works_next_to_a_running_relay(fake_zendesk: FakeZendesk, tmp_pa
         fake_zendesk.set_default(None)
         done = cli(db, "dlq", "replay", delivery_id)
         assert (done.returncode, done.stdout.strip()) == (0, "replayed 1")
-        assert fake_zendesk.wait_for(1, timeout=10), relay.logs()  # answered 202
-        deadline = time.monotonic() + 10
+        assert fake_zendesk.wait_for(1, timeout=30), relay.logs()  # answered 202
+        deadline = time.monotonic() + 30
         status = None
         while time.monotonic() < deadline:
             status = httpx.get(
