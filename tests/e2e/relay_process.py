@@ -38,7 +38,7 @@ class RelayProcess:
     def start(self, timeout: float = 90.0) -> None:
         """Start and wait until ``/healthz`` answers; a relay that never does is stopped and reaped.
 
-        The timeout is generous: on a loaded two-core machine the imports alone took 5 s."""
+        The timeout is generous: on a starved two-core machine starting took up to 16 s of wall time."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
