@@ -99,7 +99,7 @@ def test_retryable_failures_are_retried_until_delivered(
 
 
 def test_timeouts_are_retried(relay_client: Client, fake_zendesk: FakeZendesk) -> None:
-    fake_zendesk.enqueue(CannedResponse(202, {"status": "received"}, delay=5.0))
+    fake_zendesk.enqueue(CannedResponse(202, {"status": "received"}, delay=8.0))
     # a read timeout that a loaded machine's quick answer still meets, far under the slow one
     settings = zendesk_settings(fake_zendesk.base_url, zendesk_read_timeout=2.0, **FAST_RETRIES)
     response = post(relay_client(settings), PURCHASE, "?wait=10")

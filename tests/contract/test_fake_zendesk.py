@@ -585,6 +585,19 @@ def test_delay_causes_read_timeout_and_stop_does_not_hang() -> None:
         assert time.monotonic() - start < 2
 
 
+def test_a_client_gone_before_a_delayed_answer_is_not_answered(fake_zendesk: FakeZendesk) -> None:
+    fake_zendesk.enqueue(CannedResponse(202, {"status": "received"}, delay=1.0))
+    with (
+        make_client(fake_zendesk.base_url, timeout=httpx.Timeout(5.0, read=0.2)) as c,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        c.post(EVENTS, json=payload())
+    time.sleep(1.5)  # the delay has run out: the handler found nobody to answer
+    [record] = fake_zendesk.received
+    assert record.status is None and record.answered_at is None
+    assert fake_zendesk.accepted == []
+
+
 def test_stop_drops_keepalive_connections_and_restart_keeps_port() -> None:
     fake = FakeZendesk()
     fake.start()

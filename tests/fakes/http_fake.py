@@ -52,7 +52,8 @@ class CannedResponse:
     status: int
     body: bytes | str | dict[str, Any] | list[Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0  # seconds slept in the handler thread before answering
+    delay: float = 0.0  # seconds slept in the handler thread before answering (a client gone by then
+    # is not answered: the request stays unanswered, status None)
     content_type: str = "application/json"
 
     def encode(self) -> bytes:
@@ -131,6 +132,20 @@ class _Server(ThreadingHTTPServer):
 
 class _BadRequestBody(Exception):
     pass
+
+
+def _hung_up(connection: socket.socket) -> bool:
+    """Whether the peer closed ``connection`` (readable at once, and nothing left to read)."""
+    previous = connection.gettimeout()
+    try:
+        connection.settimeout(0.0)
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return False  # nothing to read: still connected and waiting
+    except OSError:
+        return True  # reset by the peer
+    finally:
+        connection.settimeout(previous)
 
 
 def _read_body(handler: _Handler) -> bytes:
@@ -342,6 +357,9 @@ class HttpFake:
         if canned is not None:
             if canned.delay > 0 and stopping.wait(canned.delay):
                 handler.close_connection = True  # stopped while "slow": hang up
+                return
+            if canned.delay > 0 and _hung_up(handler.connection):
+                handler.close_connection = True  # the client gave up waiting: nobody to answer
                 return
             content_type = canned.content_type if canned.body is not None else None
             self._send(
