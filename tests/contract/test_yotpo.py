@@ -381,7 +381,7 @@ def test_tokens_and_secrets_are_never_logged(fake_yotpo: FakeYotpo) -> None:
 
 
 def test_slow_answer_is_a_timeout(fake_yotpo: FakeYotpo) -> None:
-    fake_yotpo.enqueue(CannedResponse(200, {"event": {"id": "evt-1"}}, delay=2.0))
+    fake_yotpo.enqueue(CannedResponse(200, {"event": {"id": "evt-1"}}, delay=8.0))  # far beyond a late timer
     problem = send_expecting_problem(destination(fake_yotpo, yotpo_read_timeout=0.3))
     assert (problem.code, problem.status, problem.retryable) == ("timeout", 504, True)
 

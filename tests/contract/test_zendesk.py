@@ -194,7 +194,7 @@ def test_http_date_retry_after(fake_zendesk: FakeZendesk) -> None:
 
 
 def test_slow_answer_is_a_timeout(fake_zendesk: FakeZendesk) -> None:
-    fake_zendesk.enqueue(CannedResponse(202, {"status": "received"}, delay=2.0))
+    fake_zendesk.enqueue(CannedResponse(202, {"status": "received"}, delay=8.0))  # far beyond a late timer
     dest = destination(fake_zendesk, zendesk_api_token="test-api-token", zendesk_read_timeout=0.3)
     problem = send_expecting_problem(dest)
     assert (problem.code, problem.status, problem.retryable) == ("timeout", 504, True)
