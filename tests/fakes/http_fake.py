@@ -355,12 +355,13 @@ class HttpFake:
             self._received.append(record)
 
         if canned is not None:
-            if canned.delay > 0 and stopping.wait(canned.delay):
-                handler.close_connection = True  # stopped while "slow": hang up
-                return
-            if canned.delay > 0 and _hung_up(handler.connection):
-                handler.close_connection = True  # the client gave up waiting: nobody to answer
-                return
+            if canned.delay > 0:
+                if stopping.wait(canned.delay):
+                    handler.close_connection = True  # stopped while "slow": hang up
+                    return
+                if _hung_up(handler.connection):
+                    handler.close_connection = True  # the client gave up waiting: nobody to answer
+                    return
             content_type = canned.content_type if canned.body is not None else None
             self._send(
                 handler, record, canned.status, canned.encode(), content_type, canned.headers, scripted=True
