@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -16,20 +16,13 @@ import typer
 from app.delivery import open_store
 from app.delivery.sqlite import sqlite_path
 from app.delivery.store import DEAD, DeadLetterFilter, Delivery, Store, StoreUnavailable
-from app.destinations.base import Destination
-from app.mapping.examples import run_examples
-from app.mapping.loader import (
-    Mapping,
-    MappingLoadError,
-    MappingSet,
-    load_mapping_file,
-    load_mappings,
-)
-from app.payloads import parse_payload
-from app.pipeline import REJECTED, as_preview, plan
-from app.problems import Problem
-from app.relay import build_destinations
 from app.settings import ConfigError, Settings
+
+# The serving and mapping machinery (FastAPI, the destinations' HTTP clients, the compiler) is
+# imported by the commands that use it, so that `dlq` and `--help` start in a fraction of the time.
+if TYPE_CHECKING:
+    from app.destinations.base import Destination
+    from app.mapping.loader import Mapping, MappingSet
 
 cli = typer.Typer(help="aep-relay: Adobe event forwarding -> Zendesk events.", no_args_is_help=True)
 mappings_cli = typer.Typer(help="Check, test and try mapping files.", no_args_is_help=True)
@@ -56,6 +49,7 @@ def serve(
 
     from app.api.app import create_app
     from app.logs import configure_logging
+    from app.mapping.loader import MappingLoadError
 
     settings = _settings()
     configure_logging(settings.relay_log_level, settings.relay_log_format, settings.secret_values())
@@ -72,6 +66,8 @@ def serve(
 @mappings_cli.command("check")
 def mappings_check(directory: DirArg = None) -> None:
     """Load and compile every mapping and run its examples; exit 1 on any problem."""
+    from app.mapping.examples import run_examples
+
     mappings, destinations = _load(directory)
     failures = [r for r in run_examples(mappings, destinations) if not r.passed]
     for failure in failures:
@@ -84,6 +80,8 @@ def mappings_check(directory: DirArg = None) -> None:
 @mappings_cli.command("test")
 def mappings_test(directory: DirArg = None) -> None:
     """Run every mapping's examples, printing one line each; exit 1 if one fails."""
+    from app.mapping.examples import run_examples
+
     mappings, destinations = _load(directory)
     results = run_examples(mappings, destinations)
     for result in results:
@@ -104,6 +102,11 @@ def mappings_render(
     payload: Annotated[Path, typer.Argument(help="Adobe payload JSON file", exists=True)],
 ) -> None:
     """Print the body MAPPING renders for each event of PAYLOAD, and any validation problem."""
+    from app.mapping.loader import MappingSet
+    from app.payloads import parse_payload
+    from app.pipeline import REJECTED, as_preview, plan
+    from app.problems import Problem
+
     settings = _settings()
     destinations = _destinations(settings)
     chosen = _find_mapping(mapping, settings, destinations)
@@ -356,6 +359,8 @@ def _settings() -> Settings:
 
 
 def _destinations(settings: Settings) -> dict[str, Destination]:
+    from app.relay import build_destinations
+
     try:
         return build_destinations(settings)
     except ConfigError as exc:
@@ -363,6 +368,8 @@ def _destinations(settings: Settings) -> dict[str, Destination]:
 
 
 def _load(directory: Path | None) -> tuple[MappingSet, dict[str, Destination]]:
+    from app.mapping.loader import MappingLoadError, load_mappings
+
     settings = _settings()
     destinations = _destinations(settings)
     endpoints = {name: d.endpoints for name, d in destinations.items()}
@@ -374,6 +381,8 @@ def _load(directory: Path | None) -> tuple[MappingSet, dict[str, Destination]]:
 
 
 def _find_mapping(name: str, settings: Settings, destinations: dict[str, Destination]) -> Mapping:
+    from app.mapping.loader import MappingLoadError, load_mapping_file, load_mappings
+
     endpoints = {n: d.endpoints for n, d in destinations.items()}
     path = Path(name)
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from app.delivery.redis_store import RedisStore
 from app.delivery.sqlite import SqliteStore, sqlite_path
 from app.delivery.store import Store
 from app.settings import ConfigError, Settings
@@ -15,5 +14,7 @@ def open_store(settings: Settings, *, owner: bool = True) -> Store:
     if url.startswith("sqlite:///"):
         return SqliteStore(sqlite_path(url), synchronous=settings.relay_sqlite_synchronous, owner=owner)
     if url.startswith(("redis://", "rediss://", "unix://")):
+        from app.delivery.redis_store import RedisStore  # redis-py only where it is used
+
         return RedisStore(url, prefix=settings.relay_redis_prefix)
     raise ConfigError(f"RELAY_STORE must be sqlite:///path or redis://host:port/db: {url!r}")
