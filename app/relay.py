@@ -8,9 +8,8 @@ from app.api.signing import SignatureVerifier
 from app.delivery import open_store
 from app.delivery.dispatcher import Dispatcher, DispatchSettings
 from app.delivery.ratelimit import AdaptiveRateLimiter, RateLimiter
-from app.delivery.redis_ratelimit import RedisRateLimiter
-from app.delivery.redis_store import RedisStore
 from app.delivery.retry import RetryPolicy
+from app.delivery.sqlite import SqliteStore
 from app.delivery.store import Store
 from app.delivery.waiters import OutcomeWaiters
 from app.destinations.base import Destination
@@ -84,13 +83,22 @@ def build_limiters(destinations: dict[str, Destination], store: Store) -> dict[s
     for name, destination in destinations.items():
         account, rate = destination.account, destination.rate_limit_per_minute
         if account not in by_account:
-            if isinstance(store, RedisStore):
-                key = store.shared_key(f"rl:{account}")
-                by_account[account] = RedisRateLimiter(store, key, rate)
-            else:
+            if isinstance(store, SqliteStore):
                 by_account[account] = AdaptiveRateLimiter(rate)
+            else:
+                by_account[account] = _shared_limiter(store, account, rate)
         limiters[name] = by_account[account]
     return limiters
+
+
+def _shared_limiter(store: Store, account: str, rate: int) -> RateLimiter:
+    # imported here so that a relay on SQLite (the default) never loads redis-py
+    from app.delivery.redis_ratelimit import RedisRateLimiter
+    from app.delivery.redis_store import RedisStore
+
+    if not isinstance(store, RedisStore):
+        raise TypeError(f"no rate limiter for a {type(store).__name__}")
+    return RedisRateLimiter(store, store.shared_key(f"rl:{account}"), rate)
 
 
 @dataclass
