@@ -104,3 +104,10 @@ def relay_client() -> Iterator[Callable[..., TestClient]]:
 
 def auth(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: with ``make test``'s workers (pytest-xdist) they then wait on their
+    rate limits and restarts while other workers run the quick tests, instead of ending the
+    run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
