@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import shutil
@@ -32,6 +33,7 @@ def _zendesk_mappings() -> Path:
     """The shipped Zendesk mappings alone (with their example payloads): most tests check
     one delivery per event; the fan-out to Yotpo has tests of its own (test_fanout.py)."""
     folder = Path(tempfile.mkdtemp(prefix="aep-relay-zendesk-mappings-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for path in MAPPINGS.glob("zendesk-*.yaml"):
         shutil.copy(path, folder / path.name)
     (folder / "examples").symlink_to(EXAMPLES)
