@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import io
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -68,8 +69,6 @@ def zendesk_settings(base_url: str, **overrides: Any) -> Settings:
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the developer's own RELAY_*/ZENDESK_* variables out of tests."""
-    import os
-
     for name in list(os.environ):
         if name.startswith(("RELAY_", "ZENDESK_", "YOTPO_")):
             monkeypatch.delenv(name)
@@ -111,5 +110,19 @@ def auth(token: str = TOKEN) -> dict[str, str]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first: with ``make test``'s workers (pytest-xdist) they then wait on their
     rate limits and restarts while other workers run the quick tests, instead of ending the
-    run alone."""
+    run alone. (xdist hands each worker a first chunk of consecutive tests, so one worker
+    gets them all and runs them one after another.)"""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+QUICK_TEST_NICENESS = 10
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under xdist, a worker lowers its CPU priority (and its children's) once it runs quick
+    tests, so the load tests' relays, timed against a rate limit, are not starved by them on
+    a small machine. Lowering needs no privilege; a worker never raises it back."""
+    if "PYTEST_XDIST_WORKER" in os.environ and item.get_closest_marker("slow") is None:
+        current = os.nice(0)
+        if current < QUICK_TEST_NICENESS:
+            os.nice(QUICK_TEST_NICENESS - current)
