@@ -83,21 +83,20 @@ def build_limiters(destinations: dict[str, Destination], store: Store) -> dict[s
     for name, destination in destinations.items():
         account, rate = destination.account, destination.rate_limit_per_minute
         if account not in by_account:
-            if isinstance(store, SqliteStore):
-                by_account[account] = AdaptiveRateLimiter(rate)
-            else:
-                by_account[account] = _shared_limiter(store, account, rate)
+            shared = None if isinstance(store, SqliteStore) else _shared_limiter(store, account, rate)
+            by_account[account] = shared or AdaptiveRateLimiter(rate)
         limiters[name] = by_account[account]
     return limiters
 
 
-def _shared_limiter(store: Store, account: str, rate: int) -> RateLimiter:
+def _shared_limiter(store: Store, account: str, rate: int) -> RateLimiter | None:
+    """The limiter every replica on a Redis store shares; None for any other store."""
     # imported here so that a relay on SQLite (the default) never loads redis-py
     from app.delivery.redis_ratelimit import RedisRateLimiter
     from app.delivery.redis_store import RedisStore
 
     if not isinstance(store, RedisStore):
-        raise TypeError(f"no rate limiter for a {type(store).__name__}")
+        return None
     return RedisRateLimiter(store, store.shared_key(f"rl:{account}"), rate)
 
 
