@@ -1,5 +1,8 @@
 """A compiled JMESPath evaluator: the parsed AST becomes nested Python closures, once.
 
+``CompiledExpression`` runs the generated Python of ``codegen`` where it can, which follows
+these closures node for node; the closures remain for what codegen leaves to them.
+
 Same language and results as the reference ``jmespath`` interpreter (it follows
 ``jmespath.visitor.TreeInterpreter`` node for node), without per-node dispatch at search
 time, and with a fast path for plain field chains such as ``xdm.commerce.order.priceTotal``.
@@ -440,12 +443,19 @@ class CompiledExpression:
         self.expression = expression
         self.parsed = parsed
         self._functions = functions
-        self._fn = Compiler(functions).compile(parsed)
+        from app.mapping.codegen import generate_expression  # it builds on this module
+
+        self._fn = generate_expression(parsed, functions, expression) or Compiler(functions).compile(parsed)
 
     @property
     def function(self) -> Fn:
-        """The compiled closure for the default functions."""
+        """The compiled function for the default functions (generated Python, or closures)."""
         return self._fn
+
+    @property
+    def functions(self) -> jp_functions.Functions:
+        """The function table ``function`` calls."""
+        return self._functions
 
     def search(self, value: Any, options: Options | None = None) -> Any:
         """Evaluate against ``value``; ``options`` may bring other functions or a dict class."""

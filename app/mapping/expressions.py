@@ -39,6 +39,11 @@ class Expression:
         return self._compiled.function
 
     @property
+    def functions(self) -> Any:
+        """The function table ``function`` calls (``jmespath.functions.Functions``)."""
+        return self._compiled.functions
+
+    @property
     def parsed(self) -> dict[str, Any]:
         """The expression's syntax tree (``jmespath.parser`` form)."""
         return self._compiled.parsed

@@ -33,6 +33,8 @@ _MS_THRESHOLD = Decimal("1e11")
 _NUMERIC = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 # "20240501" is a basic-format ISO date, not 231 days after the epoch.
 _BASIC_DATE = re.compile(r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
+# UTC timestamps to the second or millisecond, as most XDM events carry them.
+_USUAL_UTC = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{3}))?(?:Z|\+00:00)", re.ASCII)
 _SEPARATORS = re.compile(r"[\W_]+")
 _WHITESPACE = re.compile(r"\s+")
 
@@ -48,6 +50,20 @@ def format_timestamp(value: datetime) -> str:
     utc = value if value.tzinfo is UTC else value.astimezone(UTC)
     text = utc.isoformat(timespec="milliseconds" if utc.microsecond >= 1000 else "seconds")
     return text[:-6] + "Z"  # "+00:00" -> "Z"
+
+
+def _canonical_utc(text: str) -> str | None:
+    """``iso8601`` of a UTC timestamp in the usual XDM forms (``2024-05-01T12:00:00.000Z``,
+    ``...Z``, ``...+00:00``) without building datetimes; None for any other text."""
+    found = _USUAL_UTC.fullmatch(text)
+    if found is None:
+        return None
+    seconds, millis = found.groups()
+    try:
+        datetime.fromisoformat(seconds)  # a real date and time?
+    except ValueError:
+        return None
+    return f"{seconds}Z" if millis is None or millis == "000" else f"{seconds}.{millis}Z"
 
 
 def _from_epoch(number: Decimal) -> datetime:
@@ -219,6 +235,8 @@ class RelayFunctions(Functions):
 
     @signature({"types": ["string", "number", "null"]})
     def _func_iso8601(self, value: str | float | None) -> str | None:
+        if type(value) is str and (canonical := _canonical_utc(value)) is not None:
+            return canonical
         parsed = parse_timestamp(value)
         return None if parsed is None else format_timestamp(parsed)
 
@@ -239,14 +257,19 @@ class RelayFunctions(Functions):
 
     @signature({"types": []}, {"types": _STR_OR_NULL})
     def _func_primary_identity(self, identity_map: Any, namespace: str | None) -> Any:
-        if namespace is None:
+        if namespace is None or not isinstance(identity_map, dict):
             return None
-        first = None
-        for entry in _namespace_entries(identity_map, namespace):
-            if _is_primary(entry):
-                return entry["id"]
-            if first is None:
-                first = entry["id"]
+        # _namespace_entries written out: a generator per call cost a third of this function
+        wanted, first = namespace.casefold(), None
+        for key, entries in identity_map.items():
+            if not isinstance(key, str) or not isinstance(entries, list) or key.casefold() != wanted:
+                continue
+            for entry in entries:
+                if isinstance(entry, dict) and entry.get("id") is not None:
+                    if _is_primary(entry):
+                        return entry["id"]
+                    if first is None:
+                        first = entry["id"]
         return first
 
     @signature({"types": []}, {"types": _STR_OR_NULL})

@@ -10,7 +10,7 @@ import jmespath
 import pytest
 from jmespath.exceptions import ArityError, JMESPathTypeError, UnknownFunctionError
 
-from app.mapping.functions import jmespath_options
+from app.mapping.functions import format_timestamp, jmespath_options, parse_timestamp
 
 SHA256_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 SHA256_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -185,6 +185,24 @@ def test_iso8601(value: Any, expected: str) -> None:
 )
 def test_iso8601_unparseable_is_null(value: Any) -> None:
     assert search("iso8601(v)", {"v": value}) is None
+
+
+CANONICAL_LOOKING = [
+    "2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123Z", "2024-05-01T12:00:00.000Z",
+    "2024-05-01T12:00:00.001Z", "2024-02-29T23:59:59Z", "2023-02-29T00:00:00Z", "2024-13-01T00:00:00Z",
+    "2024-05-01T24:00:00Z", "2024-05-01T12:60:00Z", "2024-05-01T12:00:60Z", "0000-01-01T00:00:00Z",
+    "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z", "2024-05-01T12:00:00.12Z", "2024-05-01t12:00:00Z",
+    "2024-05-01T12:00:00z", "2024-05-01T12:00:00Z\n", "\u0662024-05-01T12:00:00Z",
+    "2024-05-01T12:00:00+00:00", "2024-05-01T12:00:00.000+00:00", "2024-05-01T12:00:00.250+00:00",
+    "2024-05-01T12:00:00-00:00", "2024-05-01T12:00:00+01:00", "2024-02-30T12:00:00.000Z",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", CANONICAL_LOOKING)
+def test_iso8601_shortcut_answers_as_the_long_way(value: str) -> None:
+    """The shortcut for the usual UTC forms gives what parsing and formatting would."""
+    parsed = parse_timestamp(value)
+    assert search("iso8601(v)", {"v": value}) == (None if parsed is None else format_timestamp(parsed))
 
 
 def test_iso8601_rejects_other_types() -> None:
