@@ -96,6 +96,7 @@ INSERT_DELIVERY = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?) "
     "ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING"
 )
+IDEM_KEY = 12  # the idempotency key's place among INSERT_DELIVERY's parameters
 MAX_BATCH = 512
 RECOUNT_EVERY = 5.0  # seconds; other processes (the CLI) may change the pending count
 
@@ -249,13 +250,45 @@ class SqliteStore:
         conn.execute("BEGIN IMMEDIATE")
         if time.monotonic() - self._counted_at > RECOUNT_EVERY:
             self._recount(conn)
+        together = self._enqueue_together(conn, batch)
         for operation, future in batch:
+            stored = together.get(id(operation))
+            if stored is not None:
+                outcomes.append((future, stored, None))
+                continue
             try:
                 outcomes.append((future, operation(conn), None))
             except Overloaded as exc:
                 outcomes.append((future, None, exc))
         conn.execute("COMMIT")
         return outcomes
+
+    def _enqueue_together(
+        self, conn: sqlite3.Connection, batch: list[tuple[Operation, asyncio.Future[Any]]]
+    ) -> dict[int, list[EnqueueResult]]:
+        """Store the deliveries of every ``enqueue`` in the batch with one ``executemany``
+        (one statement for all rows instead of one each: a third of a row's cost).
+
+        Only when every one fits under its bound and none is a duplicate; otherwise nothing
+        is written here and each ``enqueue`` runs on its own (results by ``id()`` of the call).
+        """
+        calls = [operation for operation, _ in batch if type(operation) is _Enqueue]
+        if len(calls) < 2:
+            return {}
+        pending = self._pending
+        for call in calls:
+            pending += call.new_pending
+            if call.new_pending and pending > call.max_pending:
+                return {}  # near the bound: duplicates must not count, so one by one
+        now = time.time()
+        rows = [row for call in calls for row in call.rows(now)]
+        conn.execute("SAVEPOINT together")
+        if conn.executemany(INSERT_DELIVERY, rows).rowcount != len(rows):  # a duplicate key
+            conn.execute("ROLLBACK TO together")
+            conn.execute("RELEASE together")
+            return {}
+        conn.execute("RELEASE together")
+        return {id(call): call.stored() for call in calls}
 
     def _rollback(self, conn: sqlite3.Connection, pending: int) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -272,43 +305,7 @@ class SqliteStore:
     async def enqueue(
         self, deliveries: Sequence[NewDelivery], *, max_pending: int, idempotency_ttl: float
     ) -> list[EnqueueResult]:
-        def enqueue(conn: sqlite3.Connection) -> list[EnqueueResult]:
-            now = time.time()
-            new_pending = sum(d.status == PENDING for d in deliveries)
-            if new_pending and self._pending + new_pending > max_pending:
-                # near the bound: duplicates store nothing, so they must not be refused
-                fresh = _fresh(conn, deliveries, now)
-                if self._pending + sum(d.status == PENDING for d in fresh) > max_pending:
-                    raise Overloaded(self._pending, max_pending)
-            results: list[EnqueueResult] = []
-            stored_pending = 0
-            expires_at = now + idempotency_ttl
-            for d in deliveries:
-                key = _idempotency_key(d)
-                row = (
-                    d.id, d.mapping, d.destination, d.event_id, d.request_id, d.request.method,
-                    d.request.path, orjson.dumps(d.request.body), d.status,
-                    now if d.status == PENDING else None, now, now, key, None if key is None else expires_at,
-                )  # fmt: skip
-                if not conn.execute(INSERT_DELIVERY, row).rowcount:
-                    holder, held_until = conn.execute(
-                        "SELECT id, idem_expires_at FROM deliveries WHERE idem_key = ?", (key,)
-                    ).fetchone()
-                    if held_until > now:
-                        results.append(EnqueueResult(DUPLICATE, holder))
-                        continue
-                    # the key's TTL ran out: the older delivery lets go of it
-                    conn.execute(
-                        "UPDATE deliveries SET idem_key = NULL, idem_expires_at = NULL WHERE id = ?",
-                        (holder,),
-                    )
-                    conn.execute(INSERT_DELIVERY, row)
-                stored_pending += d.status == PENDING
-                results.append(EnqueueResult(QUEUED if d.status == PENDING else DRY_RUN, d.id))
-            self._pending += stored_pending
-            return results
-
-        return await self._run(enqueue)
+        return await self._run(_Enqueue(self, deliveries, max_pending, idempotency_ttl))
 
     async def lease(self, destination: str, limit: int, lease_seconds: float) -> list[Delivery]:
         def lease(conn: sqlite3.Connection) -> list[Delivery]:
@@ -457,6 +454,64 @@ class SqliteStore:
     def pending_estimate(self) -> int:
         """The writer's running count of pending and in-flight deliveries."""
         return self._pending
+
+
+class _Enqueue:
+    """One ``enqueue`` call as the writer runs it: with the others of its batch
+    (``SqliteStore._enqueue_together``), or alone (calling it)."""
+
+    __slots__ = ("deliveries", "idempotency_ttl", "max_pending", "new_pending", "store")
+
+    def __init__(
+        self, store: SqliteStore, deliveries: Sequence[NewDelivery], max_pending: int, idempotency_ttl: float
+    ) -> None:
+        self.store = store
+        self.deliveries = deliveries
+        self.max_pending = max_pending
+        self.idempotency_ttl = idempotency_ttl
+        self.new_pending = sum(d.status == PENDING for d in deliveries)
+
+    def rows(self, now: float) -> list[tuple[Any, ...]]:
+        """The ``INSERT_DELIVERY`` parameters of each delivery."""
+        expires_at = now + self.idempotency_ttl
+        return [
+            (
+                d.id, d.mapping, d.destination, d.event_id, d.request_id, d.request.method, d.request.path,
+                orjson.dumps(d.request.body), d.status, now if d.status == PENDING else None, now, now,
+                key := _idempotency_key(d), None if key is None else expires_at,
+            )
+            for d in self.deliveries
+        ]  # fmt: skip
+
+    def stored(self) -> list[EnqueueResult]:
+        """Every delivery was stored."""
+        self.store._pending += self.new_pending
+        return [EnqueueResult(QUEUED if d.status == PENDING else DRY_RUN, d.id) for d in self.deliveries]
+
+    def __call__(self, conn: sqlite3.Connection) -> list[EnqueueResult]:
+        store, now = self.store, time.time()
+        if self.new_pending and store._pending + self.new_pending > self.max_pending:
+            # near the bound: duplicates store nothing, so they must not be refused
+            fresh = _fresh(conn, self.deliveries, now)
+            if store._pending + sum(d.status == PENDING for d in fresh) > self.max_pending:
+                raise Overloaded(store._pending, self.max_pending)
+        results: list[EnqueueResult] = []
+        for d, row in zip(self.deliveries, self.rows(now), strict=True):
+            if not conn.execute(INSERT_DELIVERY, row).rowcount:
+                holder, held_until = conn.execute(
+                    "SELECT id, idem_expires_at FROM deliveries WHERE idem_key = ?", (row[IDEM_KEY],)
+                ).fetchone()
+                if held_until > now:
+                    results.append(EnqueueResult(DUPLICATE, holder))
+                    continue
+                # the key's TTL ran out: the older delivery lets go of it
+                conn.execute(
+                    "UPDATE deliveries SET idem_key = NULL, idem_expires_at = NULL WHERE id = ?", (holder,)
+                )
+                conn.execute(INSERT_DELIVERY, row)
+            results.append(EnqueueResult(QUEUED if d.status == PENDING else DRY_RUN, d.id))
+        store._pending += sum(r.status == QUEUED for r in results)
+        return results
 
 
 def _idempotency_key(delivery: NewDelivery) -> str | None:

@@ -19,7 +19,7 @@ PENDING, IN_FLIGHT, DELIVERED, DEAD, DRY_RUN = "pending", "in_flight", "delivere
 QUEUED, DUPLICATE = "queued", "duplicate"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: built for every stored event, and frozen costs 2.5x
 class NewDelivery:
     """A rendered, validated request to store (status ``pending``, or ``dry_run`` to keep only)."""
 
@@ -77,7 +77,7 @@ class Delivery:
         return doc
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen, as NewDelivery
 class EnqueueResult:
     """``queued`` (stored now), ``duplicate`` (the id of the first), or ``dry_run``."""
 

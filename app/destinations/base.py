@@ -26,7 +26,7 @@ class Violation:
         return {"path": self.path, "message": self.message}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: built for every matched event, and frozen costs 2.5x
 class OutboundRequest:
     """What will be sent: method, path relative to the destination's base URL, JSON body."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -67,6 +68,70 @@ def test_group_commit_groups_concurrent_writes(tmp_path: Path) -> None:
     assert sum(batches) == 100  # every enqueue ran, each exactly once
     assert len(batches) <= 10, batches  # far fewer transactions than writes
     assert _query(tmp_path / "relay.db", "SELECT COUNT(*) FROM deliveries") == [(100,)]
+
+
+class TracingStore(SqliteStore):
+    """The real store, recording every SQL statement its connection runs."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.statements: list[str] = []
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = super()._connect()
+        conn.set_trace_callback(self.statements.append)
+        return conn
+
+
+async def in_one_batch(store: SqliteStore, calls: list[list[Any]]) -> list[list[EnqueueResult]]:
+    """Enqueue each call while the writer thread is held, so that all of them are in its next batch."""
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold(_conn: sqlite3.Connection) -> None:
+        entered.set()
+        gate.wait(10)
+
+    holding = asyncio.ensure_future(store._run(hold))
+    assert await asyncio.to_thread(entered.wait, 10)
+    tasks = [asyncio.ensure_future(store.enqueue(c, max_pending=BIG, idempotency_ttl=TTL)) for c in calls]
+    await asyncio.sleep(0)  # every task puts its call in the queue
+    gate.set()
+    await holding
+    return list(await asyncio.gather(*tasks))
+
+
+def test_concurrent_enqueues_are_inserted_together(tmp_path: Path) -> None:
+    store = TracingStore(str(tmp_path / "relay.db"))
+
+    async def scenario(s: Store) -> list[list[EnqueueResult]]:
+        assert isinstance(s, SqliteStore)
+        return await in_one_batch(s, [[new(), new()] for _ in range(50)])
+
+    results = run(store, scenario)
+    assert all(r.status == QUEUED for rs in results for r in rs)
+    assert len({r.delivery_id for rs in results for r in rs}) == 100
+    assert store.statements.count("RELEASE together") == 1  # all 100 rows in one executemany
+    assert "ROLLBACK TO together" not in store.statements
+    assert _query(tmp_path / "relay.db", "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'") == [
+        (100,)
+    ]
+
+
+def test_a_duplicate_among_concurrent_enqueues_is_answered_one_by_one(tmp_path: Path) -> None:
+    store = TracingStore(str(tmp_path / "relay.db"))
+    first = new(mapping="orders", event_id="evt-1")
+
+    async def scenario(s: Store) -> list[list[EnqueueResult]]:
+        assert isinstance(s, SqliteStore)
+        await s.enqueue([first], max_pending=BIG, idempotency_ttl=TTL)
+        return await in_one_batch(s, [[new(mapping="orders", event_id=f"evt-{i}")] for i in range(1, 40)])
+
+    results = run(store, scenario)
+    assert results[0] == [EnqueueResult(DUPLICATE, first.id)]
+    assert all(rs[0].status == QUEUED for rs in results[1:])
+    assert store.statements.count("ROLLBACK TO together") == 1  # the batch went one by one
+    assert "RELEASE together" in store.statements
+    assert _query(tmp_path / "relay.db", "SELECT COUNT(*) FROM deliveries") == [(39,)]
 
 
 def test_a_second_store_on_the_same_file_keeps_the_running_leases(tmp_path: Path) -> None:
