@@ -20,7 +20,6 @@ from app.delivery.store import (
     PENDING,
     QUEUED,
     Delivery,
-    EnqueueResult,
     NewDelivery,
     Overloaded,
     Store,
@@ -180,7 +179,8 @@ async def accept(
     max_pending: int,
     idempotency_ttl: float,
 ) -> list[Outcome]:
-    """Store every planned outcome durably (all or none) and say what became of each.
+    """Store every planned outcome durably (all or none) and say what became of each
+    (``outcomes`` are updated and returned).
 
     Raises ``Problem`` ``overloaded`` (nothing stored) or ``store_unavailable``.
     """
@@ -189,13 +189,13 @@ async def accept(
         return outcomes
     new = [
         NewDelivery(
-            id=new_id(),
-            mapping=str(o.mapping),
-            destination=str(o.destination),
-            event_id=o.event_id,
-            request=o.request,  # type: ignore[arg-type]  # filtered above
-            request_id=request_id,
-            status=DRY_RUN if destinations[str(o.destination)].dry_run else PENDING,
+            new_id(),
+            str(o.mapping),
+            str(o.destination),
+            o.event_id,
+            o.request,  # type: ignore[arg-type]  # filtered above
+            request_id,
+            DRY_RUN if destinations[str(o.destination)].dry_run else PENDING,
         )
         for o in planned
     ]
@@ -206,24 +206,13 @@ async def accept(
         raise Problem("overloaded", detail, retry_after=OVERLOAD_RETRY_AFTER) from None
     except StoreUnavailable as exc:
         raise Problem("store_unavailable", str(exc), retry_after=OVERLOAD_RETRY_AFTER) from None
-    stored = {id(o): r for o, r in zip(planned, results, strict=True)}
-    return [_accepted(o, stored[id(o)]) if id(o) in stored else o for o in outcomes]
-
-
-def _accepted(outcome: Outcome, result: EnqueueResult) -> Outcome:
-    # spelled out: dataclasses.replace costs more than the rest of this step (hot path)
-    return Outcome(
-        outcome.event_index,
-        result.status,
-        outcome.mapping,
-        outcome.destination,
-        outcome.event_id,
-        None if result.status == DUPLICATE else outcome.request,
-        outcome.violations,
-        outcome.problem,
-        outcome.response,
-        result.delivery_id,
-    )
+    # updated in place (the outcomes are this request's own): a copy each cost more than the rest
+    for outcome, result in zip(planned, results, strict=True):
+        outcome.status = result.status
+        outcome.delivery_id = result.delivery_id
+        if result.status == DUPLICATE:
+            outcome.request = None
+    return outcomes
 
 
 def settle(outcomes: list[Outcome], deliveries: AbcMapping[str, Delivery]) -> list[Outcome]:

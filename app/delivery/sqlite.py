@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import sqlite3
 import threading
@@ -97,6 +98,7 @@ INSERT_DELIVERY = (
     "ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING"
 )
 IDEM_KEY = 12  # the idempotency key's place among INSERT_DELIVERY's parameters
+INSERT_CHUNK = 32  # rows per multi-row INSERT (so at most 32 statement shapes are cached)
 MAX_BATCH = 512
 RECOUNT_EVERY = 5.0  # seconds; other processes (the CLI) may change the pending count
 
@@ -266,29 +268,33 @@ class SqliteStore:
     def _enqueue_together(
         self, conn: sqlite3.Connection, batch: list[tuple[Operation, asyncio.Future[Any]]]
     ) -> dict[int, list[EnqueueResult]]:
-        """Store the deliveries of every ``enqueue`` in the batch with one ``executemany``
-        (one statement for all rows instead of one each: a third of a row's cost).
+        """Store the deliveries of every ``enqueue`` in the batch with multi-row ``INSERT``s
+        (results by ``id()`` of the call).
 
-        Only when every one fits under its bound and none is a duplicate; otherwise nothing
-        is written here and each ``enqueue`` runs on its own (results by ``id()`` of the call).
+        One statement for many rows: per statement the writer thread hands the GIL to the
+        event loop and takes it back, so one per row cost context switches as well as its own
+        work. Only when every call fits under its bound even if nothing is a duplicate;
+        otherwise nothing is written here and each ``enqueue`` runs on its own.
         """
         calls = [operation for operation, _ in batch if type(operation) is _Enqueue]
-        if len(calls) < 2:
-            return {}
         pending = self._pending
         for call in calls:
             pending += call.new_pending
             if call.new_pending and pending > call.max_pending:
                 return {}  # near the bound: duplicates must not count, so one by one
         now = time.time()
-        rows = [row for call in calls for row in call.rows(now)]
-        conn.execute("SAVEPOINT together")
-        if conn.executemany(INSERT_DELIVERY, rows).rowcount != len(rows):  # a duplicate key
-            conn.execute("ROLLBACK TO together")
-            conn.execute("RELEASE together")
-            return {}
-        conn.execute("RELEASE together")
-        return {id(call): call.stored() for call in calls}
+        rows = [call.rows(now) for call in calls]
+        flat = [row for rows_of_call in rows for row in rows_of_call]
+        inserted = sum(
+            conn.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row]).rowcount
+            for chunk in (flat[start : start + INSERT_CHUNK] for start in range(0, len(flat), INSERT_CHUNK))
+        )
+        # some rows hit an idempotency key: which went in?
+        stored = None if inserted == len(flat) else _present(conn, [row[0] for row in flat])
+        return {
+            id(call): call.finish(conn, rows_of_call, now, stored)
+            for call, rows_of_call in zip(calls, rows, strict=True)
+        }
 
     def _rollback(self, conn: sqlite3.Connection, pending: int) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -483,10 +489,33 @@ class _Enqueue:
             for d in self.deliveries
         ]  # fmt: skip
 
-    def stored(self) -> list[EnqueueResult]:
-        """Every delivery was stored."""
-        self.store._pending += self.new_pending
-        return [EnqueueResult(QUEUED if d.status == PENDING else DRY_RUN, d.id) for d in self.deliveries]
+    def finish(
+        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], now: float, stored: set[str] | None
+    ) -> list[EnqueueResult]:
+        """Results once ``rows`` were inserted: all of them (``stored`` None) or those whose id is
+        in ``stored``; the others hit a live key (a duplicate) or an expired one (stored now)."""
+        results: list[EnqueueResult] = []
+        for d, row in zip(self.deliveries, rows, strict=True):
+            if stored is None or d.id in stored or self._take_expired_key(conn, row, now, results):
+                results.append(EnqueueResult(QUEUED if d.status == PENDING else DRY_RUN, d.id))
+        self.store._pending += sum(r.status == QUEUED for r in results)
+        return results
+
+    def _take_expired_key(
+        self, conn: sqlite3.Connection, row: tuple[Any, ...], now: float, results: list[EnqueueResult]
+    ) -> bool:
+        """A row that was not inserted: True when its key's holder expired and it is stored now,
+        else a ``duplicate`` of the holder is added to ``results``."""
+        holder, held_until = conn.execute(
+            "SELECT id, idem_expires_at FROM deliveries WHERE idem_key = ?", (row[IDEM_KEY],)
+        ).fetchone()
+        if held_until > now:
+            results.append(EnqueueResult(DUPLICATE, holder))
+            return False
+        # the key's TTL ran out: the older delivery lets go of it
+        conn.execute("UPDATE deliveries SET idem_key = NULL, idem_expires_at = NULL WHERE id = ?", (holder,))
+        conn.execute(INSERT_DELIVERY, row)
+        return True
 
     def __call__(self, conn: sqlite3.Connection) -> list[EnqueueResult]:
         store, now = self.store, time.time()
@@ -495,23 +524,27 @@ class _Enqueue:
             fresh = _fresh(conn, self.deliveries, now)
             if store._pending + sum(d.status == PENDING for d in fresh) > self.max_pending:
                 raise Overloaded(store._pending, self.max_pending)
-        results: list[EnqueueResult] = []
-        for d, row in zip(self.deliveries, self.rows(now), strict=True):
-            if not conn.execute(INSERT_DELIVERY, row).rowcount:
-                holder, held_until = conn.execute(
-                    "SELECT id, idem_expires_at FROM deliveries WHERE idem_key = ?", (row[IDEM_KEY],)
-                ).fetchone()
-                if held_until > now:
-                    results.append(EnqueueResult(DUPLICATE, holder))
-                    continue
-                # the key's TTL ran out: the older delivery lets go of it
-                conn.execute(
-                    "UPDATE deliveries SET idem_key = NULL, idem_expires_at = NULL WHERE id = ?", (holder,)
-                )
-                conn.execute(INSERT_DELIVERY, row)
-            results.append(EnqueueResult(QUEUED if d.status == PENDING else DRY_RUN, d.id))
-        store._pending += sum(r.status == QUEUED for r in results)
-        return results
+        rows = self.rows(now)
+        stored = {row[0] for row in rows if conn.execute(INSERT_DELIVERY, row).rowcount}
+        return self.finish(conn, rows, now, stored)
+
+
+def _present(conn: sqlite3.Connection, ids: list[str]) -> set[str]:
+    """Which of these delivery ids are stored."""
+    found: set[str] = set()
+    for start in range(0, len(ids), INSERT_CHUNK):
+        chunk = ids[start : start + INSERT_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        found.update(i for (i,) in conn.execute(f"SELECT id FROM deliveries WHERE id IN ({marks})", chunk))  # nosec B608 - ? marks only
+    return found
+
+
+@functools.cache
+def _insert_sql(count: int) -> str:
+    """``INSERT_DELIVERY`` for ``count`` rows at once."""
+    values = INSERT_DELIVERY[INSERT_DELIVERY.index("(?") : INSERT_DELIVERY.index(") ON CONFLICT") + 1]
+    head, tail = INSERT_DELIVERY.split(values)
+    return head + ", ".join([values] * count) + tail
 
 
 def _idempotency_key(delivery: NewDelivery) -> str | None:
