@@ -91,13 +91,17 @@ class Dispatcher:
         limiter = self.limiters[name]
         waited = self.metrics.ratelimit_wait.labels(name)
         slots = asyncio.Semaphore(self.settings.concurrency)
+        # Lease first, then take the token: the limiter's 60 s window counts grants and the
+        # destination counts arrivals, so nothing slow (a store write) may come between a grant
+        # and its send. A lease waits at most half its time for the token, then goes back.
+        token_wait = self.settings.lease_seconds / 2
         while not self._stopping:
+            paused = limiter.paused_until  # a 429's pause: lease nothing until it ends
+            if paused:
+                await asyncio.sleep(max(0.0, paused - time.monotonic()))
+            await slots.acquire()
             try:
-                await slots.acquire()
-                asked = time.perf_counter()
-                granted = await limiter.acquire(1)
-                wait = time.perf_counter() - asked
-                leased = await self.store.lease(name, granted, self.settings.lease_seconds)
+                leased = await self.store.lease(name, 1, self.settings.lease_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -106,15 +110,34 @@ class Dispatcher:
                 await asyncio.sleep(IDLE_POLL_SECONDS)
                 continue
             if not leased:
-                limiter.refund(granted)
                 slots.release()
                 await self._idle(name)
                 continue
-            waited.observe(wait)  # only grants that were used: idle polls would drown the figure
-            for delivery in leased:
-                task = asyncio.create_task(self._send(name, delivery, slots))
-                self._sends.add(task)
-                task.add_done_callback(self._sends.discard)
+            [delivery] = leased
+            asked = time.perf_counter()
+            try:
+                await asyncio.wait_for(limiter.acquire(1), token_wait)
+            except TimeoutError:
+                await self._give_back(delivery, slots)
+                continue
+            except asyncio.CancelledError:
+                await self._give_back(delivery, slots)
+                raise
+            except Exception:
+                await self._give_back(delivery, slots)
+                log.exception("rate_limit_failed", destination=name)
+                await asyncio.sleep(IDLE_POLL_SECONDS)
+                continue
+            waited.observe(time.perf_counter() - asked)
+            task = asyncio.create_task(self._send(name, delivery, slots))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    async def _give_back(self, delivery: Delivery, slots: asyncio.Semaphore) -> None:
+        """Return a leased delivery that was not sent (due at once, its attempt not counted)."""
+        slots.release()
+        with contextlib.suppress(StoreUnavailable):  # else its lease runs out: due again then
+            await asyncio.shield(self.store.release(delivery))
 
     async def _idle(self, name: str) -> None:
         wake = self._wake[name]

@@ -1,0 +1,161 @@
+"""The dispatcher's order of work: lease, then the rate limiter's token, then the send.
+
+The limiter's 60 s window counts grants and Zendesk counts arrivals, so no store write may sit
+between a grant and its send. The real SQLite store, the real limiter and the real Zendesk
+destination against the fake Zendesk over loopback; the store and limiter only note their calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from app.delivery.dispatcher import Dispatcher, DispatchSettings
+from app.delivery.ratelimit import AdaptiveRateLimiter
+from app.delivery.retry import RetryPolicy
+from app.delivery.sqlite import SqliteStore
+from app.delivery.store import Delivery
+from app.delivery.waiters import OutcomeWaiters
+from app.destinations.zendesk import ZendeskConfig, ZendeskDestination
+from tests.conftest import zendesk_settings
+from tests.fakes.zendesk import FakeZendesk
+from tests.load.loadgen import wait_until
+from tests.store.conftest import BIG, TTL, new
+
+BODY = {
+    "profile": {
+        "source": "shop",
+        "type": "customer",
+        "identifiers": [{"type": "email", "value": "a@example.com"}],
+    },
+    "event": {"source": "shop", "type": "order_completed", "properties": {"total": 1}},
+}
+
+Log = list[tuple[str, str]]
+
+
+class NotingStore(SqliteStore):
+    """The real store, noting every delivery it leases and gives back."""
+
+    def __init__(self, path: str, log: Log) -> None:
+        super().__init__(path)
+        self.log = log
+
+    async def lease(self, destination: str, limit: int, lease_seconds: float) -> list[Delivery]:
+        leased = await super().lease(destination, limit, lease_seconds)
+        self.log.extend(("leased", d.id) for d in leased)
+        return leased
+
+    async def release(self, delivery: Delivery) -> bool:
+        self.log.append(("released", delivery.id))
+        return await super().release(delivery)
+
+
+class NotingLimiter(AdaptiveRateLimiter):
+    """The real in-process limiter, noting every grant."""
+
+    def __init__(self, rate_per_minute: int, log: Log, **options: Any) -> None:
+        super().__init__(rate_per_minute, **options)
+        self.log = log
+
+    async def acquire(self, max_tokens: int = 1) -> int:
+        granted = await super().acquire(max_tokens)
+        self.log.append(("granted", ""))
+        return granted
+
+
+async def dispatching(
+    tmp_path: Path,
+    fake: FakeZendesk,
+    limiter: NotingLimiter,
+    log: Log,
+    count: int,
+    scenario: Callable[[NotingStore, Dispatcher], Awaitable[None]],
+    lease_seconds: float = 60.0,
+) -> None:
+    """Store ``count`` deliveries to the fake, run the dispatcher over them during ``scenario``."""
+    store = NotingStore(str(tmp_path / "relay.db"), log)
+    await store.open()
+    config = ZendeskConfig.from_settings(zendesk_settings(fake.base_url))
+    zendesk = ZendeskDestination(config, dry_run=False)
+    request, violations = zendesk.prepare(BODY, None, {})
+    assert violations == []
+    deliveries = [new(body=request.body, path=request.path) for _ in range(count)]
+    await store.enqueue(deliveries, max_pending=BIG, idempotency_ttl=TTL)
+    dispatcher = Dispatcher(
+        store,
+        {"zendesk": zendesk},
+        {"zendesk": limiter},
+        RetryPolicy(max_attempts=3, max_age=60.0, base=0.05, cap=0.2),
+        OutcomeWaiters(),
+        DispatchSettings(lease_seconds=lease_seconds),
+    )
+    dispatcher.start()
+    try:
+        await scenario(store, dispatcher)
+    finally:
+        await dispatcher.stop()
+        await zendesk.aclose()
+        await store.close()
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    return await asyncio.to_thread(wait_until, condition, seconds)
+
+
+def statuses(path: Path) -> list[tuple[str, int]]:
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute("SELECT status, attempts FROM deliveries ORDER BY status").fetchall()
+
+
+def test_a_token_is_taken_only_for_a_delivery_already_leased(
+    tmp_path: Path, fake_zendesk: FakeZendesk
+) -> None:
+    log: Log = []
+
+    async def scenario(store: NotingStore, dispatcher: Dispatcher) -> None:
+        assert await until(lambda: len(fake_zendesk.accepted) == 5)
+
+    asyncio.run(dispatching(tmp_path, fake_zendesk, NotingLimiter(6000, log), log, 5, scenario))
+    steps = [step for step, _ in log]
+    assert steps == ["leased", "granted"] * 5
+    assert statuses(tmp_path / "relay.db") == [("delivered", 1)] * 5
+
+
+def test_a_paused_destination_leases_nothing_until_the_pause_ends(
+    tmp_path: Path, fake_zendesk: FakeZendesk
+) -> None:
+    log: Log = []
+    limiter = NotingLimiter(6000, log)
+    limiter.on_response(status=429, retry_after=2.0, limit_per_minute=None, remaining=None)
+
+    async def scenario(store: NotingStore, dispatcher: Dispatcher) -> None:
+        await asyncio.sleep(0.5)
+        assert log == []  # the deliveries wait in the store, pending, while the pause lasts
+        assert statuses(tmp_path / "relay.db") == [("pending", 0)]
+        assert await until(lambda: len(fake_zendesk.accepted) == 1)
+
+    asyncio.run(dispatching(tmp_path, fake_zendesk, limiter, log, 1, scenario))
+    assert [step for step, _ in log] == ["leased", "granted"]
+
+
+def test_a_lease_that_waits_too_long_for_its_token_goes_back_uncounted(
+    tmp_path: Path, fake_zendesk: FakeZendesk
+) -> None:
+    log: Log = []
+    # one grant at once, the next a minute later; a 0.4 s lease waits 0.2 s for its token
+    limiter = NotingLimiter(1, log, safety=1.0, max_catch_up=0.0)
+
+    async def scenario(store: NotingStore, dispatcher: Dispatcher) -> None:
+        assert await until(lambda: len(fake_zendesk.accepted) == 1)
+        assert await until(lambda: [step for step, _ in log].count("released") >= 2)
+
+    asyncio.run(dispatching(tmp_path, fake_zendesk, limiter, log, 2, scenario, lease_seconds=0.4))
+    assert len(fake_zendesk.received) == 1
+    assert sorted(statuses(tmp_path / "relay.db")) == [("delivered", 1), ("pending", 0)]
+    waiting = {d for step, d in log if step == "released"}
+    assert len(waiting) == 1  # the same delivery, leased and given back, its attempt uncounted
