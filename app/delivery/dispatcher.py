@@ -25,7 +25,20 @@ from app.problems import Problem
 log = structlog.get_logger("app.delivery")
 
 IDLE_POLL_SECONDS = 1.0
+LEASE_AHEAD_SECONDS = 0.5
+"""A lease takes as many deliveries as the rate limit lets go in this long (one store write for
+all of them), at least one and at most the free send slots."""
 CLEANUP_EVERY = 3600.0
+
+
+def lease_batch(rate_per_minute: float) -> int:
+    """How many deliveries to lease at once at this pace (see ``LEASE_AHEAD_SECONDS``)."""
+    return max(1, int(rate_per_minute / 60.0 * LEASE_AHEAD_SECONDS))
+
+
+def release_slots(slots: asyncio.Semaphore, count: int) -> None:
+    for _ in range(count):
+        slots.release()
 
 
 @dataclass(frozen=True)
@@ -91,53 +104,64 @@ class Dispatcher:
         limiter = self.limiters[name]
         waited = self.metrics.ratelimit_wait.labels(name)
         slots = asyncio.Semaphore(self.settings.concurrency)
-        # Lease first, then take the token: the limiter's 60 s window counts grants and the
+        # Lease first, then take the tokens: the limiter's 60 s window counts grants and the
         # destination counts arrivals, so nothing slow (a store write) may come between a grant
-        # and its send. A lease waits at most half its time for the token, then goes back.
+        # and its send. A lease is given back if its token takes more than half its time.
         token_wait = self.settings.lease_seconds / 2
         while not self._stopping:
             paused = limiter.paused_until  # a 429's pause: lease nothing until it ends
             if paused:
                 await asyncio.sleep(max(0.0, paused - time.monotonic()))
-            await slots.acquire()
+            taken = await self._take_slots(slots, lease_batch(limiter.current_rate_per_minute))
             try:
-                leased = await self.store.lease(name, 1, self.settings.lease_seconds)
+                leased = await self.store.lease(name, taken, self.settings.lease_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                slots.release()
+                release_slots(slots, taken)
                 log.exception("lease_failed", destination=name)
                 await asyncio.sleep(IDLE_POLL_SECONDS)
                 continue
+            release_slots(slots, taken - len(leased))
             if not leased:
-                slots.release()
                 await self._idle(name)
                 continue
-            [delivery] = leased
-            asked = time.perf_counter()
-            try:
-                await asyncio.wait_for(limiter.acquire(1), token_wait)
-            except TimeoutError:
-                await self._give_back(delivery, slots)
-                continue
-            except asyncio.CancelledError:
-                await self._give_back(delivery, slots)
-                raise
-            except Exception:
-                await self._give_back(delivery, slots)
-                log.exception("rate_limit_failed", destination=name)
-                await asyncio.sleep(IDLE_POLL_SECONDS)
-                continue
-            waited.observe(time.perf_counter() - asked)
-            task = asyncio.create_task(self._send(name, delivery, slots))
-            self._sends.add(task)
-            task.add_done_callback(self._sends.discard)
+            deadline = time.monotonic() + token_wait
+            for index, delivery in enumerate(leased):
+                asked = time.perf_counter()
+                try:
+                    await asyncio.wait_for(limiter.acquire(1), max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    await self._give_back(leased[index:], slots)
+                    break
+                except asyncio.CancelledError:
+                    await self._give_back(leased[index:], slots)
+                    raise
+                except Exception:
+                    await self._give_back(leased[index:], slots)
+                    log.exception("rate_limit_failed", destination=name)
+                    await asyncio.sleep(IDLE_POLL_SECONDS)
+                    break
+                waited.observe(time.perf_counter() - asked)
+                task = asyncio.create_task(self._send(name, delivery, slots))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
 
-    async def _give_back(self, delivery: Delivery, slots: asyncio.Semaphore) -> None:
-        """Return a leased delivery that was not sent (due at once, its attempt not counted)."""
-        slots.release()
-        with contextlib.suppress(StoreUnavailable):  # else its lease runs out: due again then
-            await asyncio.shield(self.store.release(delivery))
+    @staticmethod
+    async def _take_slots(slots: asyncio.Semaphore, wanted: int) -> int:
+        """Wait for one free send slot, then take up to ``wanted`` in all of those free now."""
+        await slots.acquire()
+        taken = 1
+        while taken < wanted and not slots.locked():
+            await slots.acquire()
+            taken += 1
+        return taken
+
+    async def _give_back(self, deliveries: list[Delivery], slots: asyncio.Semaphore) -> None:
+        """Return leased deliveries that were not sent (due at once, their attempt not counted)."""
+        release_slots(slots, len(deliveries))
+        with contextlib.suppress(StoreUnavailable):  # else their lease runs out: due again then
+            await asyncio.shield(asyncio.gather(*(self.store.release(d) for d in deliveries)))
 
     async def _idle(self, name: str) -> None:
         wake = self._wake[name]

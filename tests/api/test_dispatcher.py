@@ -14,7 +14,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from app.delivery.dispatcher import Dispatcher, DispatchSettings
+from app.delivery.dispatcher import Dispatcher, DispatchSettings, lease_batch
 from app.delivery.ratelimit import AdaptiveRateLimiter
 from app.delivery.retry import RetryPolicy
 from app.delivery.sqlite import SqliteStore
@@ -120,10 +120,25 @@ def test_a_token_is_taken_only_for_a_delivery_already_leased(
     async def scenario(store: NotingStore, dispatcher: Dispatcher) -> None:
         assert await until(lambda: len(fake_zendesk.accepted) == 5)
 
-    asyncio.run(dispatching(tmp_path, fake_zendesk, NotingLimiter(6000, log), log, 5, scenario))
-    steps = [step for step, _ in log]
-    assert steps == ["leased", "granted"] * 5
+    # 100/min: a lease takes one delivery at a time (lease_batch), so lease and grant alternate
+    limiter = NotingLimiter(100, log, safety=1.0)
+    asyncio.run(dispatching(tmp_path, fake_zendesk, limiter, log, 5, scenario))
+    assert [step for step, _ in log] == ["leased", "granted"] * 5
     assert statuses(tmp_path / "relay.db") == [("delivered", 1)] * 5
+
+
+def test_at_a_high_rate_one_lease_takes_a_batch(tmp_path: Path, fake_zendesk: FakeZendesk) -> None:
+    log: Log = []
+
+    async def scenario(store: NotingStore, dispatcher: Dispatcher) -> None:
+        assert await until(lambda: len(fake_zendesk.accepted) == 20)
+
+    asyncio.run(dispatching(tmp_path, fake_zendesk, NotingLimiter(60_000, log), log, 20, scenario))
+    steps = [step for step, _ in log]
+    assert steps[:16] == ["leased"] * 16  # as many as the 16 free send slots, in one store call
+    assert all(steps[: i + 1].count("granted") <= steps[: i + 1].count("leased") for i in range(len(steps)))
+    assert steps.count("granted") == 20
+    assert statuses(tmp_path / "relay.db") == [("delivered", 1)] * 20
 
 
 def test_a_paused_destination_leases_nothing_until_the_pause_ends(
@@ -159,3 +174,7 @@ def test_a_lease_that_waits_too_long_for_its_token_goes_back_uncounted(
     assert sorted(statuses(tmp_path / "relay.db")) == [("delivered", 1), ("pending", 0)]
     waiting = {d for step, d in log if step == "released"}
     assert len(waiting) == 1  # the same delivery, leased and given back, its attempt uncounted
+
+
+def test_the_lease_batch_follows_the_pace() -> None:
+    assert [lease_batch(rate) for rate in (1, 30, 250, 300, 2_500, 600_000)] == [1, 1, 2, 2, 20, 5000]
