@@ -34,7 +34,7 @@ test: $(BIN)/aep-relay system-deps
 	$(BIN)/bandit --quiet --recursive app
 	$(BIN)/pip-audit --require-hashes --disable-pip --progress-spinner off -r requirements.lock
 	$(BIN)/aep-relay mappings test mappings
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=25
 
 lint: $(BIN)/aep-relay
 	$(BIN)/ruff check .

@@ -58,6 +58,7 @@ def flaky_zendesk(fake: FakeZendesk, stop: threading.Event) -> None:
     fake.set_default(None)
 
 
+@pytest.mark.slow(seconds=100)
 def test_kill_9_loses_nothing_that_was_acknowledged(fake_zendesk: FakeZendesk, tmp_path: Path) -> None:
     env = relay_env(fake_zendesk, ZENDESK_RATE_LIMIT_PER_MINUTE="600000")
     relay = RelayProcess(env, tmp_path / "relay.log")
@@ -112,6 +113,7 @@ def test_kill_9_loses_nothing_that_was_acknowledged(fake_zendesk: FakeZendesk, t
     assert len(result.acked) >= 1500
 
 
+@pytest.mark.slow(seconds=35)
 def test_sigterm_under_load_loses_nothing(fake_zendesk: FakeZendesk, tmp_path: Path) -> None:
     fake_zendesk.set_default(CannedResponse(202, {"status": "received"}, delay=0.4))
     env = relay_env(
@@ -147,6 +149,7 @@ def test_sigterm_under_load_loses_nothing(fake_zendesk: FakeZendesk, tmp_path: P
     )  # fmt: skip
 
 
+@pytest.mark.slow(seconds=70)
 def test_stays_within_the_rate_limit_and_uses_it(tmp_path: Path) -> None:
     limit = 300  # per minute, enforced by the fake in one-minute windows like Zendesk
     with FakeZendesk(rate_limit=limit, rate_window=60.0) as fake:

@@ -45,6 +45,7 @@ def replicas(
         yield relays
 
 
+@pytest.mark.slow(seconds=80)
 def test_three_replicas_together_stay_within_the_rate_limit_and_use_it(tmp_path: Path) -> None:
     limit = 300  # per minute, enforced by the fake in one-minute windows like Zendesk
     with (
@@ -71,6 +72,7 @@ def test_three_replicas_together_stay_within_the_rate_limit_and_use_it(tmp_path:
     assert rate >= 0.95 * limit, f"delivered at {rate:.1f}/min, under 95 % of {limit}"
 
 
+@pytest.mark.slow(seconds=120)
 def test_kill_9_of_one_replica_loses_nothing_that_was_acknowledged(tmp_path: Path) -> None:
     with (
         RedisServer(tmp_path / "redis") as redis,
@@ -117,6 +119,7 @@ def test_kill_9_of_one_replica_loses_nothing_that_was_acknowledged(tmp_path: Pat
     assert len(result.acked) >= 1400
 
 
+@pytest.mark.slow(seconds=30)
 def test_the_same_event_posted_to_every_replica_is_sent_once(tmp_path: Path) -> None:
     with (
         RedisServer(tmp_path / "redis") as redis,
@@ -135,6 +138,7 @@ def test_the_same_event_posted_to_every_replica_is_sent_once(tmp_path: Path) -> 
         assert order_ids(fake.accepted) == ["same-id"]
 
 
+@pytest.mark.slow(seconds=60)
 def test_redis_restarted_mid_run_503_while_away_and_nothing_acknowledged_is_lost(tmp_path: Path) -> None:
     with (
         RedisServer(tmp_path / "redis") as redis,
