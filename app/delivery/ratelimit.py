@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 DEFAULT_RETRY_AFTER_SECONDS = 10.0
 """Pause applied on a 429 that carries no usable ``Retry-After``."""
@@ -33,8 +32,6 @@ and on a loaded two-core machine that was half the rate. The 60 s window cap (:f
 not this allowance, is what keeps the account's limit."""
 
 WINDOW_SECONDS = 60.0
-
-_HISTORY = 64  # grants remembered for refunds
 
 
 def window_cap(ceiling_per_minute: float, safety: float) -> int:
@@ -56,10 +53,6 @@ class RateLimiter(Protocol):
 
     async def acquire(self, max_tokens: int = 1) -> int:
         """Wait until a send is allowed, take up to ``max_tokens`` allowed now; return how many (>= 1)."""
-        ...
-
-    def refund(self, tokens: int) -> None:
-        """Give back tokens taken by :meth:`acquire` but not used."""
         ...
 
     def on_response(
@@ -137,8 +130,6 @@ class AdaptiveRateLimiter:
         self._max_catch_up = max_catch_up
         self._slot = -math.inf  # the schedule's next slot (GCRA's theoretical arrival time)
         self._recent: deque[float] = deque()  # grant times of the last 60 s
-        # (the slot before each grant, its task): a refund puts the schedule back
-        self._grants: deque[tuple[float, weakref.ref[asyncio.Task[Any]] | None]] = deque(maxlen=_HISTORY)
         self._lock = asyncio.Lock()
 
     # -- introspection -------------------------------------------------------------------------
@@ -180,29 +171,10 @@ class AdaptiveRateLimiter:
                     break
                 # Re-check after waking: a pause or a lower rate may have arrived meanwhile.
                 await self._sleep(due - now)
-            self._grants.append((self._slot, _current_task_ref()))
             self._recent.append(now)
             # Just after a pause the schedule restarts one interval at a time: no catching up.
             self._slot = max(self._slot, now, self._paused_until + self._max_catch_up) + interval
         return 1
-
-    def refund(self, tokens: int) -> None:
-        """Return unused tokens taken by the calling task.
-
-        A slot is given back only while it is still the most recent grant; if another grant came
-        after it, the slot is forfeited (being conservative keeps grants spaced).
-        """
-        task = current_task()
-        for _ in range(max(0, tokens)):
-            if task is None or not self._grants:
-                return
-            slot, owner = self._grants[-1]
-            if owner is None or owner() is not task:
-                return
-            self._grants.pop()
-            self._slot = slot
-            if self._recent:
-                self._recent.pop()
 
     # -- feedback ------------------------------------------------------------------------------
 
@@ -245,15 +217,3 @@ class AdaptiveRateLimiter:
     def _lower(self, now: float) -> None:
         self._low = max(MIN_RATE_PER_MINUTE, self._rate(now) * self._decrease)
         self._decreased_at = now
-
-
-def current_task() -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:  # no running event loop
-        return None
-
-
-def _current_task_ref() -> weakref.ref[asyncio.Task[Any]] | None:
-    task = current_task()
-    return weakref.ref(task) if task is not None else None

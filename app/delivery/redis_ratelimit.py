@@ -23,7 +23,6 @@ from app.delivery.ratelimit import (
     DEFAULT_RETRY_AFTER_SECONDS,
     MAX_CATCH_UP_SECONDS,
     MIN_RATE_PER_MINUTE,
-    current_task,
 )
 from app.delivery.redis_store import RedisStore
 
@@ -70,7 +69,7 @@ if count >= cap then
 end
 if now >= due then
   local next_slot = math.max(slot, now, paused + most) + interval
-  redis.call('HSET', key, 'prev', h[1] or '', 'slot', num(next_slot), 'grant', token)
+  redis.call('HSET', key, 'slot', num(next_slot))
   redis.call('PEXPIRE', key, ARGV[6])
   redis.call('ZADD', window, num(now), token)
   redis.call('PEXPIRE', window, ARGV[6])
@@ -79,20 +78,6 @@ end
 return {0, num(due - now), num(rate * safety)}
 """
 )
-
-# KEYS: state, window.  ARGV: grant token.  Give the last grant back while it is still the last one.
-REFUND = """
-local h = redis.call('HMGET', KEYS[1], 'grant', 'prev')
-if h[1] ~= ARGV[1] then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-if h[2] and h[2] ~= '' then
-  redis.call('HSET', KEYS[1], 'slot', h[2])
-else
-  redis.call('HDEL', KEYS[1], 'slot')
-end
-redis.call('HDEL', KEYS[1], 'grant')
-return 1
-"""
 
 # ARGV: configured, recovery, min_rate, status, retry_after|'', limit|'', remaining|'',
 #       decrease factor, default retry-after, state ttl ms
@@ -151,7 +136,6 @@ class RedisRateLimiter:
         self._decrease = decrease_factor
         self._rate = self._configured * safety
         self._paused_until = 0.0
-        self._last_grant: tuple[asyncio.Task[Any] | None, str] | None = None  # (task, token)
         self._background: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
         self._scripts: dict[str, Any] = {}
@@ -193,20 +177,10 @@ class RedisRateLimiter:
                 )
                 self._rate = float(rate)
                 if int(granted):
-                    self._last_grant = (current_task(), token)
                     return 1
                 delay = float(wait)
                 self._paused_until = time.monotonic() + delay if delay > 60 / self._rate else 0.0
                 await asyncio.sleep(min(delay, MAX_SLEEP))
-
-    def refund(self, tokens: int) -> None:
-        """Give back the calling task's last grant, unless another grant came after it."""
-        grant = self._last_grant
-        if grant is None or grant[0] is not current_task():
-            return
-        self._last_grant = None
-        if tokens > 0:
-            self._spawn(self._script(REFUND)(keys=[self._key, self._window_key], args=[grant[1]]))
 
     def on_response(
         self,

@@ -52,16 +52,6 @@ def test_a_grant_to_one_replica_makes_the_other_wait_its_interval(redis_server: 
     two_replicas(redis_server, SLOW, scenario)
 
 
-def test_a_refunded_grant_is_free_for_the_other_replica(redis_server: RedisServer) -> None:
-    async def scenario(a: RedisRateLimiter, b: RedisRateLimiter) -> None:
-        assert await a.acquire() == 1
-        a.refund(1)
-        await asyncio.sleep(0.2)  # the refund is sent in the background
-        assert await granted_within(b, 2.0)
-
-    two_replicas(redis_server, SLOW, scenario)
-
-
 def test_a_429_seen_by_one_replica_pauses_both(redis_server: RedisServer) -> None:
     async def scenario(a: RedisRateLimiter, b: RedisRateLimiter) -> None:
         reported = time.monotonic()

@@ -1,5 +1,4 @@
-"""AdaptiveRateLimiter on a fake clock: spacing, windows, catch-up, throughput, feedback, concurrency,
-refunds."""
+"""AdaptiveRateLimiter on a fake clock: spacing, windows, catch-up, throughput, feedback, concurrency."""
 
 from __future__ import annotations
 
@@ -428,49 +427,6 @@ def test_fifty_concurrent_acquirers_are_spaced_and_served_in_order() -> None:
         times = [t for _, t in order]
         assert min(gaps(times)) >= 60 / 294 - EPS
         assert times[-1] - times[0] == pytest.approx(49 * 60 / 294)
-
-    run(main)
-
-
-def test_refund_lets_the_next_acquire_go_sooner() -> None:
-    async def main(clock: FakeClock) -> None:
-        interval = 60 / 294
-        limiter = make(clock, 300)
-        await limiter.acquire()
-        await limiter.acquire()
-        assert clock.now == pytest.approx(START + interval)
-        limiter.refund(1)
-        await limiter.acquire()  # the refunded slot is due now
-        assert clock.now == pytest.approx(START + interval)
-        await limiter.acquire()
-        assert clock.now == pytest.approx(START + 2 * interval)
-        limiter.refund(0)
-        limiter.refund(-3)
-
-    run(main)
-
-
-def test_refund_of_a_slot_followed_by_another_grant_is_forfeited() -> None:
-    async def main(clock: FakeClock) -> None:
-        interval = 60 / 294
-        limiter = make(clock, 300)
-        got = asyncio.Event()
-        release = asyncio.Event()
-
-        async def early() -> None:
-            await limiter.acquire()
-            got.set()
-            await release.wait()
-            limiter.refund(1)  # a later grant exists: refunding must not allow a burst
-
-        task = asyncio.create_task(early())
-        await got.wait()
-        await limiter.acquire()
-        assert clock.now == pytest.approx(START + interval)
-        release.set()
-        await task
-        await limiter.acquire()
-        assert clock.now == pytest.approx(START + 2 * interval)
 
     run(main)
 
