@@ -287,7 +287,7 @@ class SqliteStore:
         flat = [row for rows_of_call in rows for row in rows_of_call]
         inserted = sum(
             conn.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row]).rowcount
-            for chunk in (flat[start : start + INSERT_CHUNK] for start in range(0, len(flat), INSERT_CHUNK))
+            for chunk in _chunks(flat)
         )
         # some rows hit an idempotency key: which went in?
         stored = None if inserted == len(flat) else _present(conn, [row[0] for row in flat])
@@ -532,11 +532,15 @@ class _Enqueue:
 def _present(conn: sqlite3.Connection, ids: list[str]) -> set[str]:
     """Which of these delivery ids are stored."""
     found: set[str] = set()
-    for start in range(0, len(ids), INSERT_CHUNK):
-        chunk = ids[start : start + INSERT_CHUNK]
+    for chunk in _chunks(ids):
         marks = ",".join("?" * len(chunk))
         found.update(i for (i,) in conn.execute(f"SELECT id FROM deliveries WHERE id IN ({marks})", chunk))  # nosec B608 - ? marks only
     return found
+
+
+def _chunks(items: list[T]) -> list[list[T]]:
+    """``items`` in runs of at most ``INSERT_CHUNK``."""
+    return [items[start : start + INSERT_CHUNK] for start in range(0, len(items), INSERT_CHUNK)]
 
 
 @functools.cache

@@ -22,18 +22,10 @@ from app.delivery.store import Delivery
 from app.delivery.waiters import OutcomeWaiters
 from app.destinations.zendesk import ZendeskConfig, ZendeskDestination
 from tests.conftest import zendesk_settings
+from tests.contract.test_zendesk import BODY
 from tests.fakes.zendesk import FakeZendesk
 from tests.load.loadgen import wait_until
 from tests.store.conftest import BIG, TTL, new
-
-BODY = {
-    "profile": {
-        "source": "shop",
-        "type": "customer",
-        "identifiers": [{"type": "email", "value": "a@example.com"}],
-    },
-    "event": {"source": "shop", "type": "order_completed", "properties": {"total": 1}},
-}
 
 Log = list[tuple[str, str]]
 
