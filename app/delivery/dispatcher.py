@@ -18,7 +18,7 @@ from app.delivery.ratelimit import RateLimiter
 from app.delivery.retry import RetryPolicy
 from app.delivery.store import Delivery, Store, StoreUnavailable
 from app.delivery.waiters import OutcomeWaiters
-from app.destinations.base import Destination
+from app.destinations.base import Delivered, Destination
 from app.metrics import DEAD, DELIVERED, OK, RETRY, RelayMetrics
 from app.problems import Problem
 
@@ -180,7 +180,7 @@ class Dispatcher:
         attempt = Attempt(name, delivery)
         try:
             try:
-                delivered = await destination.send(delivery.request)
+                delivered = await self._exchange(destination, limiter, delivery)
             except Problem as problem:
                 attempt.took(self.metrics)
                 upstream = problem.extensions.get("upstream") or {}
@@ -222,6 +222,13 @@ class Dispatcher:
                     attempt.record(self.metrics, RETRY, "internal_error")
         finally:
             slots.release()
+
+    @staticmethod
+    async def _exchange(destination: Destination, limiter: RateLimiter, delivery: Delivery) -> Delivered:
+        try:
+            return await destination.send(delivery.request)
+        finally:  # it has arrived if it ever will: from now it counts in the 60 s window as answered
+            limiter.finished()
 
     async def _failed(self, delivery: Delivery, problem: Problem, attempt: Attempt) -> None:
         problem.extensions.update({"mapping": delivery.mapping, "event_id": delivery.event_id})

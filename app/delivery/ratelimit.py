@@ -6,6 +6,12 @@ process's sends to one destination account under that cap: it paces grants evenl
 after a stall by at most ``MAX_CATCH_UP_SECONDS`` of slots, never grants more than the ceiling
 (times ``safety``) in any 60 s, slows down on throttling signals and climbs back linearly.
 :class:`RateLimiter` is the protocol the Redis-backed limiter implements too.
+
+The 60 s window counts a request from its grant until 60 s after its answer (``finished``), not
+60 s after its grant. A request reaches the destination somewhere between the two, so any 60 s
+of arrivals, however late some requests arrive (a busy event loop, new connections, a slow
+network), holds at most the cap: when the last request of such a span was granted, every other
+one in it had been granted and had not been answered for 60 s yet, so the cap counted it.
 """
 
 from __future__ import annotations
@@ -33,19 +39,27 @@ not this allowance, is what keeps the account's limit."""
 
 WINDOW_SECONDS = 60.0
 
+MAX_FLIGHT_SECONDS = 300.0
+"""A granted request not reported ``finished`` after this long (its task died) stops counting
+as in flight; every send has timeouts far below it."""
+
 
 def window_cap(ceiling_per_minute: float, safety: float) -> int:
-    """Most grants in any 60 s window: the ceiling times the safety margin (at least one)."""
+    """Most requests in any 60 s window: the ceiling times the safety margin (at least one)."""
     return max(1, math.floor(ceiling_per_minute * safety))
 
 
-def window_due(recent: Sequence[float], cap: int) -> float:
-    """When the window (grant times of the last 60 s, oldest first) next has room for a grant.
+def window_due(answered: Sequence[float], in_flight: int, cap: int, now: float) -> float:
+    """When the window next has room for a grant: ``answered`` holds the answer times of the
+    last 60 s (oldest first), ``in_flight`` counts the granted requests not answered yet.
 
-    Just after the 60 s, so that no closed 60 s window holds more than ``cap``."""
-    if len(recent) < cap:
+    Just after the 60 s, so that no closed 60 s window holds more than ``cap``. With ``cap``
+    requests in flight, not before 60 s from now (ask again then)."""
+    room = cap - in_flight
+    if len(answered) < room:
         return -math.inf
-    return math.nextafter(recent[len(recent) - cap] + WINDOW_SECONDS, math.inf)
+    edge = answered[len(answered) - room] if room > 0 else now
+    return math.nextafter(edge + WINDOW_SECONDS, math.inf)
 
 
 class RateLimiter(Protocol):
@@ -66,6 +80,12 @@ class RateLimiter(Protocol):
         """Feedback from every upstream answer; ``status`` 0 (transport error) is ignored."""
         ...
 
+    def finished(self) -> None:
+        """A granted request has its answer (or failed): it counts in the 60 s window from now.
+
+        Called once per grant, whatever the outcome."""
+        ...
+
     @property
     def current_rate_per_minute(self) -> float:
         """The rate grants are paced at right now."""
@@ -82,10 +102,11 @@ class AdaptiveRateLimiter:
 
     Grants follow a schedule with one slot every ``60 / effective_rate`` seconds. A grant may come up
     to ``max_catch_up`` seconds ahead of its slot (GCRA), so slots lost to a stalled event loop are
-    made up, or a few are used at once after an idle spell; and never while the last 60 s already
-    hold :func:`window_cap` grants, so every 60 s window stays within the ceiling whatever the
-    stalls. After a pause there is no catching up: grants resume one interval apart.
-    :meth:`acquire` grants exactly one token whatever ``max_tokens`` is.
+    made up, or a few are used at once after an idle spell; and never while :func:`window_cap`
+    requests are in flight or were answered in the last 60 s, so every 60 s window stays within
+    the ceiling whatever the stalls and delays (module docstring). After a pause there is no
+    catching up: grants resume one interval apart. :meth:`acquire` grants exactly one token
+    whatever ``max_tokens`` is; :meth:`finished` must follow each grant.
 
     ``effective_rate = min(ceiling, current) * safety`` where ``ceiling`` is the configured rate,
     lowered to the latest ``X-Rate-Limit`` seen if that is smaller. ``current`` is multiplied by
@@ -129,7 +150,8 @@ class AdaptiveRateLimiter:
         self._paused_until = 0.0
         self._max_catch_up = max_catch_up
         self._slot = -math.inf  # the schedule's next slot (GCRA's theoretical arrival time)
-        self._recent: deque[float] = deque()  # grant times of the last 60 s
+        self._answered: deque[float] = deque()  # answer times of the last 60 s
+        self._in_flight: deque[float] = deque()  # grant times of requests not answered yet
         self._lock = asyncio.Lock()
 
     # -- introspection -------------------------------------------------------------------------
@@ -159,22 +181,30 @@ class AdaptiveRateLimiter:
             while True:
                 now = self._clock()
                 interval = 60.0 / (self._rate(now) * self._safety)
-                recent = self._recent
-                while recent and recent[0] <= now - WINDOW_SECONDS:
-                    recent.popleft()
+                answered, in_flight = self._answered, self._in_flight
+                while answered and answered[0] <= now - WINDOW_SECONDS:
+                    answered.popleft()
+                while in_flight and in_flight[0] <= now - MAX_FLIGHT_SECONDS:
+                    in_flight.popleft()
                 due = max(
                     self._paused_until,
                     self._slot - self._max_catch_up,
-                    window_due(recent, window_cap(self._ceiling, self._safety)),
+                    window_due(answered, len(in_flight), window_cap(self._ceiling, self._safety), now),
                 )
                 if now >= due:
                     break
                 # Re-check after waking: a pause or a lower rate may have arrived meanwhile.
                 await self._sleep(due - now)
-            self._recent.append(now)
+            self._in_flight.append(now)
             # Just after a pause the schedule restarts one interval at a time: no catching up.
             self._slot = max(self._slot, now, self._paused_until + self._max_catch_up) + interval
         return 1
+
+    def finished(self) -> None:
+        """A granted request has its answer (or failed): it counts in the window from now."""
+        if self._in_flight:  # which grant does not matter: each counts the same
+            self._in_flight.popleft()
+            self._answered.append(self._clock())
 
     # -- feedback ------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The rate limiter shared by every replica: the ``AdaptiveRateLimiter`` rules, kept in Redis.
 
 One hash per destination account holds the schedule's next slot, the pause and the lowered
-rate, and a sorted set beside it the grants of the last 60 s; each grant and each piece of
+rate, and a sorted set beside it the window: each request granted and not answered yet (scored
+in the future) or answered in the last 60 s (scored by its answer time); each grant, answer and piece of
 upstream feedback is one Lua script, timed by the Redis server's own clock, so replicas on
 different machines pace one account together: one slot every ``60 / rate`` seconds whichever
 replica takes it, the same bounded catch-up after a stall and the same 60 s window cap as
@@ -14,6 +15,7 @@ import asyncio
 import math
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -22,7 +24,9 @@ import structlog
 from app.delivery.ratelimit import (
     DEFAULT_RETRY_AFTER_SECONDS,
     MAX_CATCH_UP_SECONDS,
+    MAX_FLIGHT_SECONDS,
     MIN_RATE_PER_MINUTE,
+    WINDOW_SECONDS,
 )
 from app.delivery.redis_store import RedisStore
 
@@ -30,6 +34,7 @@ log = structlog.get_logger("app.delivery")
 
 MAX_SLEEP = 1.0  # re-ask at least this often: a replica may have lowered the rate meanwhile
 STATE_TTL_MS = 86_400_000  # an idle account's state expires after a day
+IN_FLIGHT = MAX_FLIGHT_SECONDS - WINDOW_SECONDS  # a grant's score ahead of its time (see ACQUIRE)
 
 # Shared by the scripts: read the state and compute the rate (before safety) at ``now``.
 _STATE = """
@@ -52,11 +57,13 @@ local function num(x) return string.format('%.6f', x) end
 """
 
 # KEYS: state, window.  ARGV: configured, recovery, min_rate, safety, grant token, state ttl ms,
-# max catch-up seconds -> {granted 0|1, wait seconds, rate}.  AdaptiveRateLimiter.acquire's rules.
+# max catch-up seconds, in-flight score offset -> {granted 0|1, wait seconds, rate}.
+# AdaptiveRateLimiter.acquire's rules. A grant enters the window scored in the future (now +
+# offset: it leaves MAX_FLIGHT_SECONDS after its grant unless FINISHED scores it earlier).
 ACQUIRE = (
     _STATE
     + """
-local safety, token, most = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
+local safety, token, most, flight = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7]), tonumber(ARGV[8])
 local window = KEYS[2]
 local interval = 60 / (rate * safety)
 local due = math.max(paused, slot - most)
@@ -65,19 +72,29 @@ local cap = math.max(1, math.floor(ceiling * safety))
 local count = redis.call('ZCARD', window)
 if count >= cap then
   local edge = redis.call('ZRANGE', window, count - cap, count - cap, 'WITHSCORES')
-  due = math.max(due, tonumber(edge[2]) + 60.000001)
+  -- an edge still in flight leaves 60 s after its answer: not before 60 s from now
+  due = math.max(due, math.min(tonumber(edge[2]), now) + 60.000001)
 end
 if now >= due then
   local next_slot = math.max(slot, now, paused + most) + interval
   redis.call('HSET', key, 'slot', num(next_slot))
   redis.call('PEXPIRE', key, ARGV[6])
-  redis.call('ZADD', window, num(now), token)
+  redis.call('ZADD', window, num(now + flight), token)
   redis.call('PEXPIRE', window, ARGV[6])
   return {1, '0', num(rate * safety)}
 end
 return {0, num(due - now), num(rate * safety)}
 """
 )
+
+# KEYS: window.  ARGV: grant token.  The request has its answer: it stays in the window 60 s
+# from now (nothing if the grant already left it).
+FINISHED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZADD', KEYS[1], 'XX', string.format('%.6f', now), ARGV[1])
+return 1
+"""
 
 # ARGV: configured, recovery, min_rate, status, retry_after|'', limit|'', remaining|'',
 #       decrease factor, default retry-after, state ttl ms
@@ -129,7 +146,8 @@ class RedisRateLimiter:
         self._max_catch_up = max_catch_up
         self._store = store
         self._key = key
-        self._window_key = f"{key}:window"  # the grants of the last 60 s, scored by time
+        self._window_key = f"{key}:window"  # requests in flight or answered in the last 60 s
+        self._in_flight: deque[str] = deque()  # this replica's grant tokens not answered yet
         self._configured = float(rate_per_minute)
         self._safety = safety
         self._recovery = recovery_seconds
@@ -173,14 +191,21 @@ class RedisRateLimiter:
             while True:
                 granted, wait, rate = await self._script(ACQUIRE)(
                     keys=[self._key, self._window_key],
-                    args=[*self._common(), self._safety, token, STATE_TTL_MS, self._max_catch_up],
+                    args=[*self._common(), self._safety, token, STATE_TTL_MS, self._max_catch_up, IN_FLIGHT],
                 )
                 self._rate = float(rate)
                 if int(granted):
+                    self._in_flight.append(token)
                     return 1
                 delay = float(wait)
                 self._paused_until = time.monotonic() + delay if delay > 60 / self._rate else 0.0
                 await asyncio.sleep(min(delay, MAX_SLEEP))
+
+    def finished(self) -> None:
+        """A granted request has its answer (or failed): it counts in the shared window from now."""
+        if self._in_flight:  # which of this replica's grants does not matter: each counts the same
+            token = self._in_flight.popleft()
+            self._spawn(self._script(FINISHED)(keys=[self._window_key], args=[token]))
 
     def on_response(
         self,
@@ -205,9 +230,9 @@ class RedisRateLimiter:
     def _spawn(self, call: Any) -> None:
         task = asyncio.ensure_future(call)
         self._background.add(task)
-        task.add_done_callback(self._finished)
+        task.add_done_callback(self._reported)
 
-    def _finished(self, task: asyncio.Task[Any]) -> None:
+    def _reported(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("rate_limit_feedback_failed", key=self._key, error=str(task.exception()))

@@ -23,7 +23,7 @@ from app.delivery.waiters import OutcomeWaiters
 from app.destinations.zendesk import ZendeskConfig, ZendeskDestination
 from tests.conftest import zendesk_settings
 from tests.contract.test_zendesk import BODY
-from tests.fakes.zendesk import FakeZendesk
+from tests.fakes.zendesk import CannedResponse, FakeZendesk
 from tests.load.loadgen import wait_until
 from tests.store.conftest import BIG, TTL, new
 
@@ -58,6 +58,10 @@ class NotingLimiter(AdaptiveRateLimiter):
         granted = await super().acquire(max_tokens)
         self.log.append(("granted", ""))
         return granted
+
+    def finished(self) -> None:
+        self.log.append(("answered", ""))
+        super().finished()
 
 
 async def dispatching(
@@ -115,7 +119,7 @@ def test_a_token_is_taken_only_for_a_delivery_already_leased(
     # 100/min: a lease takes one delivery at a time (lease_batch), so lease and grant alternate
     limiter = NotingLimiter(100, log, safety=1.0)
     asyncio.run(dispatching(tmp_path, fake_zendesk, limiter, log, 5, scenario))
-    assert [step for step, _ in log] == ["leased", "granted"] * 5
+    assert [step for step, _ in log if step != "answered"] == ["leased", "granted"] * 5
     assert statuses(tmp_path / "relay.db") == [("delivered", 1)] * 5
 
 
@@ -147,7 +151,7 @@ def test_a_paused_destination_leases_nothing_until_the_pause_ends(
         assert await until(lambda: len(fake_zendesk.accepted) == 1)
 
     asyncio.run(dispatching(tmp_path, fake_zendesk, limiter, log, 1, scenario))
-    assert [step for step, _ in log] == ["leased", "granted"]
+    assert [step for step, _ in log] == ["leased", "granted", "answered"]
 
 
 def test_a_lease_that_waits_too_long_for_its_token_goes_back_uncounted(
@@ -170,3 +174,25 @@ def test_a_lease_that_waits_too_long_for_its_token_goes_back_uncounted(
 
 def test_the_lease_batch_follows_the_pace() -> None:
     assert [lease_batch(rate) for rate in (1, 30, 250, 300, 2_500, 600_000)] == [1, 1, 2, 2, 20, 5000]
+
+
+def test_every_grant_is_answered_once_whatever_the_outcome(tmp_path: Path, fake_zendesk: FakeZendesk) -> None:
+    """The limiter counts a request in its window until 60 s after the answer: a grant left
+    unanswered would hold a place in the window for ``MAX_FLIGHT_SECONDS``."""
+    log: Log = []
+    fake_zendesk.enqueue(
+        CannedResponse(500, {"error": "InternalError"}),
+        CannedResponse(400, {"errors": [{"code": "InvalidValue", "title": "bad"}]}),
+        CannedResponse(202, {"status": "received"}, delay=0.3),
+    )
+
+    async def scenario(store: NotingStore, dispatcher: Dispatcher) -> None:
+        assert await until(lambda: sorted(status for status, _ in statuses(tmp_path / "relay.db")) == [
+            "dead", "delivered", "delivered"])  # fmt: skip
+
+    limiter = NotingLimiter(60_000, log)
+    asyncio.run(dispatching(tmp_path, fake_zendesk, limiter, log, 3, scenario))
+    steps = [step for step, _ in log]
+    assert steps.count("granted") == 4  # three first attempts and the retry after the 500
+    assert steps.count("answered") == 4
+    assert not limiter._in_flight

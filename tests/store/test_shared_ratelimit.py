@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from app.delivery.ratelimit import MAX_CATCH_UP_SECONDS
-from app.delivery.redis_ratelimit import ACQUIRE, STATE_TTL_MS, RedisRateLimiter
+from app.delivery.redis_ratelimit import ACQUIRE, IN_FLIGHT, STATE_TTL_MS, RedisRateLimiter
 from app.delivery.redis_store import RedisStore
 from tests.fakes.redis_server import RedisServer
 
@@ -93,7 +93,7 @@ def test_after_an_idle_spell_the_replicas_share_the_catch_up_allowance(redis_ser
         for limiter in (a, b, a, b, a):  # 1 due slot + 4 ahead of theirs (of 14 allowed: 3 s at 294/min)
             granted, _, _ = await limiter._script(ACQUIRE)(
                 keys=[limiter._key, limiter._window_key],
-                args=[*limiter._common(), 0.98, "t", STATE_TTL_MS, MAX_CATCH_UP_SECONDS],
+                args=[*limiter._common(), 0.98, "t", STATE_TTL_MS, MAX_CATCH_UP_SECONDS, IN_FLIGHT],
             )
             calls += int(granted)
         assert calls == 5  # all at once: time only moves on between calls, which never refuses one
@@ -114,7 +114,7 @@ def test_no_catch_up_passes_the_60_second_window_cap(redis_server: RedisServer) 
             limiter = (a, b)[i % 2]
             ok, wait, _ = await limiter._script(ACQUIRE)(
                 keys=[limiter._key, limiter._window_key],
-                args=[*limiter._common(), 0.98, f"t{i}", STATE_TTL_MS, 600.0],
+                args=[*limiter._common(), 0.98, f"t{i}", STATE_TTL_MS, 600.0, IN_FLIGHT],
             )
             granted += int(ok)
             if not int(ok):
@@ -123,3 +123,27 @@ def test_no_catch_up_passes_the_60_second_window_cap(redis_server: RedisServer) 
         assert min(waits) > 50  # the next room is when the first grant leaves the window
 
     two_replicas(redis_server, 300, scenario)
+
+
+def test_a_grant_counts_in_the_shared_window_until_60_seconds_after_its_answer(
+    redis_server: RedisServer,
+) -> None:
+    async def refused_for(limiter: RedisRateLimiter) -> float:
+        ok, wait, _ = await limiter._script(ACQUIRE)(
+            keys=[limiter._key, limiter._window_key],
+            args=[*limiter._common(), 0.98, uuid.uuid4().hex, STATE_TTL_MS, 600.0, IN_FLIGHT],
+        )
+        assert not int(ok)
+        return float(wait)
+
+    async def scenario(a: RedisRateLimiter, b: RedisRateLimiter) -> None:
+        await a.acquire()  # a window of one request (1 a minute)
+        assert await refused_for(b) >= 59.9  # in flight: not before 60 s from now
+        await asyncio.sleep(1.5)
+        a.finished()
+        await asyncio.sleep(0.3)  # the answer is recorded in the background
+        # 60 s from the answer (about 59.7 s from now), where counting from the grant would
+        # leave about 58.2 s
+        assert await refused_for(b) > 59.0
+
+    two_replicas(redis_server, 1, scenario)

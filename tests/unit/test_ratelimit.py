@@ -12,7 +12,13 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from app.delivery.ratelimit import MAX_CATCH_UP_SECONDS, AdaptiveRateLimiter, RateLimiter, window_cap
+from app.delivery.ratelimit import (
+    MAX_CATCH_UP_SECONDS,
+    MAX_FLIGHT_SECONDS,
+    AdaptiveRateLimiter,
+    RateLimiter,
+    window_cap,
+)
 
 START = 1000.0
 EPS = 1e-9
@@ -92,11 +98,13 @@ def make(clock: FakeClock, rate: int = 300, **kwargs: float) -> AdaptiveRateLimi
 
 
 async def grants_for(clock: FakeClock, limiter: RateLimiter, seconds: float) -> list[float]:
-    """A steady consumer: acquire back to back for ``seconds`` of simulated time."""
+    """A steady consumer: acquire back to back for ``seconds`` of simulated time (each request
+    answered at once)."""
     times: list[float] = []
     end = clock.now + seconds
     while True:
         assert await limiter.acquire() == 1
+        limiter.finished()
         if clock.now >= end:
             return times
         times.append(clock.now)
@@ -184,25 +192,70 @@ def test_the_window_cap_is_the_ceiling_times_safety() -> None:
 
 @pytest.mark.parametrize("catch_up", [MAX_CATCH_UP_SECONDS, 30.0])
 @pytest.mark.parametrize("rate", [1, 10, 49, 50, 100, 250, 300, 700, 2500])
-def test_no_60_second_window_exceeds_the_cap_whatever_the_stalls_and_idles(
+def test_no_60_second_window_of_arrivals_exceeds_the_cap_whatever_the_stalls_idles_and_delays(
     rate: int, catch_up: float
 ) -> None:
+    """Each request arrives at some time between its grant and its answer, which comes up to
+    5 s (now and then 30 s) after the grant: the destination never counts more than the cap."""
     rng = random.Random(rate)
 
     async def main(clock: FakeClock) -> None:
         limiter = make(clock, rate, max_catch_up=catch_up)
-        times: list[float] = []
+        arrivals: list[float] = []
+        answers: set[asyncio.Task[None]] = set()
+
+        async def answer(after: float) -> None:
+            await clock.sleep(after)
+            limiter.finished()
+
         while clock.now < START + 600.0:
             await limiter.acquire()
-            times.append(clock.now)
+            delay = rng.uniform(0.0, 30.0) if rng.random() < 0.05 else rng.uniform(0.0, 5.0)
+            arrivals.append(clock.now + rng.choice((0.0, delay, rng.uniform(0.0, delay))))
+            task = asyncio.create_task(answer(delay))
+            answers.add(task)
+            task.add_done_callback(answers.discard)
             draw = rng.random()
             if draw < 0.2:
                 clock.now += rng.uniform(0.0, 1.5)  # a stall
             elif draw < 0.22:
                 clock.now += rng.uniform(1.0, 30.0)  # idle
+        arrivals.sort()
         cap = window_cap(rate, 0.98)
-        for i, t in enumerate(times):
-            assert bisect_right(times, t + 60.0) - i <= cap, f"{cap} a minute exceeded at {t - START:.3f} s"
+        for i, t in enumerate(arrivals):
+            assert bisect_right(arrivals, t + 60.0) - i <= cap, (
+                f"{cap} a minute exceeded at {t - START:.3f} s"
+            )
+        for task in answers:
+            task.cancel()
+
+    run(main)
+
+
+def test_a_request_counts_until_60_seconds_after_its_answer() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 2, safety=1.0, max_catch_up=60.0)  # a window of two requests
+        await limiter.acquire()
+        await limiter.acquire()  # both at once: the catch-up allows it
+        assert clock.now == START
+        clock.now += 5.0
+        limiter.finished()
+        clock.now += 10.0
+        limiter.finished()
+        await limiter.acquire()  # 60 s after the first answer, not after the grants
+        assert clock.now == pytest.approx(START + 65.0)
+        await limiter.acquire()
+        assert clock.now == pytest.approx(START + 75.0)
+
+    run(main)
+
+
+def test_a_request_never_answered_counts_as_in_flight_until_max_flight() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 1, safety=1.0, max_catch_up=600.0)
+        await limiter.acquire()  # its task died: no finished()
+        await limiter.acquire()
+        assert clock.now == pytest.approx(START + MAX_FLIGHT_SECONDS)
 
     run(main)
 
@@ -212,6 +265,7 @@ def test_slots_lost_to_stalls_are_made_up() -> None:
         granted = 0
         while clock.now < START + 120.0:
             await limiter.acquire()
+            limiter.finished()
             granted += 1
             if granted % 10 == 0:
                 clock.now += 0.5  # the process was frozen for half a second
