@@ -104,9 +104,9 @@ class Dispatcher:
         limiter = self.limiters[name]
         waited = self.metrics.ratelimit_wait.labels(name)
         slots = asyncio.Semaphore(self.settings.concurrency)
-        # Lease first, then take the tokens: the limiter's 60 s window counts grants and the
-        # destination counts arrivals, so nothing slow (a store write) may come between a grant
-        # and its send. A lease is given back if its token takes more than half its time.
+        # Lease first, then take the tokens: nothing slow (a store write) comes between a grant
+        # and its send, which would spend the slot waiting and keep the request in the limiter's
+        # window for longer. A lease is given back if its token takes more than half its time.
         token_wait = self.settings.lease_seconds / 2
         while not self._stopping:
             paused = limiter.paused_until  # a 429's pause: lease nothing until it ends

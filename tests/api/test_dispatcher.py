@@ -1,7 +1,8 @@
 """The dispatcher's order of work: lease, then the rate limiter's token, then the send.
 
-The limiter's 60 s window counts grants and Zendesk counts arrivals, so no store write may sit
-between a grant and its send. The real SQLite store, the real limiter and the real Zendesk
+No store write may sit between a grant and its send (the slot would be spent waiting), and every
+grant is reported answered (the limiter's window counts a request until 60 s after its answer).
+The real SQLite store, the real limiter and the real Zendesk
 destination against the fake Zendesk over loopback; the store and limiter only note their calls.
 """
 
