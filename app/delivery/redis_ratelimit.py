@@ -36,11 +36,18 @@ MAX_SLEEP = 1.0  # re-ask at least this often: a replica may have lowered the ra
 STATE_TTL_MS = 86_400_000  # an idle account's state expires after a day
 IN_FLIGHT = MAX_FLIGHT_SECONDS - WINDOW_SECONDS  # a grant's score ahead of its time (see ACQUIRE)
 
-# Shared by the scripts: read the state and compute the rate (before safety) at ``now``.
-_STATE = """
-local key = KEYS[1]
+# Shared by the scripts: the Redis server's clock, so every replica reads the same time.
+_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function num(x) return string.format('%.6f', x) end
+"""
+
+# Shared by the limiter's scripts: read the state and compute the rate (before safety) at ``now``.
+_STATE = (
+    _NOW
+    + """
+local key = KEYS[1]
 local configured, recovery, min_rate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local h = redis.call('HMGET', key, 'slot', 'low', 'decreased_at', 'paused_until', 'limit')
 local slot, low, dec = tonumber(h[1]) or -1e18, tonumber(h[2]), tonumber(h[3]) or -1e18
@@ -53,8 +60,8 @@ if low then
     rate = math.max(min_rate, math.min(ceiling, low + (ceiling - low) * math.max(0, progress)))
   end
 end
-local function num(x) return string.format('%.6f', x) end
 """
+)
 
 # KEYS: state, window.  ARGV: configured, recovery, min_rate, safety, grant token, state ttl ms,
 # max catch-up seconds, in-flight score offset -> {granted 0|1, wait seconds, rate}.
@@ -89,12 +96,13 @@ return {0, num(due - now), num(rate * safety)}
 
 # KEYS: window.  ARGV: grant token.  The request has its answer: it stays in the window 60 s
 # from now (nothing if the grant already left it).
-FINISHED = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZADD', KEYS[1], 'XX', string.format('%.6f', now), ARGV[1])
+FINISHED = (
+    _NOW
+    + """
+redis.call('ZADD', KEYS[1], 'XX', num(now), ARGV[1])
 return 1
 """
+)
 
 # ARGV: configured, recovery, min_rate, status, retry_after|'', limit|'', remaining|'',
 #       decrease factor, default retry-after, state ttl ms
