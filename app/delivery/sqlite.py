@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import queue
 import sqlite3
 import threading
@@ -43,9 +44,13 @@ from app.destinations.base import OutboundRequest
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Version 2 keeps each delivery's idempotency key (mapping + event id) in its own row: one
 # statement and one index per stored delivery instead of a second table (version 1).
+# Version 3 drops that index (`deliveries_idem`). Event ids are random (Adobe's are UUIDs), so
+# every insert wrote a random leaf of it: with 100,000 stored rows that tripled the cost of a
+# stored event (bench/RESULTS.md, fourteenth session). The live keys are indexed in memory
+# instead (KEYS), rebuilt from the rows when the store opens.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -74,7 +79,6 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (destination, due_at)
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (updated_at) WHERE status = 'dead';
 CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (updated_at)
     WHERE status IN ('delivered', 'dry_run');
-CREATE UNIQUE INDEX IF NOT EXISTS deliveries_idem ON deliveries (idem_key) WHERE idem_key IS NOT NULL;
 """
 # Version 1 stores: move the live keys into their deliveries, then drop the old table.
 MIGRATE_1_TO_2 = """
@@ -85,19 +89,42 @@ UPDATE deliveries SET idem_key = idempotency.key, idem_expires_at = idempotency.
 DROP TABLE idempotency;
 UPDATE schema_version SET version = 2;
 """
+MIGRATE_2_TO_3 = """
+DROP INDEX IF EXISTS deliveries_idem;
+UPDATE schema_version SET version = 3;
+"""
+# The live idempotency keys, in an in-memory database attached to the writer's connection: the
+# transaction that stores a delivery claims its key, and a rollback gives the key back. A key is
+# kept as a 128-bit digest (`idem_digest`), which halves the memory: about 115 bytes a key.
+KEYS = """
+CREATE TABLE IF NOT EXISTS keys.idem (key BLOB PRIMARY KEY, id TEXT NOT NULL, expires_at REAL NOT NULL)
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS keys.idem_expiry ON idem (expires_at);
+"""
+# Oldest first, so that of two rows holding a key (the first's TTL ran out) the later wins.
+LOAD_KEYS = (
+    "INSERT INTO keys.idem (key, id, expires_at) "
+    "SELECT idem_digest(idem_key), id, idem_expires_at FROM deliveries WHERE idem_expires_at > ? "
+    "ORDER BY idem_expires_at "
+    "ON CONFLICT (key) DO UPDATE SET id = excluded.id, expires_at = excluded.expires_at"
+)
+# Claim free keys (new, or held past their TTL) for deliveries; returns the ids that got theirs.
+CLAIM_KEYS = (
+    "INSERT INTO keys.idem (key, id, expires_at) VALUES {values} "
+    "ON CONFLICT (key) DO UPDATE SET id = excluded.id, expires_at = excluded.expires_at "
+    "WHERE idem.expires_at <= ? RETURNING id"
+)
 COLUMNS = (
     "id, mapping, destination, event_id, request_id, method, path, body, status, attempts, due_at, "
     "lease_token, created_at, updated_at, last_problem, response"
 )
 ACTIVE = f"status IN ('{PENDING}', '{IN_FLIGHT}')"
-# Store a delivery unless a row holds its key (then nothing changes: rowcount 0).
 INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, mapping, destination, event_id, request_id, method, path, "
     "body, status, attempts, due_at, created_at, updated_at, idem_key, idem_expires_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"
 )
-IDEM_KEY = 12  # the idempotency key's place among INSERT_DELIVERY's parameters
+IDEM_KEY, IDEM_EXPIRES = 12, 13  # the idempotency key's place among INSERT_DELIVERY's parameters
 INSERT_CHUNK = 32  # rows per multi-row INSERT (so at most 32 statement shapes are cached)
 MAX_BATCH = 512
 RECOUNT_EVERY = 5.0  # seconds; other processes (the CLI) may change the pending count
@@ -125,6 +152,7 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._pending = 0
         self._counted_at = float("inf")  # no recount before the schema exists
+        self._keys_loaded = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -151,6 +179,9 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=10000")
+        conn.create_function("idem_digest", 1, idem_digest, deterministic=True)
+        conn.execute("ATTACH DATABASE ':memory:' AS keys")
+        conn.executescript(KEYS)
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -162,6 +193,10 @@ class SqliteStore:
             for statement in MIGRATE_1_TO_2.split(";"):
                 if statement.strip():
                     conn.execute(statement, {"now": time.time()} if ":now" in statement else {})
+        if row is not None and row[0] <= 2:
+            for statement in MIGRATE_2_TO_3.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -174,7 +209,14 @@ class SqliteStore:
                 f"WHERE status = '{IN_FLIGHT}'",
                 (time.time(),),
             )
+            self._load_keys(conn)  # now rather than in the first request
         self._recount(conn)
+
+    def _load_keys(self, conn: sqlite3.Connection) -> None:
+        """Index the live idempotency keys of the stored rows in memory (once per connection)."""
+        if not self._keys_loaded:
+            conn.execute(LOAD_KEYS, (time.time(),))
+            self._keys_loaded = True
 
     # -- the writer thread -----------------------------------------------------------------
 
@@ -186,6 +228,7 @@ class SqliteStore:
         return await future
 
     def _serve(self) -> None:
+        self._keys_loaded = False  # a new connection has an empty key index
         try:
             self._conn = self._connect()
         except sqlite3.Error as exc:
@@ -227,14 +270,14 @@ class SqliteStore:
             _settle(item[1], None, error)
 
     def _execute(self, conn: sqlite3.Connection, batch: list[tuple[Operation, asyncio.Future[Any]]]) -> None:
-        saved = self._pending
+        saved = self._pending, self._keys_loaded
         try:
             outcomes = self._transaction(conn, batch)
         except Exception:  # one operation broke the batch: run each alone
             self._rollback(conn, saved)
             outcomes = []
             for item in batch:
-                saved = self._pending
+                saved = self._pending, self._keys_loaded
                 try:
                     outcomes.extend(self._transaction(conn, [item]))
                 except Exception as exc:  # its caller gets it
@@ -247,7 +290,8 @@ class SqliteStore:
         self, conn: sqlite3.Connection, batch: list[tuple[Operation, asyncio.Future[Any]]]
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         """Run operations in one transaction. An operation may raise ``Overloaded`` only
-        before it writes (it fails alone); any other error breaks the whole transaction."""
+        when it wrote nothing or rolled its writes back (it fails alone); any other error breaks
+        the whole transaction."""
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         conn.execute("BEGIN IMMEDIATE")
         if time.monotonic() - self._counted_at > RECOUNT_EVERY:
@@ -277,30 +321,63 @@ class SqliteStore:
         otherwise nothing is written here and each ``enqueue`` runs on its own.
         """
         calls = [operation for operation, _ in batch if type(operation) is _Enqueue]
+        if not calls:
+            return {}
         pending = self._pending
         for call in calls:
             pending += call.new_pending
             if call.new_pending and pending > call.max_pending:
                 return {}  # near the bound: duplicates must not count, so one by one
         now = time.time()
-        rows = [call.rows(now) for call in calls]
-        flat = [row for rows_of_call in rows for row in rows_of_call]
-        inserted = sum(
-            conn.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row]).rowcount
-            for chunk in _chunks(flat)
-        )
-        # some rows hit an idempotency key: which went in?
-        stored = None if inserted == len(flat) else _present(conn, [row[0] for row in flat])
-        return {
-            id(call): call.finish(conn, rows_of_call, now, stored)
-            for call, rows_of_call in zip(calls, rows, strict=True)
-        }
+        duplicates = self._store(conn, [row for call in calls for row in call.rows(now)], now)
+        results = {id(call): call.results(duplicates) for call in calls}
+        self._pending += sum(r.status == QUEUED for rs in results.values() for r in rs)
+        return results
 
-    def _rollback(self, conn: sqlite3.Connection, pending: int) -> None:
+    def _store(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], now: float) -> dict[str, str]:
+        """Insert the rows (``INSERT_DELIVERY`` parameters) whose idempotency key is free or absent.
+
+        Returns the others as {their id: the id of the delivery holding their key}.
+        """
+        self._load_keys(conn)
+        keyed = [row for row in rows if row[IDEM_KEY] is not None]
+        claimed: set[str] = set()
+        for chunk in _chunks(keyed):
+            params = [
+                value for row in chunk for value in (idem_digest(row[IDEM_KEY]), row[0], row[IDEM_EXPIRES])
+            ]
+            claimed.update(i for (i,) in conn.execute(_claim_sql(len(chunk)), [*params, now]))
+        if len(claimed) == len(keyed):
+            _insert(conn, rows)
+            return {}
+        _insert(conn, [row for row in rows if row[IDEM_KEY] is None or row[0] in claimed])
+        duplicates = {}
+        for row in keyed:
+            if row[0] not in claimed:
+                holder = self._holder(conn, row)
+                if holder is not None:
+                    duplicates[row[0]] = holder
+        return duplicates
+
+    def _holder(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> str | None:
+        """The stored delivery that holds the key of ``row``; None if it is gone (a dead letter
+        purged, perhaps by the CLI's own connection), and then ``row`` takes the key and is stored."""
+        digest = idem_digest(row[IDEM_KEY])
+        (holder,) = conn.execute("SELECT id FROM keys.idem WHERE key = ?", (digest,)).fetchone()
+        if conn.execute("SELECT 1 FROM deliveries WHERE id = ?", (holder,)).fetchone() is not None:
+            return str(holder)
+        conn.execute(
+            "UPDATE keys.idem SET id = ?, expires_at = ? WHERE key = ?", (row[0], row[IDEM_EXPIRES], digest)
+        )
+        conn.execute(INSERT_DELIVERY, row)
+        return None
+
+    def _rollback(self, conn: sqlite3.Connection, saved: tuple[int, bool]) -> None:
+        """Roll back the open transaction and the counters it changed."""
         with contextlib.suppress(sqlite3.Error):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-        self._pending = pending
+        self._pending, self._keys_loaded = saved
 
     def _recount(self, conn: sqlite3.Connection) -> None:
         self._pending = conn.execute(f"SELECT COUNT(*) FROM deliveries WHERE {ACTIVE}").fetchone()[0]  # nosec B608 - interpolates module constants and ? marks, never input
@@ -427,7 +504,7 @@ class SqliteStore:
     async def purge(self, where: DeadLetterFilter) -> int:
         def purge(conn: sqlite3.Connection) -> int:
             clause, params = _dead_filter(where)
-            # the events' keys go with their rows, so sending them again is not a `duplicate`
+            # the events' keys go with their rows (`_holder`), so sending them again is not a `duplicate`
             return conn.execute(f"DELETE FROM deliveries WHERE {clause}", params).rowcount  # nosec B608 - interpolates module constants and ? marks, never input
 
         return await self._run(purge)
@@ -447,11 +524,13 @@ class SqliteStore:
 
     async def cleanup(self, delivered_before: float) -> int:
         def cleanup(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            conn.execute("DELETE FROM keys.idem WHERE expires_at <= ?", (now,))
             # a finished delivery stays while it holds a live idempotency key
             return conn.execute(
                 f"DELETE FROM deliveries WHERE status IN ('{DELIVERED}', '{DRY_RUN}') AND updated_at < ? "  # nosec B608 - interpolates module constants and ? marks, never input
                 "AND (idem_expires_at IS NULL OR idem_expires_at <= ?)",
-                (delivered_before, time.time()),
+                (delivered_before, now),
             ).rowcount
 
         return await self._run(cleanup)
@@ -489,53 +568,34 @@ class _Enqueue:
             for d in self.deliveries
         ]  # fmt: skip
 
-    def finish(
-        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], now: float, stored: set[str] | None
-    ) -> list[EnqueueResult]:
-        """Results once ``rows`` were inserted: all of them (``stored`` None) or those whose id is
-        in ``stored``; the others hit a live key (a duplicate) or an expired one (stored now)."""
-        results: list[EnqueueResult] = []
-        for d, row in zip(self.deliveries, rows, strict=True):
-            if stored is None or d.id in stored or self._take_expired_key(conn, row, now, results):
-                results.append(EnqueueResult(QUEUED if d.status == PENDING else DRY_RUN, d.id))
-        self.store._pending += sum(r.status == QUEUED for r in results)
-        return results
-
-    def _take_expired_key(
-        self, conn: sqlite3.Connection, row: tuple[Any, ...], now: float, results: list[EnqueueResult]
-    ) -> bool:
-        """A row that was not inserted: True when its key's holder expired and it is stored now,
-        else a ``duplicate`` of the holder is added to ``results``."""
-        holder, held_until = conn.execute(
-            "SELECT id, idem_expires_at FROM deliveries WHERE idem_key = ?", (row[IDEM_KEY],)
-        ).fetchone()
-        if held_until > now:
-            results.append(EnqueueResult(DUPLICATE, holder))
-            return False
-        # the key's TTL ran out: the older delivery lets go of it
-        conn.execute("UPDATE deliveries SET idem_key = NULL, idem_expires_at = NULL WHERE id = ?", (holder,))
-        conn.execute(INSERT_DELIVERY, row)
-        return True
+    def results(self, duplicates: dict[str, str]) -> list[EnqueueResult]:
+        """What enqueue answers once the rows are stored, given the duplicates ``_store`` found."""
+        return [
+            EnqueueResult(DUPLICATE, duplicates[d.id])
+            if d.id in duplicates
+            else EnqueueResult(QUEUED if d.status == PENDING else DRY_RUN, d.id)
+            for d in self.deliveries
+        ]
 
     def __call__(self, conn: sqlite3.Connection) -> list[EnqueueResult]:
         store, now = self.store, time.time()
-        if self.new_pending and store._pending + self.new_pending > self.max_pending:
-            # near the bound: duplicates store nothing, so they must not be refused
-            fresh = _fresh(conn, self.deliveries, now)
-            if store._pending + sum(d.status == PENDING for d in fresh) > self.max_pending:
-                raise Overloaded(store._pending, self.max_pending)
-        rows = self.rows(now)
-        stored = {row[0] for row in rows if conn.execute(INSERT_DELIVERY, row).rowcount}
-        return self.finish(conn, rows, now, stored)
+        conn.execute("SAVEPOINT enqueue")
+        results = self.results(store._store(conn, self.rows(now), now))
+        added = sum(r.status == QUEUED for r in results)
+        if added and store._pending + added > self.max_pending:
+            # only now is it known: duplicates store nothing, so they must not be refused
+            conn.execute("ROLLBACK TO enqueue")
+            conn.execute("RELEASE enqueue")
+            raise Overloaded(store._pending, self.max_pending)
+        conn.execute("RELEASE enqueue")
+        store._pending += added
+        return results
 
 
-def _present(conn: sqlite3.Connection, ids: list[str]) -> set[str]:
-    """Which of these delivery ids are stored."""
-    found: set[str] = set()
-    for chunk in _chunks(ids):
-        marks = ",".join("?" * len(chunk))
-        found.update(i for (i,) in conn.execute(f"SELECT id FROM deliveries WHERE id IN ({marks})", chunk))  # nosec B608 - ? marks only
-    return found
+def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``INSERT_DELIVERY`` rows, up to ``INSERT_CHUNK`` to a statement."""
+    for chunk in _chunks(rows):
+        conn.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row])
 
 
 def _chunks(items: list[T]) -> list[list[T]]:
@@ -546,31 +606,25 @@ def _chunks(items: list[T]) -> list[list[T]]:
 @functools.cache
 def _insert_sql(count: int) -> str:
     """``INSERT_DELIVERY`` for ``count`` rows at once."""
-    values = INSERT_DELIVERY[INSERT_DELIVERY.index("(?") : INSERT_DELIVERY.index(") ON CONFLICT") + 1]
-    head, tail = INSERT_DELIVERY.split(values)
-    return head + ", ".join([values] * count) + tail
+    head, values = INSERT_DELIVERY.split(" VALUES ")
+    return f"{head} VALUES {', '.join([values] * count)}"
+
+
+@functools.cache
+def _claim_sql(count: int) -> str:
+    """``CLAIM_KEYS`` for ``count`` keys at once."""
+    return CLAIM_KEYS.format(values=", ".join(["(?, ?, ?)"] * count))
+
+
+def idem_digest(key: str) -> bytes:
+    """The in-memory index's form of an idempotency key: 16 bytes of BLAKE2b (collisions
+    are as likely as two random UUIDs being equal)."""
+    return hashlib.blake2b(key.encode(), digest_size=16).digest()
 
 
 def _idempotency_key(delivery: NewDelivery) -> str | None:
     """The ``idem_key`` column: mapping and event id, or None when the event has no id."""
     return None if delivery.event_id is None else f"{delivery.mapping}\x1f{delivery.event_id}"
-
-
-def _fresh(conn: sqlite3.Connection, deliveries: Sequence[NewDelivery], now: float) -> list[NewDelivery]:
-    """The deliveries that are not duplicates (of the store or of each other)."""
-    seen: set[str] = set()
-    fresh = []
-    for d in deliveries:
-        key = _idempotency_key(d)
-        if key is not None:
-            live = conn.execute(
-                "SELECT 1 FROM deliveries WHERE idem_key = ? AND idem_expires_at > ?", (key, now)
-            ).fetchone()
-            if live or key in seen:
-                continue
-            seen.add(key)
-        fresh.append(d)
-    return fresh
 
 
 def _settle_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

@@ -12,8 +12,16 @@ from typing import Any
 
 import pytest
 
-from app.delivery.sqlite import SqliteStore
-from app.delivery.store import DUPLICATE, QUEUED, DeadLetterFilter, EnqueueResult, Store, StoreUnavailable
+from app.delivery.sqlite import SqliteStore, idem_digest
+from app.delivery.store import (
+    DUPLICATE,
+    QUEUED,
+    DeadLetterFilter,
+    EnqueueResult,
+    Overloaded,
+    Store,
+    StoreUnavailable,
+)
 from tests.store.conftest import BIG, TTL, new, run
 
 
@@ -34,7 +42,7 @@ def _query(path: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
-def test_file_is_in_wal_mode_with_schema_version_2(tmp_path: Path) -> None:
+def test_file_is_in_wal_mode_with_schema_version_3(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "relay.db"
 
     async def touch(s: Store) -> None:
@@ -43,11 +51,11 @@ def test_file_is_in_wal_mode_with_schema_version_2(tmp_path: Path) -> None:
     run(SqliteStore(str(path)), touch)
     assert path.is_file()
     assert _query(path, "PRAGMA journal_mode") == [("wal",)]
-    assert _query(path, "SELECT version FROM schema_version") == [(2,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
     assert _query(path, "SELECT COUNT(*) FROM deliveries") == [(1,)]
     # Opening again migrates nothing twice.
     run(SqliteStore(str(path)), touch)
-    assert _query(path, "SELECT version FROM schema_version") == [(2,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
     assert _query(path, "SELECT COUNT(*) FROM deliveries") == [(2,)]
 
 
@@ -118,20 +126,23 @@ def test_concurrent_enqueues_are_inserted_together(tmp_path: Path) -> None:
     ]
 
 
-def test_a_duplicate_among_concurrent_enqueues_is_found_after_the_insert(tmp_path: Path) -> None:
+def test_a_duplicate_among_concurrent_enqueues_is_left_out_of_their_insert(tmp_path: Path) -> None:
     store = TracingStore(str(tmp_path / "relay.db"))
     first = new(mapping="orders", event_id="evt-1")
 
     async def scenario(s: Store) -> list[list[EnqueueResult]]:
         assert isinstance(s, SqliteStore)
         await s.enqueue([first], max_pending=BIG, idempotency_ttl=TTL)
+        store.statements.clear()
         return await in_one_batch(s, [[new(mapping="orders", event_id=f"evt-{i}")] for i in range(1, 40)])
 
     results = run(store, scenario)
     assert results[0] == [EnqueueResult(DUPLICATE, first.id)]
     assert all(rs[0].status == QUEUED for rs in results[1:])
-    # which rows went in was looked up (39 ids, 32 to a statement); the duplicate answered on its own
-    assert sum(sql.startswith("SELECT id FROM deliveries WHERE id IN") for sql in store.statements) == 2
+    # the 39 keys claimed in two statements (32 to one); the 38 others inserted in two
+    assert sum(sql.startswith("INSERT INTO keys.idem") for sql in store.statements) == 2
+    inserts = [sql for sql in store.statements if sql.startswith("INSERT INTO deliveries")]
+    assert [sql.count("'pending'") for sql in inserts] == [32, 6]
     assert _query(tmp_path / "relay.db", "SELECT COUNT(*) FROM deliveries") == [(39,)]
 
 
@@ -269,7 +280,7 @@ def test_a_version_1_store_keeps_its_live_keys_after_the_migration(tmp_path: Pat
         EnqueueResult(DUPLICATE, "live"),
         EnqueueResult(QUEUED, again_gone.id),
     ]
-    assert _query(path, "SELECT version FROM schema_version") == [(2,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
     assert _query(path, "SELECT name FROM sqlite_master WHERE name = 'idempotency'") == []
     assert _query(path, "SELECT COUNT(*) FROM deliveries") == [(3,)]
 
@@ -301,3 +312,128 @@ def test_purging_a_dead_letter_forgets_its_key(tmp_path: Path) -> None:
         return await s.enqueue([again], max_pending=BIG, idempotency_ttl=TTL)
 
     assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [EnqueueResult(QUEUED, again.id)]
+
+
+def _version_2_store(path: Path, now: float) -> None:
+    """A store as a schema 2 relay left it: a live key, an expired one, the unique key index."""
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.executescript(
+            SCHEMA_V1.replace("INSERT INTO schema_version VALUES (1);", "").split("CREATE TABLE idempotency")[
+                0
+            ]
+        )
+        conn.execute("INSERT INTO schema_version VALUES (2)")
+        conn.execute("ALTER TABLE deliveries ADD COLUMN idem_key TEXT")
+        conn.execute("ALTER TABLE deliveries ADD COLUMN idem_expires_at REAL")
+        conn.execute(
+            "CREATE UNIQUE INDEX deliveries_idem ON deliveries (idem_key) WHERE idem_key IS NOT NULL"
+        )
+        for id_, event_id, expires_at in (("live", "evt-live", now + 3600), ("gone", "evt-gone", now - 1)):
+            conn.execute(
+                "INSERT INTO deliveries (id, mapping, destination, event_id, method, path, body, status, "
+                "due_at, created_at, updated_at, idem_key, idem_expires_at) VALUES (?, 'm1', 'zendesk', ?, "
+                "'POST', '/x', '{}', 'pending', ?, ?, ?, ?, ?)",
+                (id_, event_id, now, now, now, f"m1\x1f{event_id}", expires_at),
+            )
+
+
+def test_a_version_2_store_drops_its_key_index_and_keeps_its_live_keys(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    _version_2_store(path, time.time())
+    again_live = new(event_id="evt-live")
+    again_gone = new(event_id="evt-gone")
+
+    async def scenario(s: Store) -> list[EnqueueResult]:
+        return await s.enqueue([again_live, again_gone], max_pending=BIG, idempotency_ttl=TTL)
+
+    assert run(SqliteStore(str(path)), scenario) == [
+        EnqueueResult(DUPLICATE, "live"),
+        EnqueueResult(QUEUED, again_gone.id),
+    ]
+    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
+    assert _query(
+        path, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries'"
+    ) == [
+        ("sqlite_autoindex_deliveries_1",),
+        ("deliveries_due",),
+        ("deliveries_dead",),
+        ("deliveries_finished",),
+    ]
+
+
+def test_the_latest_holder_of_a_key_holds_it_after_a_restart(tmp_path: Path) -> None:
+    """Two rows carry the key (the first's TTL ran out): the index rebuilt at start keeps the second."""
+    path = str(tmp_path / "relay.db")
+    first, second, third = (new(event_id="evt-1") for _ in range(3))
+
+    async def first_life(s: Store) -> None:
+        await s.enqueue([first], max_pending=BIG, idempotency_ttl=0.001)
+        await asyncio.sleep(0.01)
+        assert await s.enqueue([second], max_pending=BIG, idempotency_ttl=TTL) == [
+            EnqueueResult(QUEUED, second.id)
+        ]
+
+    async def second_life(s: Store) -> list[EnqueueResult]:
+        return await s.enqueue([third], max_pending=BIG, idempotency_ttl=TTL)
+
+    run(SqliteStore(path), first_life)
+    assert run(SqliteStore(path), second_life) == [EnqueueResult(DUPLICATE, second.id)]
+
+
+def _live_keys(s: SqliteStore) -> Any:
+    """The in-memory key index: (digest, holder) pairs."""
+    return s._run(lambda conn: conn.execute("SELECT key, id FROM keys.idem ORDER BY key").fetchall())
+
+
+def test_a_write_that_fails_gives_its_keys_back(tmp_path: Path) -> None:
+    kept = new(event_id="evt-kept")
+    big = [new(event_id=f"evt-{i}", body={"x": "y" * 50_000}) for i in range(3)]
+
+    async def scenario(s: Store) -> list[tuple[str, str]]:
+        assert isinstance(s, SqliteStore)
+        await s.enqueue([kept], max_pending=BIG, idempotency_ttl=TTL)
+        await s._run(lambda conn: conn.execute("PRAGMA max_page_count = 1").fetchall())
+        with pytest.raises(StoreUnavailable):
+            await s.enqueue(big, max_pending=BIG, idempotency_ttl=TTL)
+        return [(key.hex(), id_) for key, id_ in await _live_keys(s)]
+
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [
+        (idem_digest("m1\x1fevt-kept").hex(), kept.id)
+    ]
+
+
+def test_a_refused_enqueue_holds_no_key(tmp_path: Path) -> None:
+    first = new(event_id="evt-1")
+
+    async def scenario(s: Store) -> list[tuple[str, str]]:
+        assert isinstance(s, SqliteStore)
+        with pytest.raises(Overloaded):
+            await s.enqueue([first], max_pending=0, idempotency_ttl=TTL)
+        return [(key.hex(), id_) for key, id_ in await _live_keys(s)]
+
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == []
+
+
+def test_a_dead_letter_purged_by_another_process_frees_its_key(tmp_path: Path) -> None:
+    path = str(tmp_path / "relay.db")
+    first = new(event_id="evt-1")
+    again = new(event_id="evt-1")
+
+    async def scenario() -> list[EnqueueResult]:
+        relay = SqliteStore(path)
+        await relay.open()
+        try:
+            await relay.enqueue([first], max_pending=BIG, idempotency_ttl=TTL)
+            [leased] = await relay.lease("zendesk", 10, 30.0)
+            assert await relay.mark_dead(leased, {"code": "bad_request"}) is True
+            cli = SqliteStore(path, owner=False)  # what `aep-relay dlq purge` does
+            await cli.open()
+            try:
+                assert await cli.purge(DeadLetterFilter()) == 1
+            finally:
+                await cli.close()
+            return await relay.enqueue([again], max_pending=BIG, idempotency_ttl=TTL)
+        finally:
+            await relay.close()
+
+    assert asyncio.run(scenario()) == [EnqueueResult(QUEUED, again.id)]
