@@ -57,8 +57,9 @@ For ``ignored`` and ``deliver`` the relay's p99 latency must also not be above t
 route's (median of the rounds' p99, at the ``--connections`` used: 32 by default).
 
 Then it runs the same load generator (wrk, ``bench/post_events.lua``: the example's body with
-a unique event id per request, ``text/plain``) with the same connection count against each
-server, alternating relay/bare/raw for several rounds, and prints requests/s, p50/p99 latency
+a unique random UUID as event id per request, as Adobe's Web SDK gives its events,
+``text/plain``) with the same connection count against each server, alternating
+relay/bare/raw for several rounds, and prints requests/s, p50/p99 latency
 and status counts per round, the ratios relay/bare, relay/raw and bare/raw (median of the
 per-round ratios) and a table of the targets with PASS/BELOW. After each relay round of the
 unthrottled variants (``deliver-unthrottled``, ``fanout``) it waits for the relay's backlog to
