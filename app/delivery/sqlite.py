@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import queue
 import sqlite3
 import threading
@@ -23,6 +22,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from app.delivery.key_index import KeyIndex
 from app.delivery.store import (
     DEAD,
     DELIVERED,
@@ -50,7 +50,7 @@ SCHEMA_VERSION = 3
 # Version 3 drops that index (`deliveries_idem`). Event ids are random (Adobe's are UUIDs), so
 # every insert wrote a random leaf of it: with 100,000 stored rows that tripled the cost of a
 # stored event (bench/RESULTS.md, fourteenth session). The live keys are indexed in memory
-# instead (KEYS), rebuilt from the rows when the store opens.
+# instead (`KeyIndex`), rebuilt from the rows when the store opens.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -93,26 +93,9 @@ MIGRATE_2_TO_3 = """
 DROP INDEX IF EXISTS deliveries_idem;
 UPDATE schema_version SET version = 3;
 """
-# The live idempotency keys, in an in-memory database attached to the writer's connection: the
-# transaction that stores a delivery claims its key, and a rollback gives the key back. A key is
-# kept as a 128-bit digest (`idem_digest`), which halves the memory: about 115 bytes a key.
-KEYS = """
-CREATE TABLE IF NOT EXISTS keys.idem (key BLOB PRIMARY KEY, id TEXT NOT NULL, expires_at REAL NOT NULL)
-    WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS keys.idem_expiry ON idem (expires_at);
-"""
 # Oldest first, so that of two rows holding a key (the first's TTL ran out) the later wins.
-LOAD_KEYS = (
-    "INSERT INTO keys.idem (key, id, expires_at) "
-    "SELECT idem_digest(idem_key), id, idem_expires_at FROM deliveries WHERE idem_expires_at > ? "
-    "ORDER BY idem_expires_at "
-    "ON CONFLICT (key) DO UPDATE SET id = excluded.id, expires_at = excluded.expires_at"
-)
-# Claim free keys (new, or held past their TTL) for deliveries; returns the ids that got theirs.
-CLAIM_KEYS = (
-    "INSERT INTO keys.idem (key, id, expires_at) VALUES {values} "
-    "ON CONFLICT (key) DO UPDATE SET id = excluded.id, expires_at = excluded.expires_at "
-    "WHERE idem.expires_at <= ? RETURNING id"
+LIVE_KEYS = (
+    "SELECT idem_key, id, idem_expires_at FROM deliveries WHERE idem_expires_at > ? ORDER BY idem_expires_at"
 )
 COLUMNS = (
     "id, mapping, destination, event_id, request_id, method, path, body, status, attempts, due_at, "
@@ -152,6 +135,7 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._pending = 0
         self._counted_at = float("inf")  # no recount before the schema exists
+        self._keys = KeyIndex()
         self._keys_loaded = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -179,9 +163,6 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=10000")
-        conn.create_function("idem_digest", 1, idem_digest, deterministic=True)
-        conn.execute("ATTACH DATABASE ':memory:' AS keys")
-        conn.executescript(KEYS)
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -215,7 +196,8 @@ class SqliteStore:
     def _load_keys(self, conn: sqlite3.Connection) -> None:
         """Index the live idempotency keys of the stored rows in memory (once per connection)."""
         if not self._keys_loaded:
-            conn.execute(LOAD_KEYS, (time.time(),))
+            for key, delivery_id, expires_at in conn.execute(LIVE_KEYS, (time.time(),)):
+                self._keys.take(key, delivery_id, expires_at)
             self._keys_loaded = True
 
     # -- the writer thread -----------------------------------------------------------------
@@ -228,7 +210,8 @@ class SqliteStore:
         return await future
 
     def _serve(self) -> None:
-        self._keys_loaded = False  # a new connection has an empty key index
+        self._keys.clear()  # rebuilt from the rows on this connection
+        self._keys_loaded = False
         try:
             self._conn = self._connect()
         except sqlite3.Error as exc:
@@ -294,6 +277,7 @@ class SqliteStore:
         the whole transaction."""
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         conn.execute("BEGIN IMMEDIATE")
+        self._keys.begin()
         if time.monotonic() - self._counted_at > RECOUNT_EVERY:
             self._recount(conn)
         together = self._enqueue_together(conn, batch)
@@ -340,44 +324,32 @@ class SqliteStore:
         Returns the others as {their id: the id of the delivery holding their key}.
         """
         self._load_keys(conn)
-        keyed = [row for row in rows if row[IDEM_KEY] is not None]
-        claimed: set[str] = set()
-        for chunk in _chunks(keyed):
-            params = [
-                value for row in chunk for value in (idem_digest(row[IDEM_KEY]), row[0], row[IDEM_EXPIRES])
-            ]
-            claimed.update(i for (i,) in conn.execute(_claim_sql(len(chunk)), [*params, now]))
-        if len(claimed) == len(keyed):
-            _insert(conn, rows)
-            return {}
-        _insert(conn, [row for row in rows if row[IDEM_KEY] is None or row[0] in claimed])
-        duplicates = {}
-        for row in keyed:
-            if row[0] not in claimed:
-                holder = self._holder(conn, row)
-                if holder is not None:
+        fresh: list[tuple[Any, ...]] = []
+        taken: dict[str, str] = {}  # delivery id -> key, of the rows that took their key here
+        duplicates: dict[str, str] = {}
+        for row in rows:
+            key = row[IDEM_KEY]
+            if key is not None:
+                holder = self._keys.holder(key, now)
+                if holder is not None and _holds(conn, holder, key, taken):
                     duplicates[row[0]] = holder
+                    continue
+                self._keys.take(key, row[0], row[IDEM_EXPIRES])
+                taken[row[0]] = key
+            fresh.append(row)
+        _insert(conn, fresh)
         return duplicates
 
-    def _holder(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> str | None:
-        """The stored delivery that holds the key of ``row``; None if it is gone (a dead letter
-        purged, perhaps by the CLI's own connection), and then ``row`` takes the key and is stored."""
-        digest = idem_digest(row[IDEM_KEY])
-        (holder,) = conn.execute("SELECT id FROM keys.idem WHERE key = ?", (digest,)).fetchone()
-        if conn.execute("SELECT 1 FROM deliveries WHERE id = ?", (holder,)).fetchone() is not None:
-            return str(holder)
-        conn.execute(
-            "UPDATE keys.idem SET id = ?, expires_at = ? WHERE key = ?", (row[0], row[IDEM_EXPIRES], digest)
-        )
-        conn.execute(INSERT_DELIVERY, row)
-        return None
-
     def _rollback(self, conn: sqlite3.Connection, saved: tuple[int, bool]) -> None:
-        """Roll back the open transaction and the counters it changed."""
+        """Roll back the open transaction, and the pending count and keys it changed."""
         with contextlib.suppress(sqlite3.Error):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
         self._pending, self._keys_loaded = saved
+        if self._keys_loaded:
+            self._keys.undo()
+        else:  # loaded in the transaction that failed: load again next time
+            self._keys.clear()
 
     def _recount(self, conn: sqlite3.Connection) -> None:
         self._pending = conn.execute(f"SELECT COUNT(*) FROM deliveries WHERE {ACTIVE}").fetchone()[0]  # nosec B608 - interpolates module constants and ? marks, never input
@@ -525,7 +497,7 @@ class SqliteStore:
     async def cleanup(self, delivered_before: float) -> int:
         def cleanup(conn: sqlite3.Connection) -> int:
             now = time.time()
-            conn.execute("DELETE FROM keys.idem WHERE expires_at <= ?", (now,))
+            self._keys.prune(now)
             # a finished delivery stays while it holds a live idempotency key
             return conn.execute(
                 f"DELETE FROM deliveries WHERE status IN ('{DELIVERED}', '{DRY_RUN}') AND updated_at < ? "  # nosec B608 - interpolates module constants and ? marks, never input
@@ -580,16 +552,28 @@ class _Enqueue:
     def __call__(self, conn: sqlite3.Connection) -> list[EnqueueResult]:
         store, now = self.store, time.time()
         conn.execute("SAVEPOINT enqueue")
+        mark = store._keys.mark()
         results = self.results(store._store(conn, self.rows(now), now))
         added = sum(r.status == QUEUED for r in results)
         if added and store._pending + added > self.max_pending:
             # only now is it known: duplicates store nothing, so they must not be refused
             conn.execute("ROLLBACK TO enqueue")
             conn.execute("RELEASE enqueue")
+            store._keys.undo(mark)
             raise Overloaded(store._pending, self.max_pending)
         conn.execute("RELEASE enqueue")
         store._pending += added
         return results
+
+
+def _holds(conn: sqlite3.Connection, holder: str, key: str, taken: dict[str, str]) -> bool:
+    """Whether delivery ``holder`` (stored, or in ``taken`` to be) has ``key``. Not when it is
+    gone (a dead letter purged, perhaps by the CLI's own connection) or when only the keys'
+    hashes are equal."""
+    if holder in taken:
+        return taken[holder] == key
+    found = conn.execute("SELECT idem_key FROM deliveries WHERE id = ?", (holder,)).fetchone()
+    return found is not None and found[0] == key
 
 
 def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -608,18 +592,6 @@ def _insert_sql(count: int) -> str:
     """``INSERT_DELIVERY`` for ``count`` rows at once."""
     head, values = INSERT_DELIVERY.split(" VALUES ")
     return f"{head} VALUES {', '.join([values] * count)}"
-
-
-@functools.cache
-def _claim_sql(count: int) -> str:
-    """``CLAIM_KEYS`` for ``count`` keys at once."""
-    return CLAIM_KEYS.format(values=", ".join(["(?, ?, ?)"] * count))
-
-
-def idem_digest(key: str) -> bytes:
-    """The in-memory index's form of an idempotency key: 16 bytes of BLAKE2b (collisions
-    are as likely as two random UUIDs being equal)."""
-    return hashlib.blake2b(key.encode(), digest_size=16).digest()
 
 
 def _idempotency_key(delivery: NewDelivery) -> str | None:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from app.delivery.sqlite import SqliteStore, idem_digest
+from app.delivery.key_index import _unpack
+from app.delivery.sqlite import SqliteStore
 from app.delivery.store import (
     DUPLICATE,
     QUEUED,
@@ -139,8 +140,8 @@ def test_a_duplicate_among_concurrent_enqueues_is_left_out_of_their_insert(tmp_p
     results = run(store, scenario)
     assert results[0] == [EnqueueResult(DUPLICATE, first.id)]
     assert all(rs[0].status == QUEUED for rs in results[1:])
-    # the 39 keys claimed in two statements (32 to one); the 38 others inserted in two
-    assert sum(sql.startswith("INSERT INTO keys.idem") for sql in store.statements) == 2
+    # the duplicate's holder was read to confirm it; the 38 others inserted in two statements
+    assert sum(sql.startswith("SELECT idem_key FROM deliveries WHERE id") for sql in store.statements) == 1
     inserts = [sql for sql in store.statements if sql.startswith("INSERT INTO deliveries")]
     assert [sql.count("'pending'") for sql in inserts] == [32, 6]
     assert _query(tmp_path / "relay.db", "SELECT COUNT(*) FROM deliveries") == [(39,)]
@@ -381,8 +382,8 @@ def test_the_latest_holder_of_a_key_holds_it_after_a_restart(tmp_path: Path) -> 
 
 
 def _live_keys(s: SqliteStore) -> Any:
-    """The in-memory key index: (digest, holder) pairs."""
-    return s._run(lambda conn: conn.execute("SELECT key, id FROM keys.idem ORDER BY key").fetchall())
+    """The in-memory key index: (hash, holder) pairs."""
+    return s._run(lambda _conn: sorted((digest, _unpack(held)[0]) for digest, held in s._keys._held.items()))
 
 
 def test_a_write_that_fails_gives_its_keys_back(tmp_path: Path) -> None:
@@ -395,11 +396,9 @@ def test_a_write_that_fails_gives_its_keys_back(tmp_path: Path) -> None:
         await s._run(lambda conn: conn.execute("PRAGMA max_page_count = 1").fetchall())
         with pytest.raises(StoreUnavailable):
             await s.enqueue(big, max_pending=BIG, idempotency_ttl=TTL)
-        return [(key.hex(), id_) for key, id_ in await _live_keys(s)]
+        return list(await _live_keys(s))
 
-    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [
-        (idem_digest("m1\x1fevt-kept").hex(), kept.id)
-    ]
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [(hash("m1\x1fevt-kept"), kept.id)]
 
 
 def test_a_refused_enqueue_holds_no_key(tmp_path: Path) -> None:
@@ -409,7 +408,7 @@ def test_a_refused_enqueue_holds_no_key(tmp_path: Path) -> None:
         assert isinstance(s, SqliteStore)
         with pytest.raises(Overloaded):
             await s.enqueue([first], max_pending=0, idempotency_ttl=TTL)
-        return [(key.hex(), id_) for key, id_ in await _live_keys(s)]
+        return list(await _live_keys(s))
 
     assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == []
 
@@ -437,3 +436,18 @@ def test_a_dead_letter_purged_by_another_process_frees_its_key(tmp_path: Path) -
             await relay.close()
 
     assert asyncio.run(scenario()) == [EnqueueResult(QUEUED, again.id)]
+
+
+def test_a_key_that_only_shares_its_hash_with_a_live_key_is_not_a_duplicate(tmp_path: Path) -> None:
+    first = new(event_id="evt-a")
+    other = new(event_id="evt-b")
+
+    async def scenario(s: Store) -> list[EnqueueResult]:
+        assert isinstance(s, SqliteStore)
+        await s.enqueue([first], max_pending=BIG, idempotency_ttl=TTL)
+        # as if evt-b's key had the same 64-bit hash as evt-a's
+        s._keys.take("m1\x1fevt-a", first.id, time.time() + 3600)
+        s._keys._held[hash("m1\x1fevt-b")] = s._keys._held[hash("m1\x1fevt-a")]
+        return await s.enqueue([other], max_pending=BIG, idempotency_ttl=TTL)
+
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [EnqueueResult(QUEUED, other.id)]
