@@ -4,9 +4,12 @@ Not a test. Inserts batches of ``--rows`` deliveries (about 550 bytes each, time
 as the relay stores them) with the store's own multi-row ``INSERT`` into a fresh SQLite file
 in WAL mode, with automatic checkpoints off, and prints the WAL frames (4 KiB pages plus a
 24-byte header each) one commit adds. Each frame is two ``pwrite`` calls and, later, a
-checkpoint write. Results and what they mean: ``bench/RESULTS.md`` (thirteenth session).
+checkpoint write. Event ids are sequential unless ``--random-ids`` makes them random UUIDs, as
+Adobe's are: then an index on them is written at a random leaf per row. Results and what they
+mean: ``bench/RESULTS.md`` (thirteenth and fourteenth sessions).
 
     .venv/bin/python bench/wal_frames.py --rows 14
+    .venv/bin/python bench/wal_frames.py --rows 14 --random-ids
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,19 +39,21 @@ INDEXES = {
 VARIANTS = (  # label, indexes kept, integer rowid key with `id` unindexed
     ("schema v2 (table, id key, due, idem)", ("deliveries_due", "deliveries_idem"), False),
     ("without deliveries_due", ("deliveries_idem",), False),
-    ("without deliveries_idem", ("deliveries_due",), False),
+    ("without deliveries_idem (schema v3)", ("deliveries_due",), False),
     ("without both", (), False),
     ("rowid key, id unindexed, without both", (), True),
 )
 
 
-def frames_per_commit(rows: int, indexes: tuple[str, ...], rowid_key: bool) -> float:
+def frames_per_commit(
+    rows: int, indexes: tuple[str, ...], rowid_key: bool, random_ids: bool = False
+) -> float:
     """WAL frames per commit of ``rows`` inserts, after a warm-up that grows the B-trees."""
     with tempfile.TemporaryDirectory() as folder:
-        return _measure(Path(folder) / "frames.db", rows, indexes, rowid_key)
+        return _measure(Path(folder) / "frames.db", rows, indexes, rowid_key, random_ids)
 
 
-def _measure(path: Path, rows: int, indexes: tuple[str, ...], rowid_key: bool) -> float:
+def _measure(path: Path, rows: int, indexes: tuple[str, ...], rowid_key: bool, random_ids: bool) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -66,7 +72,7 @@ def _measure(path: Path, rows: int, indexes: tuple[str, ...], rowid_key: bool) -
         values: list[object] = []
         for _ in range(rows):
             count += 1
-            event_id = f"5d8c1f2a-{count:08d}-4e1b"
+            event_id = str(uuid.uuid4()) if random_ids else f"5d8c1f2a-{count:08d}-4e1b"
             values += [
                 f"{int(now * 1000):012x}{count:020x}", "zendesk-order-completed", "zendesk", event_id, None,
                 "POST", "/api/v2/user_profiles/events", b"x" * 377, "pending", now, now, now,
@@ -90,9 +96,10 @@ def _measure(path: Path, rows: int, indexes: tuple[str, ...], rowid_key: bool) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=14, help="rows per commit (default 14)")
+    parser.add_argument("--random-ids", action="store_true", help="random UUIDs as event ids")
     args = parser.parse_args()
     for label, indexes, rowid_key in VARIANTS:
-        frames = frames_per_commit(args.rows, indexes, rowid_key)
+        frames = frames_per_commit(args.rows, indexes, rowid_key, args.random_ids)
         per_row = frames * FRAME / args.rows
         print(f"{label:40s} {frames:5.1f} frames per commit of {args.rows} ({per_row:.0f} B/row)")
 
