@@ -171,16 +171,10 @@ class SqliteStore:
         if row is not None and row[0] > SCHEMA_VERSION:
             raise RuntimeError(f"store schema {row[0]} is newer than this relay ({SCHEMA_VERSION})")
         if row is not None and row[0] == 1:
-            for statement in MIGRATE_1_TO_2.split(";"):
-                if statement.strip():
-                    conn.execute(statement, {"now": time.time()} if ":now" in statement else {})
+            _run_script(conn, MIGRATE_1_TO_2)
         if row is not None and row[0] <= 2:
-            for statement in MIGRATE_2_TO_3.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+            _run_script(conn, MIGRATE_2_TO_3)
+        _run_script(conn, SCHEMA)
         if row is None:
             conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
         if self.owner:
@@ -476,7 +470,7 @@ class SqliteStore:
     async def purge(self, where: DeadLetterFilter) -> int:
         def purge(conn: sqlite3.Connection) -> int:
             clause, params = _dead_filter(where)
-            # the events' keys go with their rows (`_holder`), so sending them again is not a `duplicate`
+            # the events' keys go with their rows (`_holds`), so sending them again is not a `duplicate`
             return conn.execute(f"DELETE FROM deliveries WHERE {clause}", params).rowcount  # nosec B608 - interpolates module constants and ? marks, never input
 
         return await self._run(purge)
@@ -564,6 +558,14 @@ class _Enqueue:
         conn.execute("RELEASE enqueue")
         store._pending += added
         return results
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run each statement of ``script`` inside the open transaction (``executescript`` would
+    commit it); ``:now`` is the time."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement, {"now": time.time()} if ":now" in statement else {})
 
 
 def _holds(conn: sqlite3.Connection, holder: str, key: str, taken: dict[str, str]) -> bool:

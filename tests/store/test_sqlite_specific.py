@@ -240,6 +240,22 @@ def test_a_call_racing_close_is_answered(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def _the_live_key_holds_and_the_expired_one_is_free(path: Path) -> None:
+    """After a migration: events "evt-live" (held by "live") and "evt-gone" (expired) sent again
+    are a duplicate and a new delivery, and the store is at schema 3."""
+    again_live = new(event_id="evt-live")
+    again_gone = new(event_id="evt-gone")
+
+    async def scenario(s: Store) -> list[EnqueueResult]:
+        return await s.enqueue([again_live, again_gone], max_pending=BIG, idempotency_ttl=TTL)
+
+    assert run(SqliteStore(str(path)), scenario) == [
+        EnqueueResult(DUPLICATE, "live"),
+        EnqueueResult(QUEUED, again_gone.id),
+    ]
+    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
+
+
 # The version 1 layout, as the relay created it before idempotency keys moved into deliveries.
 SCHEMA_V1 = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -271,17 +287,7 @@ def test_a_version_1_store_keeps_its_live_keys_after_the_migration(tmp_path: Pat
                 (id_, event_id, now, now, now),
             )
             conn.execute("INSERT INTO idempotency VALUES (?, ?, ?)", (f"m1\x1f{event_id}", id_, expires_at))
-    again_live = new(event_id="evt-live")
-    again_gone = new(event_id="evt-gone")
-
-    async def scenario(s: Store) -> list[EnqueueResult]:
-        return await s.enqueue([again_live, again_gone], max_pending=BIG, idempotency_ttl=TTL)
-
-    assert run(SqliteStore(str(path)), scenario) == [
-        EnqueueResult(DUPLICATE, "live"),
-        EnqueueResult(QUEUED, again_gone.id),
-    ]
-    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
+    _the_live_key_holds_and_the_expired_one_is_free(path)
     assert _query(path, "SELECT name FROM sqlite_master WHERE name = 'idempotency'") == []
     assert _query(path, "SELECT COUNT(*) FROM deliveries") == [(3,)]
 
@@ -341,17 +347,7 @@ def _version_2_store(path: Path, now: float) -> None:
 def test_a_version_2_store_drops_its_key_index_and_keeps_its_live_keys(tmp_path: Path) -> None:
     path = tmp_path / "relay.db"
     _version_2_store(path, time.time())
-    again_live = new(event_id="evt-live")
-    again_gone = new(event_id="evt-gone")
-
-    async def scenario(s: Store) -> list[EnqueueResult]:
-        return await s.enqueue([again_live, again_gone], max_pending=BIG, idempotency_ttl=TTL)
-
-    assert run(SqliteStore(str(path)), scenario) == [
-        EnqueueResult(DUPLICATE, "live"),
-        EnqueueResult(QUEUED, again_gone.id),
-    ]
-    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
+    _the_live_key_holds_and_the_expired_one_is_free(path)
     assert _query(
         path, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries'"
     ) == [
