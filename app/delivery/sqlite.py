@@ -1,9 +1,12 @@
-"""SQLite store (the default): one WAL file, one writer thread, group commit.
+"""SQLite store (the default): one WAL file, group commit on the event loop.
 
-Every operation runs on the writer thread inside a shared transaction: the thread takes all
-operations waiting in its queue, runs each in its own savepoint, commits once, and only then
-answers their callers. Many concurrent ingests thus cost one disk flush, and an operation
-that fails rolls back alone.
+Operations run on the event loop's thread, on one connection: each ``_run`` adds its operation
+to a batch that is flushed once the loop's current step is done (the operations of every
+request that arrived together), in one transaction with a savepoint per operation, so an
+operation that fails rolls back alone. The callers are answered by the sync thread
+(``WalSync``) once the commit is on disk: many concurrent ingests thus cost one commit and
+one flush. Handing every batch to a writer thread cost about as much as the commit itself
+(bench/RESULTS.md, fifteenth session).
 """
 
 from __future__ import annotations
@@ -11,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import queue
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -39,10 +40,12 @@ from app.delivery.store import (
     StoreStats,
     StoreUnavailable,
 )
+from app.delivery.wal_sync import Outcome, WalSync, set_results
 from app.destinations.base import OutboundRequest
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
+Batch = list[tuple[Operation, "asyncio.Future[Any]"]]
 
 SCHEMA_VERSION = 3
 # Version 2 keeps each delivery's idempotency key (mapping + event id) in its own row: one
@@ -109,7 +112,8 @@ INSERT_DELIVERY = (
 )
 IDEM_KEY, IDEM_EXPIRES = 12, 13  # the idempotency key's place among INSERT_DELIVERY's parameters
 INSERT_CHUNK = 32  # rows per multi-row INSERT (so at most 32 statement shapes are cached)
-MAX_BATCH = 512
+BUSY_RETRY = 0.002  # seconds between tries while another connection holds the write lock
+BUSY_TIMEOUT = 10.0  # seconds of those tries before the batch's callers get StoreUnavailable
 RECOUNT_EVERY = 5.0  # seconds; other processes (the CLI) may change the pending count
 
 
@@ -125,14 +129,21 @@ class SqliteStore:
 
     def __init__(self, path: str, *, synchronous: str = "FULL", owner: bool = True) -> None:
         """``owner``: this process serves the store (the relay), so leases it finds in flight
-        were its own before a restart and are due again; tools (the CLI) pass False."""
+        were its own before a restart and are due again; tools (the CLI) pass False.
+        ``synchronous``: SQLite's setting; ``FULL`` (or ``EXTRA``) flushes the log after each
+        commit before answering, from the sync thread (``WalSync``)."""
         self.path = path
         self.synchronous = synchronous
         self.owner = owner
+        self._flush_log = synchronous.upper() in {"FULL", "EXTRA", "2", "3"}
+        # with the log's flush ours, SQLite's own commits need not flush (see WalSync)
+        self._conn_synchronous = "NORMAL" if self._flush_log else synchronous
         self._closing = False
-        self._queue: queue.SimpleQueue[tuple[Operation, asyncio.Future[Any]] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self._sync: WalSync | None = None
+        self._batch: Batch = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._busy_since: float | None = None
         self._pending = 0
         self._counted_at = float("inf")  # no recount before the schema exists
         self._keys = KeyIndex()
@@ -141,28 +152,44 @@ class SqliteStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._thread is not None:
+        if self._conn is not None:
             return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._serve, name="sqlite-store", daemon=True)
-        self._thread.start()
-        await self._run(self._migrate)
+        try:
+            self._conn = self._connect()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        self._keys.clear()  # rebuilt from the rows on this connection
+        self._keys_loaded = False
+        if self.path != ":memory:":
+            self._sync = WalSync(self.path, flush=self._flush_log, synchronous=self._conn_synchronous)
+            self._sync.start()
+        try:
+            await self._run(self._migrate)
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
-        if self._thread is None:
+        if self._conn is None or self._closing:
             return
         self._closing = True
-        self._queue.put(None)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = None
+        while self._flush_handle is not None:  # the last batch (retried while busy)
+            await asyncio.sleep(BUSY_RETRY)
+        if self._sync is not None:
+            await asyncio.to_thread(self._sync.stop)  # answers the batches it holds
+            self._sync = None
+        self._conn.close()
+        self._conn = None
         self._closing = False
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute(f"PRAGMA synchronous={self._conn_synchronous}")
+        conn.execute("PRAGMA busy_timeout=0")  # a busy write lock is retried without blocking the loop
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the sync thread checkpoints
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -194,83 +221,72 @@ class SqliteStore:
                 self._keys.take(key, delivery_id, expires_at)
             self._keys_loaded = True
 
-    # -- the writer thread -----------------------------------------------------------------
+    # -- batches on the event loop ------------------------------------------------------
 
     async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        if self._thread is None or self._closing:
+        if self._conn is None or self._closing:
             raise StoreUnavailable("store is not open")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put((operation, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._batch.append((operation, future))
+        if self._flush_handle is None:
+            self._flush_handle = loop.call_soon(self._flush)
         return await future
 
-    def _serve(self) -> None:
-        self._keys.clear()  # rebuilt from the rows on this connection
-        self._keys_loaded = False
-        try:
-            self._conn = self._connect()
-        except sqlite3.Error as exc:
-            self._fail_all(StoreUnavailable(f"cannot open {self.path}: {exc}"))
+    def _flush(self) -> None:
+        """Run the waiting operations in one transaction (a loop callback)."""
+        self._flush_handle = None
+        batch, self._batch = self._batch, []
+        conn = self._conn
+        if not batch or conn is None:
             return
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            batch = [item]
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            self._execute(self._conn, batch)
-        self._conn.close()
-        self._fail_waiting(StoreUnavailable("store closed"))
-
-    def _fail_waiting(self, error: Exception) -> None:
-        """Answer operations queued behind the stop signal instead of leaving them hanging."""
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            now = time.monotonic()
+            self._busy_since = self._busy_since or now
+            if _busy(exc) and now - self._busy_since < BUSY_TIMEOUT:
+                self._batch[:0] = batch  # before what came since, and tried again soon
+                self._flush_handle = asyncio.get_running_loop().call_later(BUSY_RETRY, self._flush)
                 return
-            if item is not None:
-                _settle(item[1], None, error)
+            self._busy_since = None
+            failure = StoreUnavailable(f"SQLite: {exc}")
+            self._answer([(future, None, failure) for _, future in batch])
+            return
+        self._busy_since = None
+        self._answer(self._execute(conn, batch))
 
-    def _fail_all(self, error: Exception) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            _settle(item[1], None, error)
+    def _answer(self, outcomes: list[Outcome]) -> None:
+        if self._sync is None:  # in memory: nothing to flush
+            set_results(outcomes)
+        else:
+            self._sync.commits += 1
+            self._sync.submit(outcomes)
 
-    def _execute(self, conn: sqlite3.Connection, batch: list[tuple[Operation, asyncio.Future[Any]]]) -> None:
+    def _execute(self, conn: sqlite3.Connection, batch: Batch) -> list[Outcome]:
+        """Run the batch in the transaction begun; if it breaks, each operation alone."""
         saved = self._pending, self._keys_loaded
         try:
-            outcomes = self._transaction(conn, batch)
+            return self._transaction(conn, batch)
         except Exception:  # one operation broke the batch: run each alone
             self._rollback(conn, saved)
-            outcomes = []
-            for item in batch:
-                saved = self._pending, self._keys_loaded
-                try:
-                    outcomes.extend(self._transaction(conn, [item]))
-                except Exception as exc:  # its caller gets it
-                    self._rollback(conn, saved)
-                    failure = StoreUnavailable(f"SQLite: {exc}") if isinstance(exc, sqlite3.Error) else exc
-                    outcomes.append((item[1], None, failure))
-        _settle_all(outcomes)
+        outcomes: list[Outcome] = []
+        for item in batch:
+            saved = self._pending, self._keys_loaded
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                outcomes.extend(self._transaction(conn, [item]))
+            except Exception as exc:  # its caller gets it
+                self._rollback(conn, saved)
+                failure = StoreUnavailable(f"SQLite: {exc}") if isinstance(exc, sqlite3.Error) else exc
+                outcomes.append((item[1], None, failure))
+        return outcomes
 
-    def _transaction(
-        self, conn: sqlite3.Connection, batch: list[tuple[Operation, asyncio.Future[Any]]]
-    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
-        """Run operations in one transaction. An operation may raise ``Overloaded`` only
-        when it wrote nothing or rolled its writes back (it fails alone); any other error breaks
-        the whole transaction."""
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        conn.execute("BEGIN IMMEDIATE")
+    def _transaction(self, conn: sqlite3.Connection, batch: Batch) -> list[Outcome]:
+        """Run operations in the transaction begun, and commit. An operation may raise
+        ``Overloaded`` only when it wrote nothing or rolled its writes back (it fails alone);
+        any other error breaks the whole transaction."""
+        outcomes: list[Outcome] = []
         self._keys.begin()
         if time.monotonic() - self._counted_at > RECOUNT_EVERY:
             self._recount(conn)
@@ -287,16 +303,14 @@ class SqliteStore:
         conn.execute("COMMIT")
         return outcomes
 
-    def _enqueue_together(
-        self, conn: sqlite3.Connection, batch: list[tuple[Operation, asyncio.Future[Any]]]
-    ) -> dict[int, list[EnqueueResult]]:
+    def _enqueue_together(self, conn: sqlite3.Connection, batch: Batch) -> dict[int, list[EnqueueResult]]:
         """Store the deliveries of every ``enqueue`` in the batch with multi-row ``INSERT``s
         (results by ``id()`` of the call).
 
-        One statement for many rows: per statement the writer thread hands the GIL to the
-        event loop and takes it back, so one per row cost context switches as well as its own
-        work. Only when every call fits under its bound even if nothing is a duplicate;
-        otherwise nothing is written here and each ``enqueue`` runs on its own.
+        One statement for many rows: each statement costs a call into SQLite and a release and
+        retake of the GIL, whatever its size. Only when every call fits under its bound even if
+        nothing is a duplicate; otherwise nothing is written here and each ``enqueue`` runs on
+        its own.
         """
         calls = [operation for operation, _ in batch if type(operation) is _Enqueue]
         if not calls:
@@ -508,7 +522,7 @@ class SqliteStore:
 
 
 class _Enqueue:
-    """One ``enqueue`` call as the writer runs it: with the others of its batch
+    """One ``enqueue`` call as a batch runs it: with the others of its batch
     (``SqliteStore._enqueue_together``), or alone (calling it)."""
 
     __slots__ = ("deliveries", "idempotency_ttl", "max_pending", "new_pending", "store")
@@ -601,37 +615,9 @@ def _idempotency_key(delivery: NewDelivery) -> str | None:
     return None if delivery.event_id is None else f"{delivery.mapping}\x1f{delivery.event_id}"
 
 
-def _settle_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    """Answer a batch's callers with one wake-up per event loop (not one per caller)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
-    for outcome in outcomes:
-        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
-    for loop, items in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-            loop.call_soon_threadsafe(_set_results, items)
-
-
-def _set_results(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, result, error in items:
-        if future.done():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    def settle() -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody is waiting
-        future.get_loop().call_soon_threadsafe(settle)
+def _busy(exc: sqlite3.Error) -> bool:
+    """Whether another connection holds the lock (SQLITE_BUSY or SQLITE_LOCKED)."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
 def _dead_filter(where: DeadLetterFilter) -> tuple[str, list[Any]]:

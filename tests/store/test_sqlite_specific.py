@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -27,15 +26,15 @@ from tests.store.conftest import BIG, TTL, new, run
 
 
 class CountingStore(SqliteStore):
-    """The real store, recording the size of every transaction the writer thread commits."""
+    """The real store, recording the size of every transaction it commits."""
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self.batches: list[int] = []
 
-    def _execute(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+    def _execute(self, conn: sqlite3.Connection, batch: list[Any]) -> list[Any]:
         self.batches.append(len(batch))
-        super()._execute(conn, batch)
+        return super()._execute(conn, batch)
 
 
 def _query(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -79,8 +78,8 @@ def test_group_commit_groups_concurrent_writes(tmp_path: Path) -> None:
     assert _query(tmp_path / "relay.db", "SELECT COUNT(*) FROM deliveries") == [(100,)]
 
 
-class TracingStore(SqliteStore):
-    """The real store, recording every SQL statement its connection runs."""
+class TracingStore(CountingStore):
+    """The real store, recording every SQL statement its connection runs (and its batches)."""
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
@@ -92,28 +91,19 @@ class TracingStore(SqliteStore):
         return conn
 
 
-async def in_one_batch(store: SqliteStore, calls: list[list[Any]]) -> list[list[EnqueueResult]]:
-    """Enqueue each call while the writer thread is held, so that all of them are in its next batch."""
-    entered, gate = threading.Event(), threading.Event()
-
-    def hold(_conn: sqlite3.Connection) -> None:
-        entered.set()
-        gate.wait(10)
-
-    holding = asyncio.ensure_future(store._run(hold))
-    assert await asyncio.to_thread(entered.wait, 10)
-    tasks = [asyncio.ensure_future(store.enqueue(c, max_pending=BIG, idempotency_ttl=TTL)) for c in calls]
-    await asyncio.sleep(0)  # every task puts its call in the queue
-    gate.set()
-    await holding
-    return list(await asyncio.gather(*tasks))
+async def in_one_batch(store: CountingStore, calls: list[list[Any]]) -> list[list[EnqueueResult]]:
+    """Enqueue each call in the same step of the event loop: all of them are in one batch."""
+    before = len(store.batches)
+    results = await asyncio.gather(*(store.enqueue(c, max_pending=BIG, idempotency_ttl=TTL) for c in calls))
+    assert store.batches[before:] == [len(calls)]
+    return list(results)
 
 
 def test_concurrent_enqueues_are_inserted_together(tmp_path: Path) -> None:
     store = TracingStore(str(tmp_path / "relay.db"))
 
     async def scenario(s: Store) -> list[list[EnqueueResult]]:
-        assert isinstance(s, SqliteStore)
+        assert isinstance(s, TracingStore)
         return await in_one_batch(s, [[new(), new()] for _ in range(50)])
 
     results = run(store, scenario)
@@ -132,7 +122,7 @@ def test_a_duplicate_among_concurrent_enqueues_is_left_out_of_their_insert(tmp_p
     first = new(mapping="orders", event_id="evt-1")
 
     async def scenario(s: Store) -> list[list[EnqueueResult]]:
-        assert isinstance(s, SqliteStore)
+        assert isinstance(s, TracingStore)
         await s.enqueue([first], max_pending=BIG, idempotency_ttl=TTL)
         store.statements.clear()
         return await in_one_batch(s, [[new(mapping="orders", event_id=f"evt-{i}")] for i in range(1, 40)])
