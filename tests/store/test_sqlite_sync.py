@@ -139,3 +139,15 @@ def test_checkpoints_keep_the_log_from_growing_with_the_commits(tmp_path: Path) 
     # without checkpoints the log holds every commit's pages: 24 MB here; with them it starts
     # over every CHECKPOINT_EVERY commits and keeps the size of one such run (about 3.5 MB)
     assert largest < 8_000_000
+
+
+def test_stats_read_on_their_own_connection_while_the_write_lock_is_held(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+
+    async def scenario(s: Store) -> int:
+        await s.enqueue([new(), new()], max_pending=BIG, idempotency_ttl=TTL)
+        with write_lock_held(path):  # a batch would wait for it; a read does not
+            stats = await asyncio.wait_for(s.stats(), timeout=5)
+        return sum(stats.pending.values())
+
+    assert run(SqliteStore(str(path)), scenario) == 2
