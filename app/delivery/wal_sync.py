@@ -14,10 +14,11 @@ log before a checkpoint copies it, the database after, and the log's header when
 starts over.
 
 Checkpoints run here too (the store's connection has automatic checkpoints off), so that
-copying pages and flushing the database file do not stop the event loop. A ``RESTART``
-checkpoint holds the write lock while it runs, as the automatic one does: the store's next
-commit waits (``SqliteStore`` retries a busy commit), then the log starts over from its
-beginning instead of growing.
+copying pages and flushing the database file do not stop the event loop. The log only starts
+over from its beginning (instead of growing) after a checkpoint that copied all of it, which
+commits made meanwhile prevent: so a ``PASSIVE`` checkpoint copies most of it while the store
+commits, then a ``RESTART`` one holds the write lock for the rest, and the store's commits
+wait for that short while (``SqliteStore`` retries a busy commit).
 """
 
 from __future__ import annotations
@@ -112,7 +113,10 @@ class WalSync:
 
 
 def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy the log into the database while commits go on (``PASSIVE``), then, holding them
+    back, what they added meanwhile (``RESTART``): the log starts over after a short wait."""
     try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
     except sqlite3.Error as exc:  # the next one catches up; the log only grows meanwhile
         log.warning("store_checkpoint_failed", error=str(exc))
