@@ -22,8 +22,8 @@ class KeyIndex:
     """Live idempotency keys: hash -> (holder's delivery id, expiry time), oldest first.
 
     Changes since ``begin()`` are journalled so that a transaction (or a savepoint, from a
-    ``mark()``) that rolls back can give its keys back with ``undo()``. Not thread-safe: the
-    store's writer thread alone uses it.
+    ``mark()``) that rolls back can give its keys back with ``undo()``. Not thread-safe: only the
+    store's batches, on its event loop, use it.
     """
 
     def __init__(self) -> None:

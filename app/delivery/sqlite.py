@@ -2,11 +2,12 @@
 
 Operations run on the event loop's thread, on one connection: each ``_run`` adds its operation
 to a batch that is flushed once the loop's current step is done (the operations of every
-request that arrived together), in one transaction with a savepoint per operation, so an
-operation that fails rolls back alone. The callers are answered by the sync thread
-(``WalSync``) once the commit is on disk: many concurrent ingests thus cost one commit and
-one flush. Handing every batch to a writer thread cost about as much as the commit itself
-(bench/RESULTS.md, fifteenth session).
+request that arrived together), in one transaction; when an operation breaks it, the batch is
+rolled back and each operation runs alone, so that one failure fails one caller. The callers
+are answered by the sync thread (``WalSync``) once the commit is on disk: many concurrent
+ingests thus cost one commit and one flush. Handing every batch to a writer thread cost about
+as much as the commit itself (bench/RESULTS.md, fifteenth session). Long read-only scans
+(``stats``) run on a connection of their own in a worker thread instead (``_read``).
 """
 
 from __future__ import annotations
@@ -536,7 +537,7 @@ class SqliteStore:
 
     @property
     def pending_estimate(self) -> int:
-        """The writer's running count of pending and in-flight deliveries."""
+        """The store's running count of pending and in-flight deliveries."""
         return self._pending
 
 
