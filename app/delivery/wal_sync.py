@@ -95,8 +95,7 @@ class WalSync:
                     _settle_all(outcomes)
                 if self.commits - checkpointed >= CHECKPOINT_EVERY:
                     checkpointed = self.commits
-                    conn = conn or self._checkpointer()
-                    _checkpoint(conn)
+                    conn = _checkpoint(conn or self._checkpointer())
                 if None in batches:
                     return
         finally:
@@ -105,21 +104,29 @@ class WalSync:
             if conn is not None:
                 conn.close()
 
-    def _checkpointer(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.db_path, isolation_level=None)
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")  # the checkpoint's own syncs
-        conn.execute("PRAGMA busy_timeout=2000")  # waits for the store's commit to end
+    def _checkpointer(self) -> sqlite3.Connection | None:
+        try:
+            conn = sqlite3.connect(self.db_path, isolation_level=None)
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")  # the checkpoint's own syncs
+            conn.execute("PRAGMA busy_timeout=2000")  # waits for the store's commit to end
+        except sqlite3.Error as exc:
+            log.warning("store_checkpoint_failed", error=str(exc))
+            return None
         return conn
 
 
-def _checkpoint(conn: sqlite3.Connection) -> None:
+def _checkpoint(conn: sqlite3.Connection | None) -> sqlite3.Connection | None:
     """Copy the log into the database while commits go on (``PASSIVE``), then, holding them
-    back, what they added meanwhile (``RESTART``): the log starts over after a short wait."""
-    try:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-    except sqlite3.Error as exc:  # the next one catches up; the log only grows meanwhile
-        log.warning("store_checkpoint_failed", error=str(exc))
+    back, what they added meanwhile (``RESTART``): the log starts over after a short wait.
+    A failure is logged, never raised (this thread answers the store's callers): the next
+    checkpoint catches up, and the log only grows meanwhile."""
+    if conn is not None:
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("store_checkpoint_failed", error=str(exc))
+    return conn
 
 
 def _settle_all(outcomes: list[Outcome]) -> None:

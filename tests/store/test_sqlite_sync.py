@@ -15,7 +15,7 @@ import pytest
 from app.delivery import sqlite as sqlite_module
 from app.delivery import wal_sync
 from app.delivery.sqlite import SqliteStore
-from app.delivery.store import QUEUED, Store, StoreUnavailable
+from app.delivery.store import DUPLICATE, QUEUED, Store, StoreUnavailable
 from tests.store.conftest import BIG, TTL, new, run
 
 
@@ -151,3 +151,28 @@ def test_stats_read_on_their_own_connection_while_the_write_lock_is_held(tmp_pat
         return sum(stats.pending.values())
 
     assert run(SqliteStore(str(path)), scenario) == 2
+
+
+def test_a_failed_flush_is_not_acknowledged_and_the_next_one_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.fdatasync
+    failing = {"on": False}
+
+    def fdatasync(fd: int) -> None:
+        if failing["on"]:
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(wal_sync.os, "fdatasync", fdatasync)
+    first, again = new(event_id="evt-1"), new(event_id="evt-1")
+
+    async def scenario(s: Store) -> str:
+        failing["on"] = True
+        with pytest.raises(StoreUnavailable, match="cannot flush"):
+            await s.enqueue([first], max_pending=BIG, idempotency_ttl=TTL)
+        failing["on"] = False
+        # committed, so the event's key is taken: sent again, it is answered `duplicate`
+        return (await s.enqueue([again], max_pending=BIG, idempotency_ttl=TTL))[0].status
+
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == DUPLICATE
