@@ -261,7 +261,6 @@ class SqliteStore:
         if self._sync is None:  # in memory: nothing to flush
             set_results(outcomes)
         else:
-            self._sync.commits += 1
             self._sync.submit(outcomes)
 
     def _execute(self, conn: sqlite3.Connection, batch: Batch) -> list[Outcome]:

@@ -36,7 +36,7 @@ import structlog
 from app.delivery.store import StoreUnavailable
 
 Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
-CHECKPOINT_EVERY = 64  # commits between checkpoints: about 1,800 log frames (7 MB) under load
+CHECKPOINT_EVERY = 64  # commits between checkpoints: the log stays at a few MB (3.5 MB at 32 rows a commit)
 
 log = structlog.get_logger("app.delivery")
 
@@ -54,7 +54,7 @@ class WalSync:
         self.db_path = db_path
         self.flush = flush
         self.synchronous = synchronous
-        self.commits = 0  # counted by the store's event loop; read here
+        self.commits = 0  # submitted by the store's event loop; read here
         self._queue: queue.SimpleQueue[list[Outcome] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="sqlite-sync", daemon=True)
 
@@ -63,6 +63,7 @@ class WalSync:
 
     def submit(self, outcomes: list[Outcome]) -> None:
         """Answer ``outcomes`` (of a committed transaction) once the commit is durable."""
+        self.commits += 1
         self._queue.put(outcomes)
 
     def stop(self) -> None:
