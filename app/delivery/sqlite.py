@@ -4,7 +4,7 @@ Operations run on the event loop's thread, on one connection: each ``_run`` adds
 to a batch that is flushed once the loop's current step is done (the operations of every
 request that arrived together), in one transaction; when an operation breaks it, the batch is
 rolled back and each operation runs alone, so that one failure fails one caller. The callers
-are answered (``WalSync``) once the commit is on disk: many concurrent
+are answered by the sync thread (``WalSync``) once the commit is on disk: many concurrent
 ingests thus cost one commit and one flush. Handing every batch to a writer thread cost about
 as much as the commit itself (bench/RESULTS.md, fifteenth session). Long read-only scans
 (``stats``) run on a connection of their own in a worker thread instead (``_read``).
@@ -41,7 +41,7 @@ from app.delivery.store import (
     StoreStats,
     StoreUnavailable,
 )
-from app.delivery.wal_sync import FlushMethod, Outcome, WalSync, set_results
+from app.delivery.wal_sync import Outcome, WalSync, set_results
 from app.destinations.base import OutboundRequest
 
 T = TypeVar("T")
@@ -128,22 +128,14 @@ def sqlite_path(url: str) -> str:
 class SqliteStore:
     """The ``Store`` protocol on one SQLite file in WAL mode."""
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        synchronous: str = "FULL",
-        owner: bool = True,
-        flush_method: FlushMethod = FlushMethod.AUTO,
-    ) -> None:
+    def __init__(self, path: str, *, synchronous: str = "FULL", owner: bool = True) -> None:
         """``owner``: this process serves the store (the relay), so leases it finds in flight
         were its own before a restart and are due again; tools (the CLI) pass False.
         ``synchronous``: SQLite's setting; ``FULL`` (or ``EXTRA``) flushes the log after each
-        commit before answering (``WalSync``), by ``flush_method``."""
+        commit before answering, from the sync thread (``WalSync``)."""
         self.path = path
         self.synchronous = synchronous
         self.owner = owner
-        self.flush_method = flush_method
         self._flush_log = synchronous.upper() in {"FULL", "EXTRA", "2", "3"}
         # with the log's flush ours, SQLite's own commits need not flush (see WalSync)
         self._conn_synchronous = "NORMAL" if self._flush_log else synchronous
@@ -157,11 +149,6 @@ class SqliteStore:
         self._counted_at = float("inf")  # no recount before the schema exists
         self._keys = KeyIndex()
         self._keys_loaded = False
-
-    @property
-    def wal_sync(self) -> WalSync | None:
-        """What flushes the log and checkpoints it while the store is open (a file, not memory)."""
-        return self._sync
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -177,9 +164,7 @@ class SqliteStore:
         self._keys.clear()  # rebuilt from the rows on this connection
         self._keys_loaded = False
         if self.path != ":memory:":
-            self._sync = WalSync(
-                self.path, flush=self._flush_log, synchronous=self._conn_synchronous, method=self.flush_method
-            )
+            self._sync = WalSync(self.path, flush=self._flush_log, synchronous=self._conn_synchronous)
             self._sync.start()
         try:
             await self._run(self._migrate)
@@ -194,7 +179,7 @@ class SqliteStore:
         while self._flush_handle is not None:  # the last batch (retried while busy)
             await asyncio.sleep(BUSY_RETRY)
         if self._sync is not None:
-            await self._sync.stop()  # answers the batches it holds
+            await asyncio.to_thread(self._sync.stop)  # answers the batches it holds
             self._sync = None
         self._conn.close()
         self._conn = None

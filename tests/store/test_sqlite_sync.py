@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -17,10 +16,7 @@ from app.delivery import sqlite as sqlite_module
 from app.delivery import wal_sync
 from app.delivery.sqlite import SqliteStore
 from app.delivery.store import DUPLICATE, QUEUED, Store, StoreUnavailable
-from app.delivery.wal_sync import FlushMethod
 from tests.store.conftest import BIG, TTL, new, run
-
-THREAD = FlushMethod.THREAD  # the tests that hold or fail os.fdatasync
 
 
 class HeldFlush:
@@ -67,7 +63,7 @@ def test_an_enqueue_is_answered_only_after_the_log_is_flushed(
         flush.gate.set()
         return answered_while_held, (await task)[0].status
 
-    assert run(SqliteStore(str(tmp_path / "relay.db"), flush_method=THREAD), scenario) == (False, QUEUED)
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == (False, QUEUED)
     assert flush.calls >= 2
 
 
@@ -80,8 +76,7 @@ def test_with_synchronous_normal_the_log_is_not_flushed_per_commit(
     async def scenario(s: Store) -> str:
         return (await s.enqueue([new()], max_pending=BIG, idempotency_ttl=TTL))[0].status
 
-    store = SqliteStore(str(tmp_path / "relay.db"), synchronous="NORMAL", flush_method=THREAD)
-    assert run(store, scenario) == QUEUED
+    assert run(SqliteStore(str(tmp_path / "relay.db"), synchronous="NORMAL"), scenario) == QUEUED
     assert flush.calls == 0
 
 
@@ -180,100 +175,4 @@ def test_a_failed_flush_is_not_acknowledged_and_the_next_one_is(
         # committed, so the event's key is taken: sent again, it is answered `duplicate`
         return (await s.enqueue([again], max_pending=BIG, idempotency_ttl=TTL))[0].status
 
-    assert run(SqliteStore(str(tmp_path / "relay.db"), flush_method=THREAD), scenario) == DUPLICATE
-
-
-# -- the flush through Linux AIO (the default on Linux) ----------------------------------------
-
-linux_only = pytest.mark.skipif(sys.platform != "linux", reason="Linux AIO")
-
-
-def wal_sync_of(store: SqliteStore) -> wal_sync.WalSync:
-    sync = store.wal_sync
-    assert sync is not None
-    return sync
-
-
-@linux_only
-def test_on_linux_the_log_is_flushed_through_aio_and_each_answer_waits_for_a_flush(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "relay.db"))
-
-    async def scenario(s: Store) -> tuple[FlushMethod | None, list[str], list[bool]]:
-        sync = wal_sync_of(store)
-        statuses, flushed_before_answer = [], []
-        for _ in range(5):
-            before = sync.flushes
-            statuses.append((await s.enqueue([new()], max_pending=BIG, idempotency_ttl=TTL))[0].status)
-            flushed_before_answer.append(sync.flushes > before)
-        many = await asyncio.gather(
-            *(s.enqueue([new()], max_pending=BIG, idempotency_ttl=TTL) for _ in range(50))
-        )
-        statuses += [result[0].status for result in many]
-        return sync.method, statuses, flushed_before_answer
-
-    method, statuses, flushed_before_answer = run(store, scenario)
-    assert method is FlushMethod.AIO
-    assert statuses == [QUEUED] * 55
-    assert all(flushed_before_answer)
-
-
-@linux_only
-def test_without_linux_aio_the_thread_flushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "caio.linux_aio", None)  # as where caio has no Linux AIO build
-    store = SqliteStore(str(tmp_path / "relay.db"))
-
-    async def scenario(s: Store) -> tuple[FlushMethod | None, str]:
-        return wal_sync_of(store).method, (await s.enqueue([new()], max_pending=BIG, idempotency_ttl=TTL))[
-            0
-        ].status
-
-    assert run(store, scenario) == (FlushMethod.THREAD, QUEUED)
-
-
-@linux_only
-def test_a_flush_that_linux_aio_refuses_goes_to_the_thread_from_then_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from caio import linux_aio
-
-    real_context = linux_aio.Context
-
-    class Refusing:
-        """caio's context, but io_submit answers as on a file system without an AIO fsync
-        (EINVAL, raised as caio raises it)."""
-
-        def __init__(self, max_requests: int) -> None:
-            self.real = real_context(max_requests=max_requests)
-            self.fileno = self.real.fileno
-
-        def submit(self, *operations: object) -> int:
-            raise ValueError("the operation specified is invalid for the file descriptor [EINVAL]")
-
-    monkeypatch.setattr(linux_aio, "Context", Refusing)
-    flush = HeldFlush()
-    flush.gate.set()
-    monkeypatch.setattr(wal_sync.os, "fdatasync", flush)
-    store = SqliteStore(str(tmp_path / "relay.db"))
-
-    async def scenario(s: Store) -> tuple[list[str], FlushMethod | None]:
-        statuses = [
-            (await s.enqueue([new()], max_pending=BIG, idempotency_ttl=TTL))[0].status for _ in range(3)
-        ]
-        return statuses, wal_sync_of(store).method
-
-    assert run(store, scenario) == ([QUEUED] * 3, FlushMethod.THREAD)
-    assert flush.calls >= 3
-
-
-@linux_only
-def test_a_flush_that_fails_in_the_kernel_reports_its_errno() -> None:
-    errors: list[OSError | None] = []
-
-    async def scenario() -> None:
-        aio = wal_sync.AioFlush(asyncio.get_running_loop())
-        aio._completed((1 << 64) - 5, errors.append)  # the kernel's -EIO, as caio passes it
-        aio._completed(0, errors.append)
-        aio.close()
-
-    asyncio.run(scenario())
-    assert [e.errno if e else None for e in errors] == [5, None]
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == DUPLICATE
