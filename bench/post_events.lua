@@ -7,9 +7,10 @@
 -- IDS `uuid` (the default) sends random version-4 UUIDs, as Adobe's Web SDK gives its events:
 -- random bits first, then the thread and a counter so that they cannot repeat. IDS `seq`
 -- sends SALT-<thread>-<counter>, ids that sort in the order they are sent (what the bench
--- sent before the fourteenth session; they hide the cost of a random key in an index). Body sent as text/plain, as
--- Adobe sends it. Responses are counted by HTTP status; done() prints one JSON line
--- ("BENCH_JSON {...}") with the counts and the latency percentiles (microseconds).
+-- sent before the fourteenth session; they hide the cost of a random key in an index).
+-- Body sent as text/plain, as Adobe sends it. Responses are counted by HTTP status; done()
+-- prints one JSON line ("BENCH_JSON {...}") with the counts and the latency percentiles
+-- (microseconds).
 
 local threads = {}
 local next_thread = 0

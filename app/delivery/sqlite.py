@@ -252,7 +252,7 @@ class SqliteStore:
                 return
             self._busy_since = None
             failure = StoreUnavailable(f"SQLite: {exc}")
-            self._answer([(future, None, failure) for _, future in batch])
+            set_results([(future, None, failure) for _, future in batch])  # nothing committed to flush
             return
         self._busy_since = None
         self._answer(self._execute(conn, batch))
