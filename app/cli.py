@@ -48,6 +48,7 @@ def serve(
     import uvicorn
 
     from app.api.app import create_app
+    from app.api.http_protocol import CoalescingHttpToolsProtocol
     from app.logs import configure_logging
     from app.mapping.loader import MappingLoadError
 
@@ -59,7 +60,14 @@ def serve(
         _fail(f"aep-relay cannot start:\n{exc}")
     # log_config=None: uvicorn's own lines go through our handler (JSON, redacted)
     uvicorn.run(
-        app, host=host, port=port, access_log=False, log_level="warning", log_config=None, server_header=False
+        app,
+        host=host,
+        port=port,
+        http=CoalescingHttpToolsProtocol,
+        access_log=False,
+        log_level="warning",
+        log_config=None,
+        server_header=False,
     )
 
 

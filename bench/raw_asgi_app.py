@@ -3,8 +3,9 @@
 ``POST /v1/events`` reads the body from ``receive`` (all chunks), parses it with orjson and
 answers ``202`` with ``{"status":"accepted"}``; any other request gets an empty ``404``. It
 answers the ASGI lifespan protocol so uvicorn starts it quietly. Served by uvicorn with the
-same ``uvicorn.run`` arguments as ``bench/bare_app.py`` and ``aep-relay serve`` (one worker,
-no access log, log level warning, no ``server`` header). It is the floor for what uvicorn can
+same ``uvicorn.run`` arguments as ``bench/bare_app.py`` (those of ``aep-relay serve`` with
+uvicorn's own httptools protocol: one worker, no access log, log level warning, no ``server``
+header). It is the floor for what uvicorn can
 do per request: the gap between it and ``bare_app.py`` is FastAPI/Starlette's own cost.
 
     python bench/raw_asgi_app.py --port 8082
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8082)
     args = parser.parse_args()
-    # the same uvicorn.run arguments as bench/bare_app.py and `aep-relay serve` (app/cli.py)
+    # the same uvicorn.run arguments as bench/bare_app.py
     uvicorn.run(
         app, host=args.host, port=args.port, access_log=False, log_level="warning", server_header=False
     )
