@@ -161,6 +161,46 @@ def test_a_second_store_on_the_same_file_keeps_the_running_leases(tmp_path: Path
     asyncio.run(scenario())
 
 
+def test_the_pending_count_follows_what_another_process_replays(tmp_path: Path) -> None:
+    """Backpressure counts the dead letters that `aep-relay dlq replay` made pending again,
+    from the relay's next write on, and is not recounted while no one else writes."""
+    path = str(tmp_path / "relay.db")
+    letters = [new() for _ in range(3)]
+
+    class CountingRecounts(SqliteStore):
+        recounts = 0
+
+        def _recount(self, conn: sqlite3.Connection) -> None:
+            self.recounts += 1
+            super()._recount(conn)
+
+    async def scenario() -> None:
+        relay = CountingRecounts(path)
+        await relay.open()
+        try:
+            await relay.enqueue(letters, max_pending=BIG, idempotency_ttl=TTL)
+            for leased in await relay.lease("zendesk", 10, 30.0):
+                assert await relay.mark_dead(leased, {"code": "bad_request"}) is True
+            for _ in range(5):
+                await relay.enqueue([new()], max_pending=BIG, idempotency_ttl=TTL)
+            assert relay.pending_estimate == 5
+            assert relay.recounts == 1  # when the store opened
+            cli = SqliteStore(path, owner=False)
+            await cli.open()
+            try:
+                assert await cli.replay(DeadLetterFilter()) == 3
+            finally:
+                await cli.close()
+            with pytest.raises(Overloaded):
+                await relay.enqueue([new()], max_pending=8, idempotency_ttl=TTL)
+            assert relay.pending_estimate == 8
+            assert relay.recounts == 2
+        finally:
+            await relay.close()
+
+    asyncio.run(scenario())
+
+
 def test_unopened_or_closed_store_is_unavailable(tmp_path: Path) -> None:
     store = SqliteStore(str(tmp_path / "relay.db"))
 
