@@ -265,14 +265,14 @@ class SqliteStore:
 
     def _execute(self, conn: sqlite3.Connection, batch: Batch) -> list[Outcome]:
         """Run the batch in the transaction begun; if it breaks, each operation alone."""
-        saved = self._pending, self._keys_loaded
+        saved = self._saved()
         try:
             return self._transaction(conn, batch)
         except Exception:  # one operation broke the batch: run each alone
             self._rollback(conn, saved)
         outcomes: list[Outcome] = []
         for item in batch:
-            saved = self._pending, self._keys_loaded
+            saved = self._saved()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 outcomes.extend(self._transaction(conn, [item]))
@@ -348,14 +348,18 @@ class SqliteStore:
         _insert(conn, fresh)
         return duplicates
 
-    def _rollback(self, conn: sqlite3.Connection, saved: tuple[int, bool]) -> None:
+    def _saved(self) -> tuple[int, bool, int | None]:
+        """What a transaction changes outside SQLite, for ``_rollback`` to put back."""
+        return self._pending, self._keys_loaded, self._counted_version
+
+    def _rollback(self, conn: sqlite3.Connection, saved: tuple[int, bool, int | None]) -> None:
         """Roll back the open transaction, and the pending count and keys it changed."""
         with contextlib.suppress(sqlite3.Error):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-        self._pending, self._keys_loaded = saved
-        if self._counted_version is not None:  # the count may have been redone and rolled back
-            self._counted_version = -1  # so count again next time
+        # a count redone in the transaction goes with it: data_version has moved since the
+        # restored one, so the next transaction counts again
+        self._pending, self._keys_loaded, self._counted_version = saved
         if self._keys_loaded:
             self._keys.undo()
         else:  # loaded in the transaction that failed: load again next time
