@@ -68,6 +68,7 @@ def serve(
         log_level="warning",
         log_config=None,
         server_header=False,
+        proxy_headers=False,  # applied by the app to every route but ingest (RelayApp)
     )
 
 

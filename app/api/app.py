@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from fastapi import FastAPI
@@ -13,7 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.api import deliveries, events, health, mappings, samples
 from app.api import metrics as metrics_route
@@ -39,18 +41,27 @@ class RelayApp(FastAPI):
     The ingest route is what Adobe calls for every event of a site; going straight to its
     handler (with the request-context middleware) skips routing, dependency solving and the
     framework's middleware layers.
+
+    The other routes go through uvicorn's ``ProxyHeadersMiddleware`` (``aep-relay serve``
+    turns uvicorn's own off): the scheme a proxy reports (``X-Forwarded-Proto`` from
+    ``FORWARDED_ALLOW_IPS``, default 127.0.0.1, as in uvicorn) makes the framework's redirects
+    absolute with the right scheme. Ingest reads neither the scheme nor the client address,
+    and skips its per-request header scan.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._ingest = IngestRoute(super().__call__)  # it logs and sets the request id itself
+        trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+        # uvicorn's and Starlette's ASGI types differ only in how precisely they are spelled
+        self._rest = cast(ASGIApp, ProxyHeadersMiddleware(cast(Any, super().__call__), trusted_hosts=trusted))
+        self._ingest = IngestRoute(self._rest)  # it logs and sets the request id itself
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(PREFIX):
             scope["app"] = self
             await self._ingest(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        await self._rest(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, relay: Relay | None = None) -> FastAPI:

@@ -1,10 +1,17 @@
-"""uvicorn's httptools protocol with each response's head and body sent in one system call.
+"""uvicorn's httptools protocol with less work per request: each response's head and body
+sent in one system call, and one keep-alive timer per connection instead of one per response.
 
 uvicorn writes a response's status line and headers on ``http.response.start`` and the body
 on ``http.response.body``, and uvloop sends each write at once: two ``write`` calls and two
 TCP segments per response, each a trip through the kernel's network stack on the serving
 core. ``CoalescingTransport`` holds the first write of a loop step and sends it with the next
 one, or at the end of the step when none follows (bench/RESULTS.md, seventeenth session).
+
+uvicorn also arms a keep-alive timer (``call_later``) after each response and cancels it when
+the next request's data arrives. ``CoalescingHttpToolsProtocol`` notes the time a response
+left the connection idle instead, and one timer per connection checks that when it fires:
+it closes a connection idle for ``timeout_keep_alive`` seconds, as uvicorn does, and is
+armed again otherwise.
 """
 
 from __future__ import annotations
@@ -90,7 +97,48 @@ class CoalescingTransport(asyncio.Transport):
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol writing through a ``CoalescingTransport``."""
+    """uvicorn's httptools protocol writing through a ``CoalescingTransport``, with a lazy
+    keep-alive timer."""
+
+    # loop.time() when the last response left the connection with nothing to do; None while
+    # a request is being read or answered
+    _idle_since: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, self.loop))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+
+    def _unset_keepalive_if_required(self) -> None:
+        # uvicorn calls this when data arrives: the connection is busy, the timer stays armed
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, but arming the timer only when none is armed
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_due)
+
+    def _keep_alive_due(self) -> None:
+        """Close the connection if it has been idle for the keep-alive timeout; else check again
+        when it could be (a busy connection's next response arms the timer)."""
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:
+            return
+        left = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_due)
+        else:
+            self.timeout_keep_alive_handler()

@@ -1,4 +1,5 @@
-"""The coalescing transport: one write per response, nothing held back, nothing reordered.
+"""The coalescing transport: one write per response, nothing held back, nothing reordered;
+and the protocol's keep-alive timer, which closes idle connections only.
 
 The transport is tested over a real socket pair on a uvloop loop, and the protocol under a
 real uvicorn server with raw sockets as the client.
@@ -137,10 +138,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @contextmanager
-def serving() -> Iterator[int]:
+def serving(timeout_keep_alive: float = 5) -> Iterator[int]:
     # log_config=None: leave the process's logging as the other tests expect it
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, http=CoalescingHttpToolsProtocol, lifespan="off", log_config=None
+        app,
+        host="127.0.0.1",
+        port=0,
+        http=CoalescingHttpToolsProtocol,
+        lifespan="off",
+        log_config=None,
+        timeout_keep_alive=timeout_keep_alive,  # type: ignore[arg-type]  # seconds, int or float
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -185,3 +192,55 @@ def test_a_close_after_the_answer_sends_it_first(method: str) -> None:
         received = read_all(sock)
     assert received.startswith(b"HTTP/1.1 200 OK")
     assert received.endswith(b"\r\n\r\n" if method == "HEAD" else b"\r\n\r\n/x")
+
+
+def ask(sock: socket.socket, path: str) -> bytes:
+    """One request on a kept-alive connection; its body."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+    received = b""
+    while not received.endswith(path.encode()):
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed before the answer to {path}"
+        received += chunk
+    return received.rsplit(b"\r\n\r\n", 1)[-1]
+
+
+def closed_by_server(sock: socket.socket, within: float) -> bool:
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout() -> None:
+    with serving(timeout_keep_alive=0.5) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        assert ask(sock, "/one") == b"/one"
+        time.sleep(0.2)
+        assert ask(sock, "/two") == b"/two"  # still open, and the wait starts over
+        assert closed_by_server(sock, within=5)
+
+
+def test_a_connection_in_use_outlives_the_keep_alive_timeout() -> None:
+    # one timer per connection: when it fires, the last answer was less than a timeout ago
+    with serving(timeout_keep_alive=0.4) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        for i in range(8):
+            assert ask(sock, f"/r{i}") == f"/r{i}".encode()
+            time.sleep(0.15)
+        assert closed_by_server(sock, within=5)
+
+
+def test_a_request_slower_than_the_keep_alive_timeout_is_answered() -> None:
+    BODY_MAY_GO.clear()
+    with serving(timeout_keep_alive=0.2) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        assert ask(sock, "/first") == b"/first"  # arms the timer
+        sock.sendall(b"GET /slow-body HTTP/1.1\r\nhost: x\r\n\r\n")
+        time.sleep(0.6)  # three timeouts while the answer is under way
+        BODY_MAY_GO.set()
+        sock.settimeout(5)
+        received = b""
+        while not received.endswith(b"done"):
+            chunk = sock.recv(65536)
+            assert chunk, "closed while answering"
+            received += chunk
+        assert closed_by_server(sock, within=5)
