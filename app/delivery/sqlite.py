@@ -140,6 +140,7 @@ class SqliteStore:
         self._conn_synchronous = "NORMAL" if self._flush_log else synchronous
         self._closing = False
         self._conn: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one it serves, from open()
         self._sync: WalSync | None = None
         self._batch: Batch = []
         self._flush_handle: asyncio.Handle | None = None
@@ -157,6 +158,7 @@ class SqliteStore:
             return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._loop = asyncio.get_running_loop()
         try:
             self._conn = self._connect()
         except sqlite3.Error as exc:
@@ -225,9 +227,10 @@ class SqliteStore:
     # -- batches on the event loop ------------------------------------------------------
 
     async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None or self._closing:
+        # the loop the store was opened on: asyncio.get_running_loop() costs a getpid() call
+        loop = self._loop
+        if self._conn is None or self._closing or loop is None:
             raise StoreUnavailable("store is not open")
-        loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._batch.append((operation, future))
         if self._flush_handle is None:
