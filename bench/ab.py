@@ -43,8 +43,7 @@ from ingest import (
     BENCH,
     EXAMPLE,
     EXAMPLE_ID,
-    EXAMPLES,
-    ORDER_MAPPING,
+    MAX_PENDING,
     ROOT,
     TOKEN,
     BenchError,
@@ -53,6 +52,7 @@ from ingest import (
     clean_env,
     free_port,
     make_template,
+    order_mappings,
     pinned,
     run_wrk,
     started,
@@ -111,16 +111,12 @@ def side_server(spec: Spec, name: str, work: Path, fake_url: str, cores: str | N
     if spec.kind == "bare":
         cmd = [sys.executable, str(BENCH / "bare_app.py"), "--port", str(port)]
         return TreeServer(ROOT, name, pinned(cmd, cores), clean_env(), port, work / f"{name}.log")
-    mappings = work / f"{name}-mappings"
-    mappings.mkdir()
-    shutil.copy2(ORDER_MAPPING, mappings / ORDER_MAPPING.name)
-    shutil.copytree(EXAMPLES, mappings / EXAMPLES.name)
     env = clean_env(
         RELAY_INGEST_TOKENS=TOKEN,
         RELAY_STORE=f"sqlite:///{work / f'{name}.db'}",
         RELAY_LOG_LEVEL="warning",
-        RELAY_MAPPINGS_DIR=str(mappings),
-        RELAY_MAX_PENDING="100000000",
+        RELAY_MAPPINGS_DIR=str(order_mappings(work / f"{name}-mappings")),
+        RELAY_MAX_PENDING=MAX_PENDING,
         ZENDESK_BASE_URL=fake_url,
         ZENDESK_OAUTH_TOKEN="bench-zendesk-token",  # nosec B106 - the fake's
         **spec.env,

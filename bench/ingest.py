@@ -547,6 +547,14 @@ def started(servers: list[Server]) -> Iterator[None]:
             server.stop()
 
 
+def order_mappings(folder: Path) -> Path:
+    """``folder``, made to hold issue 3's "order mapping" and the samples its examples read."""
+    folder.mkdir()
+    shutil.copy2(ORDER_MAPPING, folder / ORDER_MAPPING.name)
+    shutil.copytree(EXAMPLES, folder / EXAMPLES.name)
+    return folder
+
+
 def run_variant(
     spec: Variant, cfg: Config, workdir: Path, profile_dir: Path | None, gil_only: bool = True
 ) -> VariantResult:
@@ -555,13 +563,7 @@ def run_variant(
     work.mkdir()
     template = make_template(spec.example, spec.example_id, work / f"{spec.example.stem}.template.json")
     db = work / "relay.db"
-    if spec.all_mappings:
-        mappings = MAPPINGS
-    else:  # issue 3's "with the order mapping": that mapping and the samples its examples read
-        mappings = work / "mappings"
-        mappings.mkdir()
-        shutil.copy2(ORDER_MAPPING, mappings / ORDER_MAPPING.name)
-        shutil.copytree(EXAMPLES, mappings / EXAMPLES.name)
+    mappings = MAPPINGS if spec.all_mappings else order_mappings(work / "mappings")
 
     servers: list[Server] = []
     fake: Server | None = None
