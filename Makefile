@@ -18,10 +18,18 @@ $(BIN)/aep-relay: pyproject.toml
 run: $(BIN)/aep-relay
 	$(BIN)/aep-relay serve --host 0.0.0.0 --port $(PORT)
 
-# System packages the tests use (a real redis-server), installed only when missing.
+# Debian packages the tests use (a real redis-server, chromium for the browser tests),
+# installed with apt-get only when missing; without root, say which are missing and stop.
+SYSTEM_PACKAGES := redis-server:redis-server chromium:/usr/bin/chromium fonts-dejavu-core:/usr/share/fonts/truetype/dejavu
 system-deps:
-	@command -v redis-server >/dev/null || { apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server; }
+	@missing=""; for entry in $(SYSTEM_PACKAGES); do pkg=$${entry%%:*}; probe=$${entry#*:}; \
+		{ command -v "$$probe" >/dev/null || [ -e "$$probe" ]; } || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "make test needs these Debian packages, and installing them needs root:$$missing"; \
+			echo "install them (sudo apt-get install$$missing) and run make test again"; exit 2; fi; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 # Workers for pytest-xdist. Half of the suite's time is waiting (rate limits, restarts, the
 # browser), so three workers beat two even on a 2-core machine; set 0 to run serially.
@@ -44,13 +52,8 @@ lint: $(BIN)/aep-relay
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
 
-# The browser tests (tests/ui) drive Debian's chromium through Playwright: installed with
-# apt-get only when missing (never `playwright install`, which downloads its own browser).
-CHROMIUM := /usr/bin/chromium
-test: $(CHROMIUM)
-$(CHROMIUM):
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+# The browser tests (tests/ui) drive Debian's chromium through Playwright (never
+# `playwright install`, which downloads its own browser): system-deps installs it.
 # Longer fuzzing than `make test` does: schemathesis on every route, hypothesis on parser and renderer.
 FUZZ_EXAMPLES ?= 1000
 fuzz: $(BIN)/aep-relay
