@@ -23,6 +23,7 @@ from app.api.ingest_route import PREFIX, IngestRoute
 from app.api.middleware import RequestContextMiddleware
 from app.api.openapi import complete_openapi
 from app.api.responses import problem_response
+from app.apidocs import mount_api_docs
 from app.problems import Problem
 from app.relay import Relay
 from app.settings import Settings
@@ -91,6 +92,11 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
         version="0.1.0",
         description="Adobe Experience Platform event forwarding -> Zendesk events.",
         lifespan=lifespan,
+        # FastAPI's pages load Swagger UI and ReDoc from a CDN: /docs is served by mount_api_docs
+        # from the installed package instead, and ReDoc (whose styles are injected inline,
+        # which the page's CSP refuses) not at all
+        docs_url=None,
+        redoc_url=None,
         # no OpenTelemetry here; its per-request checks cost more than a whole ignored event
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
@@ -102,6 +108,7 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
     app.include_router(mappings.router)
     app.include_router(samples.router)
     mount_ui(app)
+    mount_api_docs(app)
     app.add_exception_handler(Problem, _on_problem)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http_exception)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]

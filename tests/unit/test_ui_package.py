@@ -1,4 +1,5 @@
-"""The playground's page and scripts are part of a non-editable build (as the image installs it)."""
+"""The playground's and /docs's pages and scripts are part of a non-editable build (as the image
+installs it)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def test_a_build_of_the_package_holds_every_file_of_the_page(tmp_path: Path) -> 
     subprocess.run(
         [sys.executable, "-c", BUILD_PY, str(built)], cwd=source, check=True, capture_output=True, timeout=60
     )
-    shipped = sorted(p.name for p in (ROOT / "app" / "ui" / "static").iterdir())
-    assert "index.html" in shipped and "main.js" in shipped
-    assert sorted(p.name for p in (built / "app" / "ui" / "static").iterdir()) == shipped
+    for package, page, script in (("ui", "index.html", "main.js"), ("apidocs", "docs.html", "docs.js")):
+        shipped = sorted(p.name for p in (ROOT / "app" / package / "static").iterdir())
+        assert page in shipped and script in shipped
+        assert sorted(p.name for p in (built / "app" / package / "static").iterdir()) == shipped, package
