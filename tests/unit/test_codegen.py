@@ -21,15 +21,15 @@ from app.mapping.functions import jmespath_options
 from app.mapping.loader import to_plain
 from app.mapping.templates import RenderError, _compile_node, compile_template, generate_template
 from app.payloads import normalise
-from tests.conftest import EXAMPLES, MAPPINGS, ROOT, SHARED_ADOBE
+from tests.conftest import ADOBE_SAMPLES, EXAMPLES, MAPPINGS, ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def _events() -> list[tuple[str, Any]]:
     files = [*EXAMPLES.glob("*.json"), *FIXTURES.glob("*.json")]
-    if SHARED_ADOBE.is_dir():
-        files += sorted(SHARED_ADOBE.glob("*.json"))
+    if ADOBE_SAMPLES.is_dir():
+        files += sorted(ADOBE_SAMPLES.glob("*.json"))
     events = []
     for path in sorted(files):
         for index, event in enumerate(normalise(json.loads(path.read_text())).events):
