@@ -203,7 +203,12 @@ class Compiler:
             items = base(value)
             if not isinstance(items, list):
                 return None
-            return [r for r in map(each, items) if r is not None]
+            collected = []
+            for element in items:
+                current = each(element)
+                if current is not None:
+                    collected.append(current)
+            return collected
 
         return project
 
@@ -264,7 +269,10 @@ class Compiler:
             def select_fields(value: Any) -> Any:
                 if type(value) is dict:  # `{sku: SKU, qty: quantity}` on an object
                     get = value.get
-                    return {key: get(name) for key, name in names}
+                    selected = {}
+                    for key, name in names:
+                        selected[key] = get(name)
+                    return selected
                 if value is None:
                     return None
                 return {key: fn(value) for key, fn in pairs}
@@ -413,6 +421,8 @@ def _path_chain(steps: list[Step]) -> Fn:
     else it is null (or the value's own ``get``); an index applies to arrays only, and past the
     end it is null. Null ends the path, since every further step of null is null."""
     path = tuple(steps)
+    if not any(is_index for _key, is_index in path):
+        return _field_chain(tuple(key for key, _is_index in path))
 
     def chain(value: Any) -> Any:
         for key, is_index in path:
@@ -435,6 +445,25 @@ def _path_chain(steps: list[Step]) -> Fn:
         return value
 
     return chain
+
+
+def _field_chain(names: tuple[str, ...]) -> Fn:
+    """``_path_chain`` for the most common path, fields only (``xdm.commerce.order.priceTotal``)."""
+
+    def fields(value: Any) -> Any:
+        for name in names:
+            if type(value) is dict:
+                value = value.get(name)
+            elif value is None:
+                return None
+            else:
+                try:
+                    value = value.get(name)
+                except AttributeError:
+                    return None
+        return value
+
+    return fields
 
 
 class CompiledExpression:

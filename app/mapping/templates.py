@@ -79,22 +79,24 @@ class _Literal:
 
 def _compile_object(node: dict[Any, Any], keys: Keys) -> Render:
     checked: list[tuple[str, Render]] = []
-    fast: list[tuple[str, Render | None, Any]] = []
+    leading: dict[str, Any] = {}  # literal fields before the first token: copied in one step
+    fast: list[tuple[str, Render]] = []
     for key, value in node.items():
         render = _compile_node(value, (*keys, str(key)))
         checked.append((str(key), render))
-        if isinstance(render, _Literal):
-            if render.value is not None:  # a literal null is dropped once, here
-                fast.append((str(key), None, render.value))
+        if isinstance(render, _Literal) and render.value is None:
+            continue  # a literal null is dropped once, here
+        if isinstance(render, _Literal) and not fast:
+            leading[str(key)] = render.value
         else:
             # a whole-value token is called bare; errors are traced to their field below
-            fast.append((str(key), getattr(render, "bare", render), None))
+            fast.append((str(key), getattr(render, "bare", render)))
 
     def render_object(event: Any) -> dict[str, Any]:
-        out = {}
+        out = leading.copy()
         try:
-            for key, render, constant in fast:
-                value = constant if render is None else render(event)
+            for key, render in fast:
+                value = render(event)
                 if value is not None:
                     out[key] = value
         except (JMESPathError, TypeError, ValueError):
@@ -110,8 +112,12 @@ def _compile_array(node: list[Any], keys: Keys) -> Render:
     items = [_compile_node(value, (*keys, index)) for index, value in enumerate(node)]
 
     def render_array(event: Any) -> list[Any]:
-        rendered = (render(event) for render in items)
-        return [value for value in rendered if value is not None]
+        out = []
+        for render in items:
+            value = render(event)
+            if value is not None:
+                out.append(value)
+        return out
 
     return render_array
 

@@ -3,6 +3,7 @@ direct function calls (signatures checked once) and field/index chains walked in
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import jmespath
@@ -15,6 +16,7 @@ from app.mapping.functions import jmespath_options
 
 DOCS: list[Any] = [
     {"a": {"b": [{"c": 1}, {"c": 2}]}},
+    {"a": OrderedDict(b=[OrderedDict(c=1)])},  # a dict subclass: looked up with its own get
     {"a": {"b": [{"c": 1}]}},
     {"a": {"b": []}},
     {"a": {"b": "text"}},
