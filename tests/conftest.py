@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MAPPINGS = ROOT / "mappings"
 EXAMPLES = MAPPINGS / "examples"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED_ADOBE = ROOT.parent / "shared" / "fixtures" / "adobe"
+ADOBE_SAMPLES = ROOT / "tests" / "data" / "adobe"  # real Adobe payloads, with their licences
 TOKEN = "test-ingest-token-1"
 
 

@@ -1,8 +1,5 @@
 """A compiled JMESPath evaluator: the parsed AST becomes nested Python closures, once.
 
-``CompiledExpression`` runs the generated Python of ``codegen`` where it can, which follows
-these closures node for node; the closures remain for what codegen leaves to them.
-
 Same language and results as the reference ``jmespath`` interpreter (it follows
 ``jmespath.visitor.TreeInterpreter`` node for node), without per-node dispatch at search
 time, and with a fast path for plain field chains such as ``xdm.commerce.order.priceTotal``.
@@ -27,6 +24,8 @@ from jmespath import functions as jp_functions
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import Parser
 from jmespath.visitor import Options
+
+from app.mapping.functions import RelayFunctions
 
 Fn = Callable[[Any], Any]
 
@@ -102,7 +101,7 @@ class Compiler:
     def _subexpression(self, node: dict[str, Any]) -> Fn:
         steps = _path_steps(node)
         if steps is not None:
-            return _path_chain(steps, _sequence([self.compile(child) for child in node["children"]]))
+            return _path_chain(steps)
         return _sequence([self.compile(child) for child in node["children"]])
 
     _index_expression = _subexpression
@@ -204,7 +203,12 @@ class Compiler:
             items = base(value)
             if not isinstance(items, list):
                 return None
-            return [r for r in map(each, items) if r is not None]
+            collected = []
+            for element in items:
+                current = each(element)
+                if current is not None:
+                    collected.append(current)
+            return collected
 
         return project
 
@@ -265,7 +269,10 @@ class Compiler:
             def select_fields(value: Any) -> Any:
                 if type(value) is dict:  # `{sku: SKU, qty: quantity}` on an object
                     get = value.get
-                    return {key: get(name) for key, name in names}
+                    selected = {}
+                    for key, name in names:
+                        selected[key] = get(name)
+                    return selected
                 if value is None:
                     return None
                 return {key: fn(value) for key, fn in pairs}
@@ -386,16 +393,16 @@ def _sequence(steps: list[Fn]) -> Fn:
     return run
 
 
-Step = tuple[str, Any]  # ("field", name) or ("index", number)
+Step = tuple[Any, bool]  # (name, False) for a field, (number, True) for an index
 
 
 def _path_steps(node: dict[str, Any]) -> list[Step] | None:
     """``a.b[0].c`` as plain steps, or None when the path holds anything else."""
     kind = node["type"]
     if kind == "field":
-        return [("field", node["value"])]
+        return [(node["value"], False)]
     if kind == "index":
-        return [("index", node["value"])]
+        return [(node["value"], True)]
     if kind in ("subexpression", "index_expression"):
         steps: list[Step] = []
         for child in node["children"]:
@@ -407,31 +414,56 @@ def _path_steps(node: dict[str, Any]) -> list[Step] | None:
     return None
 
 
-def _path_chain(steps: list[Step], step_by_step: Fn) -> Fn:
-    """A field/index path as one generated function of direct lookups (``v.get("a")``).
+def _path_chain(steps: list[Step]) -> Fn:
+    """A field/index path walked in one loop instead of one closure call per step.
 
-    Objects and arrays are walked in place and null ends the path (a field or index of null
-    is null); anything else (a dict subclass, a string, a number) is left to the step-by-step
-    closures, so results are the reference's in every case. No exception is raised for a
-    missing field: optional fields are the common case in mappings."""
-    if any(kind == "index" and type(key) is not int for kind, key in steps):
-        return step_by_step  # (the parser gives ints; the bound below is written into code)
-    lines = ["def chain(value):", "    v = value"]
-    for index, (kind, key) in enumerate(steps):
-        if kind == "index":  # JMESPath indexes lists only; Python would index strings too
-            lines += [
-                "    if type(v) is list:",
-                f"        v = v[_k{index}] if {-key - 1 if key < 0 else key} < len(v) else None",
-            ]
-        else:
-            lines.append(f"    if type(v) is dict: v = v.get(_k{index})")
-        lines += ["    elif v is None: return None", "    else: return step_by_step(value)"]
-    lines.append("    return v")
-    namespace: dict[str, Any] = {f"_k{i}": key for i, (_kind, key) in enumerate(steps)}
-    namespace["step_by_step"] = step_by_step
-    exec("\n".join(lines), namespace)  # nosec B102 - keys are passed as values, not code; indexes are ints
-    chain: Fn = namespace["chain"]
+    Same rules as ``_field`` and ``_index``: a field of an object is looked up, of anything
+    else it is null (or the value's own ``get``); an index applies to arrays only, and past the
+    end it is null. Null ends the path, since every further step of null is null."""
+    path = tuple(steps)
+    if not any(is_index for _key, is_index in path):
+        return _field_chain(tuple(key for key, _is_index in path))
+
+    def chain(value: Any) -> Any:
+        for key, is_index in path:
+            if is_index:
+                if not isinstance(value, list):
+                    return None
+                try:
+                    value = value[key]
+                except IndexError:
+                    return None
+            elif type(value) is dict:
+                value = value.get(key)
+            elif value is None:
+                return None
+            else:
+                try:
+                    value = value.get(key)
+                except AttributeError:
+                    return None
+        return value
+
     return chain
+
+
+def _field_chain(names: tuple[str, ...]) -> Fn:
+    """``_path_chain`` for the most common path, fields only (``xdm.commerce.order.priceTotal``)."""
+
+    def fields(value: Any) -> Any:
+        for name in names:
+            if type(value) is dict:
+                value = value.get(name)
+            elif value is None:
+                return None
+            else:
+                try:
+                    value = value.get(name)
+                except AttributeError:
+                    return None
+        return value
+
+    return fields
 
 
 class CompiledExpression:
@@ -443,13 +475,11 @@ class CompiledExpression:
         self.expression = expression
         self.parsed = parsed
         self._functions = functions
-        from app.mapping.codegen import generate_expression  # it builds on this module
-
-        self._fn = generate_expression(parsed, functions, expression) or Compiler(functions).compile(parsed)
+        self._fn = Compiler(functions).compile(parsed)
 
     @property
     def function(self) -> Fn:
-        """The compiled function for the default functions (generated Python, or closures)."""
+        """The compiled function (closures) for the expression's function table."""
         return self._fn
 
     @property
@@ -471,8 +501,6 @@ class CompiledExpression:
 @functools.cache
 def default_functions() -> jp_functions.Functions:
     """The relay's function table (JMESPath's built-ins plus the mapping functions)."""
-    from app.mapping.functions import RelayFunctions
-
     return RelayFunctions()
 
 

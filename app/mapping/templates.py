@@ -12,12 +12,9 @@ from typing import Any
 import orjson
 from jmespath.exceptions import JMESPathError
 
-from app.mapping.codegen import Emitter, TooDeep
-from app.mapping.compiled import default_functions
 from app.mapping.expressions import Expression, ExpressionError
 
 Render = Callable[[Any], Any]
-RENDER_FAILURES = (JMESPathError, TypeError, ValueError)  # what a token may raise on an event
 Keys = tuple[str | int, ...]
 OPEN, CLOSE = "{{", "}}"
 
@@ -52,12 +49,10 @@ class RenderError(ValueError):
 def compile_template(node: Any, keys: Keys = ()) -> Render:
     """Compile a YAML value (dict, list, string, literal) into a render function.
 
-    ``TemplateError`` says where a template does not compile. The function is generated
-    Python (``codegen``); on any failure it renders again with the closures, which say in
-    which field the failure is (``RenderError``).
+    ``TemplateError`` says where a template does not compile; ``RenderError`` says in which
+    field a render failed.
     """
-    checked = _compile_node(node, keys)
-    return generate_template(node, keys, checked) or checked
+    return _compile_node(node, keys)
 
 
 def _compile_node(node: Any, keys: Keys = ()) -> Render:
@@ -84,22 +79,24 @@ class _Literal:
 
 def _compile_object(node: dict[Any, Any], keys: Keys) -> Render:
     checked: list[tuple[str, Render]] = []
-    fast: list[tuple[str, Render | None, Any]] = []
+    leading: dict[str, Any] = {}  # literal fields before the first token: copied in one step
+    fast: list[tuple[str, Render]] = []
     for key, value in node.items():
         render = _compile_node(value, (*keys, str(key)))
         checked.append((str(key), render))
-        if isinstance(render, _Literal):
-            if render.value is not None:  # a literal null is dropped once, here
-                fast.append((str(key), None, render.value))
+        if isinstance(render, _Literal) and render.value is None:
+            continue  # a literal null is dropped once, here
+        if isinstance(render, _Literal) and not fast:
+            leading[str(key)] = render.value
         else:
             # a whole-value token is called bare; errors are traced to their field below
-            fast.append((str(key), getattr(render, "bare", render), None))
+            fast.append((str(key), getattr(render, "bare", render)))
 
     def render_object(event: Any) -> dict[str, Any]:
-        out = {}
+        out = leading.copy()
         try:
-            for key, render, constant in fast:
-                value = constant if render is None else render(event)
+            for key, render in fast:
+                value = render(event)
                 if value is not None:
                     out[key] = value
         except (JMESPathError, TypeError, ValueError):
@@ -115,8 +112,12 @@ def _compile_array(node: list[Any], keys: Keys) -> Render:
     items = [_compile_node(value, (*keys, index)) for index, value in enumerate(node)]
 
     def render_array(event: Any) -> list[Any]:
-        rendered = (render(event) for render in items)
-        return [value for value in rendered if value is not None]
+        out = []
+        for render in items:
+            value = render(event)
+            if value is not None:
+                out.append(value)
+        return out
 
     return render_array
 
@@ -195,83 +196,6 @@ def _evaluate(expression: Expression, path: str) -> Render:
 
 def _as_text(render: Render) -> Callable[[Any], str]:
     return lambda event: to_text(render(event))
-
-
-def generate_template(node: Any, keys: Keys, checked: Render) -> Render | None:
-    """The template as one generated function, which renders again with ``checked`` (the
-    closures) when anything fails; None when it is too deep to generate."""
-    emitter = Emitter(default_functions())
-    emitter.namespace.update({"_checked": checked, "_failures": RENDER_FAILURES, "_to_text": to_text})
-    try:
-        result = _emit_node(emitter, node, keys, 2)
-        lines = [
-            "def render(value):",
-            "    try:",
-            *(emitter.lines or ["        pass"]),
-            "    except _failures:",
-            "        return _checked(value)",
-            f"    return {result}",
-        ]
-        code = compile("\n".join(lines), f"<template {format_path(keys) or 'body'}>", "exec")
-    except (TooDeep, RecursionError, SyntaxError, MemoryError):
-        return None
-    exec(code, emitter.namespace)  # nosec B102 - generated from templates; their values are namespace constants
-    render: Render = emitter.namespace["render"]
-    return render
-
-
-def _emit_node(emitter: Emitter, node: Any, keys: Keys, indent: int) -> str:
-    """Statements rendering ``node`` (as ``_compile_node`` would) into a variable; its name."""
-    if isinstance(node, dict):
-        out = emitter.temp("o")
-        emitter.line(indent, f"{out} = {{}}")
-        for key, value in node.items():
-            if _is_literal(value):
-                if value is not None:  # a literal null is dropped
-                    emitter.line(indent, f"{out}[{emitter.const(str(key))}] = {emitter.const(value)}")
-                continue
-            rendered = _emit_node(emitter, value, (*keys, str(key)), indent)
-            emitter.line(indent, f"if {rendered} is not None:")
-            emitter.line(indent + 1, f"{out}[{emitter.const(str(key))}] = {rendered}")
-        return out
-    if isinstance(node, list):
-        out = emitter.temp("a")
-        emitter.line(indent, f"{out} = []")
-        for index, value in enumerate(node):
-            rendered = _emit_node(emitter, value, (*keys, index), indent)
-            emitter.line(indent, f"if {rendered} is not None:")
-            emitter.line(indent + 1, f"{out}.append({rendered})")
-        return out
-    if _is_literal(node):
-        return emitter.const(node)
-    parts = split_tokens(node, keys)
-    if len(parts) == 1 and isinstance(parts[0], Expression):
-        return _emit_token(emitter, parts[0], indent)
-    pieces = []
-    for part in parts:
-        if isinstance(part, Expression):
-            value, text = _emit_token(emitter, part, indent), emitter.temp("t")
-            emitter.line(indent, f"{text} = {value} if type({value}) is str else _to_text({value})")
-            pieces.append(text)
-        else:
-            pieces.append(emitter.const(part))
-    out = emitter.temp("s")
-    emitter.line(indent, f"{out} = {' + '.join(pieces)}")
-    return out
-
-
-def _emit_token(emitter: Emitter, expression: Expression, indent: int) -> str:
-    if expression.functions is not emitter.functions:  # another function table: its closure
-        function = emitter.const(expression.function)
-        out = emitter.temp()
-        emitter.line(indent, f"{out} = {function}(value)")
-        return out
-    return emitter.emit_or_call(expression.parsed, expression.function, "value", indent)
-
-
-def _is_literal(node: Any) -> bool:
-    """What ``_compile_node`` turns into a ``_Literal``."""
-    return not isinstance(node, dict | list) and not (isinstance(node, str) and OPEN in node)
 
 
 def _literal(text: str) -> Callable[[Any], str]:

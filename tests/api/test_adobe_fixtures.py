@@ -15,12 +15,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import FIXTURES, MAPPINGS, SHARED_ADOBE, auth, make_settings
+from tests.conftest import ADOBE_SAMPLES, FIXTURES, MAPPINGS, auth, make_settings
 
 SNAPSHOT = Path(__file__).resolve().parent.parent / "snapshots" / "adobe_fixtures.json"
-FILES = sorted(FIXTURES.glob("*.json")) + (
-    sorted(SHARED_ADOBE.glob("*.json")) if SHARED_ADOBE.is_dir() else []
-)
+FILES = sorted(FIXTURES.glob("*.json")) + sorted(ADOBE_SAMPLES.glob("*.json"))
 
 
 def outcome(client: TestClient, path: Path) -> dict[str, Any]:
@@ -65,6 +63,10 @@ def forced_previews(client: TestClient, path: Path) -> dict[str, list[Any]]:
 @pytest.fixture(scope="module")
 def snapshot() -> dict[str, Any]:
     return json.loads(SNAPSHOT.read_text()) if SNAPSHOT.exists() else {}
+
+
+def test_every_snapshot_has_its_payload_file(snapshot: dict[str, Any]) -> None:
+    assert sorted(snapshot) == sorted(path.name for path in FILES)
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])

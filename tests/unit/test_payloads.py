@@ -18,8 +18,7 @@ from app.payloads import (
     parse_payload,
 )
 from app.problems import Problem
-
-SHARED_ADOBE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "adobe"
+from tests.conftest import ADOBE_SAMPLES
 
 XDM = {
     "_id": "evt-1",
@@ -355,15 +354,19 @@ def test_unsupported_payload_detail_names_the_batch_item() -> None:
     assert caught.value.detail == "`events[1]` must be an object, got a number"
 
 
-# ------------------------------------------------------------------- shared Adobe samples
+# ------------------------------------------------------------------- real Adobe samples
 
 SHAPES = {"single": "single", "arc": "wrapped", "batch": "batch"}
-SAMPLES = sorted(SHARED_ADOBE.glob("*.json")) if SHARED_ADOBE.is_dir() else []
+SAMPLES = sorted(ADOBE_SAMPLES.glob("*.json"))
 
 
-@pytest.mark.skipif(not SAMPLES, reason="shared Adobe fixtures not present")
+def test_the_adobe_samples_are_carried_with_the_tests() -> None:
+    assert len(SAMPLES) == 18
+    assert (ADOBE_SAMPLES / "SOURCES.md").is_file()  # their licences and sources
+
+
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
-def test_shared_adobe_samples_parse_to_their_shape(sample: Path) -> None:
+def test_adobe_samples_parse_to_their_shape(sample: Path) -> None:
     raw = sample.read_bytes()
     parsed = parse_payload(raw)
     assert parsed.shape == SHAPES[sample.name.split(".")[-2]]

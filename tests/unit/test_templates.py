@@ -190,6 +190,18 @@ def test_keys_rendering_to_null_are_dropped() -> None:
     assert render(template) == {"kept_zero": 0, "kept_false": False, "kept_empty": ""}
 
 
+def test_keys_keep_the_template_order_around_literals_and_tokens() -> None:
+    template = {"a": "x", "null": None, "b": "{{ data.zero }}", "c": "y", "d": None, "e": "{{ data.no }}"}
+    assert list(render(template).items()) == [("a", "x"), ("b", 0), ("c", "y"), ("e", False)]
+
+
+def test_a_literal_object_renders_a_new_object_each_time() -> None:
+    template = compile_template({"a": "x", "b": 1})
+    first = template(EVENT)
+    first["c"] = 2
+    assert template(EVENT) == {"a": "x", "b": 1}
+
+
 def test_array_items_rendering_to_null_are_dropped() -> None:
     template = [1, None, "{{ data.missing }}", "{{ data.zero }}", {"a": None}, "{{ data.nothing }}"]
     assert render(template) == [1, 0, {}]
