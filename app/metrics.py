@@ -1,10 +1,8 @@
 """The relay's Prometheus metrics: one registry per relay, label children bound ahead of time.
 
 Labels are bounded: shape, mapping, destination, outcome, result and problem code, never an
-event id, a delivery id, a request id or anything taken from an event. The ingest path calls
-a few methods here per request, so each one is a dict lookup and an ``inc``/``observe`` on a
-pre-bound child of ``app.hot_metrics``' plain counters. What every metric means and the
-alert it supports: ``docs/operations.md`` (Metrics and alerts).
+event id, a delivery id, a request id or anything taken from an event. What every metric
+means and the alert it supports: ``docs/operations.md`` (Metrics and alerts).
 """
 
 from __future__ import annotations
@@ -12,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from app.delivery.store import Store
-from app.hot_metrics import HotCounter, HotHistogram
 
 log = structlog.get_logger("app.metrics")
 
@@ -50,35 +47,35 @@ class RelayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         reg = self.registry
-        self.events_received = HotCounter(
+        self.events_received = Counter(
             "aep_relay_events_received", "Events parsed out of ingest requests, by payload shape",
             ["shape"], registry=reg,
         )  # fmt: skip
-        self.events_routed = HotCounter(
+        self.events_routed = Counter(
             "aep_relay_events_routed",
             "Received events by result: matched (at least one mapping planned a delivery), "
             "ignored (no mapping applied) or rejected (every mapping that applied failed)",
             ["result"], registry=reg,
         )  # fmt: skip
-        self.mapping_events = HotCounter(
+        self.mapping_events = Counter(
             "aep_relay_mapping_events",
             "Events a mapping applied to, by result: matched, or the problem code that rejected it",
             ["mapping", "result"], registry=reg,
         )  # fmt: skip
-        self.mapping_render = HotHistogram(
+        self.mapping_render = Histogram(
             "aep_relay_mapping_render_duration_seconds", "Time to render one mapping's body for one event",
             ["mapping"], buckets=RENDER_BUCKETS, registry=reg,
         )  # fmt: skip
-        self.ingest_duration = HotHistogram(
+        self.ingest_duration = Histogram(
             "aep_relay_ingest_duration_seconds",
             "Ingest requests from first byte read to answer sent (POST /v1/events)",
             buckets=INGEST_BUCKETS, registry=reg,
         )  # fmt: skip
-        self.ingest_problems = HotCounter(
+        self.ingest_problems = Counter(
             "aep_relay_ingest_problems", "Ingest requests refused as a whole, by problem code",
             ["code"], registry=reg,
         )  # fmt: skip
-        self.deliveries_accepted = HotCounter(
+        self.deliveries_accepted = Counter(
             "aep_relay_deliveries_accepted",
             "Matched deliveries by what the store did: stored (to send), duplicate, dry_run (kept only)",
             ["destination", "mapping", "result"], registry=reg,
@@ -145,52 +142,34 @@ class RelayMetrics:
         self.mapping_reload_ok.set(1)
         self.mapping_reload_time.set(time.time())
 
-        # Children bound ahead of time for the hot path.
-        self._received = {shape: self.events_received.labels(shape) for shape in SHAPES}
-        self._routed = {result: self.events_routed.labels(result) for result in (MATCHED, IGNORED, REJECTED)}
-        self._mapping: dict[tuple[str, str], Any] = {}
-        self._render: dict[str, Any] = {}
-        self._accepted: dict[tuple[str, str, str], Any] = {}
+        # series that exist at zero from the start, so that rates and alerts see them
+        for shape in SHAPES:
+            self.events_received.labels(shape)
+        for result in (MATCHED, IGNORED, REJECTED):
+            self.events_routed.labels(result)
         self._store_refreshed = 0.0
         self._store_lock = asyncio.Lock()
 
     # -- ingest ------------------------------------------------------------------------------
 
     def received(self, shape: str, events: int) -> None:
-        child = self._received.get(shape)
-        if child is None:
-            child = self._received[shape] = self.events_received.labels(shape)
-        child.inc(events)
+        self.events_received.labels(shape).inc(events)
 
     def routed(self, matched: int, ignored: int, rejected: int) -> None:
         """Count each received event once: matched, ignored or rejected."""
-        if matched:
-            self._routed[MATCHED].inc(matched)
-        if ignored:
-            self._routed[IGNORED].inc(ignored)
-        if rejected:
-            self._routed[REJECTED].inc(rejected)
+        for result, count in ((MATCHED, matched), (IGNORED, ignored), (REJECTED, rejected)):
+            if count:
+                self.events_routed.labels(result).inc(count)
 
     def mapping_result(self, mapping: str, result: str) -> None:
         """One event a mapping applied to: ``matched`` or the problem code that rejected it."""
-        key = (mapping, result)
-        child = self._mapping.get(key)
-        if child is None:
-            child = self._mapping[key] = self.mapping_events.labels(mapping, result)
-        child.inc()
+        self.mapping_events.labels(mapping, result).inc()
 
     def observe_render(self, mapping: str, seconds: float) -> None:
-        child = self._render.get(mapping)
-        if child is None:
-            child = self._render[mapping] = self.mapping_render.labels(mapping)
-        child.observe(seconds)
+        self.mapping_render.labels(mapping).observe(seconds)
 
     def accepted(self, destination: str, mapping: str, result: str) -> None:
-        key = (destination, mapping, result)
-        child = self._accepted.get(key)
-        if child is None:
-            child = self._accepted[key] = self.deliveries_accepted.labels(destination, mapping, result)
-        child.inc()
+        self.deliveries_accepted.labels(destination, mapping, result).inc()
 
     # -- store depth, read on scrape -----------------------------------------------------------
 
