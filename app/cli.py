@@ -48,7 +48,6 @@ def serve(
     import uvicorn
 
     from app.api.app import create_app
-    from app.api.http_protocol import CoalescingHttpToolsProtocol
     from app.logs import configure_logging
     from app.mapping.loader import MappingLoadError
 
@@ -63,7 +62,6 @@ def serve(
         app,
         host=host,
         port=port,
-        http=CoalescingHttpToolsProtocol,
         access_log=False,
         log_level="warning",
         log_config=None,

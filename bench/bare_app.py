@@ -2,12 +2,9 @@
 
 One ``POST /v1/events`` that reads the raw body, parses it with orjson and answers ``202``
 with ``{"status": "accepted"}``; served by uvicorn with the relay's settings (one worker, no
-access log, log level warning, no ``server`` header), uvicorn's own httptools protocol and its
-proxy-header middleware. Everything the relay does beyond this (auth, request ids, logging,
-matching, rendering, validation, the durable store) and what it does more cheaply (its raw
-ASGI ingest route; one write per response and one keep-alive timer per connection:
-``app/api/http_protocol.py``; no proxy-header scan on ingest) is what the benchmark's ratio
-measures.
+access log, log level warning, no ``server`` header). Everything the relay does beyond this
+(auth, request ids, logging, matching, rendering, validation, the durable store) is what the
+benchmark's ratio measures.
 
     python bench/bare_app.py --port 8081
 """
@@ -38,8 +35,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     args = parser.parse_args()
-    # the same uvicorn.run arguments as `aep-relay serve` (app/cli.py) but its `http` protocol
-    # and `proxy_headers=False`: a plain FastAPI app on uvicorn's defaults
+    # the same uvicorn.run arguments as `aep-relay serve` (app/cli.py) but `proxy_headers=False`:
+    # a plain FastAPI app on uvicorn's defaults
     uvicorn.run(
         app, host=args.host, port=args.port, access_log=False, log_level="warning", server_header=False
     )
