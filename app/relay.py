@@ -13,8 +13,7 @@ from app.delivery.sqlite import SqliteStore
 from app.delivery.store import Store
 from app.delivery.waiters import OutcomeWaiters
 from app.destinations.base import Destination
-from app.destinations.yotpo import YotpoConfig, YotpoDestination
-from app.destinations.zendesk import ZendeskConfig, ZendeskDestination
+from app.destinations.registry import BY_NAME, KINDS
 from app.mapping.examples import run_examples
 from app.mapping.loader import MappingLoadError, MappingSet, load_mappings
 from app.metrics import RelayMetrics
@@ -24,43 +23,22 @@ from app.settings import ConfigError, Settings
 
 
 def build_destinations(settings: Settings) -> dict[str, Destination]:
-    """Every destination the relay knows, each dry-run when it has no credentials.
+    """Every destination of the table, each dry-run when it has no credentials.
 
     ``RELAY_DRY_RUN=false`` asks every destination that some mapping may use to send, so it
-    refuses to start for the one without credentials (checked by ``Relay.from_settings``).
+    refuses to start for the one without credentials (checked by ``check_credentials``).
     """
-    zendesk = ZendeskConfig.from_settings(settings)
-    yotpo = YotpoConfig.from_settings(settings)
-
-    def dry_run(has_credentials: bool) -> bool:
-        return settings.relay_dry_run if settings.relay_dry_run is not None else not has_credentials
-
-    return {
-        "zendesk": ZendeskDestination(zendesk, dry_run=dry_run(zendesk.has_credentials)),
-        "yotpo": YotpoDestination(yotpo, dry_run=dry_run(yotpo.has_credentials)),
-    }
-
-
-MISSING_CREDENTIALS = {
-    "zendesk": "set ZENDESK_SUBDOMAIN (or ZENDESK_BASE_URL) and ZENDESK_OAUTH_TOKEN, "
-    "ZENDESK_EMAIL + ZENDESK_API_TOKEN, or ZENDESK_EMAIL + ZENDESK_PASSWORD",
-    "yotpo": "set YOTPO_STORE_ID and YOTPO_SECRET (or a pre-issued YOTPO_API_KEY)",
-}
+    return {kind.name: kind.build(settings) for kind in KINDS}
 
 
 def check_credentials(settings: Settings, mappings: MappingSet) -> None:
     """``RELAY_DRY_RUN=false`` with a mapping for a destination that cannot send: refuse."""
     if settings.relay_dry_run is not False:
         return
-    can_send = {
-        "zendesk": ZendeskConfig.from_settings(settings).has_credentials,
-        "yotpo": YotpoConfig.from_settings(settings).has_credentials,
-    }
     for name in sorted({m.destination for m in mappings.mappings}):
-        if not can_send[name]:
-            raise ConfigError(
-                f"RELAY_DRY_RUN=false but {name} has no credentials: {MISSING_CREDENTIALS[name]}"
-            )
+        kind = BY_NAME[name]
+        if not kind.can_send(settings):
+            raise ConfigError(f"RELAY_DRY_RUN=false but {name} has no credentials: {kind.credentials}")
 
 
 def load_checked_mappings(settings: Settings, destinations: dict[str, Destination]) -> MappingSet:

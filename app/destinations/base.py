@@ -11,8 +11,12 @@ answer into ``Delivered`` or a ``Problem``. Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -75,3 +79,34 @@ class Destination(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+class Config(Protocol):
+    """A destination's configuration, read from ``Settings``."""
+
+    @property
+    def has_credentials(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One entry of the destination table (``registry.KINDS``): how to configure and build it.
+
+    ``configure`` reads the destination's settings (raising ``ConfigError`` for unusable
+    values); ``create`` builds the destination from that config; ``credentials`` names the
+    variables that give it credentials, for the error when ``RELAY_DRY_RUN=false`` lacks them.
+    """
+
+    name: str
+    configure: Callable[[Settings], Any]
+    create: Callable[..., Destination]
+    credentials: str
+
+    def build(self, settings: Settings) -> Destination:
+        """The destination, in dry run when ``RELAY_DRY_RUN`` says so or it has no credentials."""
+        config = self.configure(settings)
+        dry_run = settings.relay_dry_run if settings.relay_dry_run is not None else not config.has_credentials
+        return self.create(config, dry_run=dry_run)
+
+    def can_send(self, settings: Settings) -> bool:
+        return bool(self.configure(settings).has_credentials)

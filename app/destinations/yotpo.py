@@ -23,7 +23,7 @@ import httpx
 import orjson
 import structlog
 
-from app.destinations.base import Delivered, OutboundRequest, Violation
+from app.destinations.base import Delivered, Kind, OutboundRequest, Violation
 from app.destinations.upstream import (
     code_for_status,
     decode_body,
@@ -527,3 +527,11 @@ def _is_iso8601(value: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+KIND = Kind(
+    name=NAME,
+    configure=YotpoConfig.from_settings,
+    create=YotpoDestination,
+    credentials="set YOTPO_STORE_ID and YOTPO_SECRET (or a pre-issued YOTPO_API_KEY)",
+)

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import structlog
 
-from app.destinations.base import Delivered, OutboundRequest, Violation
+from app.destinations.base import Delivered, Kind, OutboundRequest, Violation
 from app.destinations.upstream import (
     code_for_status,
     decode_body,
@@ -365,3 +365,12 @@ def _is_iso8601(value: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+KIND = Kind(
+    name="zendesk",
+    configure=ZendeskConfig.from_settings,
+    create=ZendeskDestination,
+    credentials="set ZENDESK_SUBDOMAIN (or ZENDESK_BASE_URL) and ZENDESK_OAUTH_TOKEN, "
+    "ZENDESK_EMAIL + ZENDESK_API_TOKEN, or ZENDESK_EMAIL + ZENDESK_PASSWORD",
+)
