@@ -18,6 +18,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
+from app.delivery.circuit import STATES as CIRCUIT_STATES
 from app.delivery.store import Store
 from app.hot_metrics import HotCounter, HotHistogram
 
@@ -112,6 +113,11 @@ class RelayMetrics:
         self.ratelimit_rate = Gauge(
             "aep_relay_ratelimit_rate_per_minute", "The pace the rate limiter allows right now",
             ["destination"], registry=reg,
+        )  # fmt: skip
+        self.circuit_state = Gauge(
+            "aep_relay_circuit_state",
+            "1 for each destination's circuit breaker state (closed, open, half_open), 0 for the others",
+            ["destination", "state"], registry=reg,
         )  # fmt: skip
         self.store_pending = Gauge(
             "aep_relay_store_pending_deliveries", "Deliveries waiting or in flight, per destination",
@@ -216,6 +222,12 @@ class RelayMetrics:
                     self._store_refreshed = time.monotonic()
             if self._store_refreshed:
                 self.store_stats_age.set(time.monotonic() - self._store_refreshed)
+
+    def show_circuits(self, states: Mapping[str, str]) -> None:
+        """Set the one-hot circuit gauge from each destination's state (read on scrape)."""
+        for name, current in states.items():
+            for state in CIRCUIT_STATES:
+                self.circuit_state.labels(name, state).set(1 if state == current else 0)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The registry in the format the scraper asked for (text 0.0.4 unless it asks otherwise)."""
