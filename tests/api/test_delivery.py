@@ -4,6 +4,7 @@ backpressure. The fake Zendesk is a real server on loopback."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -81,6 +82,20 @@ def test_retry_after_is_honoured(relay_client: Client, fake_zendesk: FakeZendesk
     # Never before Retry-After (the backoff alone would have said under 1 s). The upper bound leaves
     # room for a loaded machine: the retry came 0.46 s late on two busy cores.
     assert 2.95 <= gap <= 5.0, f"retried after {gap:.2f} s, Retry-After said 3 s"
+
+
+def test_a_retry_after_of_a_day_waits_an_hour_at_most(
+    relay_client: Client, fake_zendesk: FakeZendesk
+) -> None:
+    fake_zendesk.enqueue(CannedResponse(503, {"error": "down"}, {"Retry-After": "86400"}))
+    client = relay_client(zendesk_settings(fake_zendesk.base_url))
+    [result] = post(client, PURCHASE).json()["results"]
+
+    def delivery() -> Any:
+        return client.get(f"/v1/deliveries/{result['delivery_id']}", headers=auth()).json()
+
+    assert wait_until(lambda: delivery()["attempts"] == 1, 10)
+    assert 3500 <= delivery()["next_attempt_at"] - time.time() <= 3600
 
 
 def test_retryable_failures_are_retried_until_delivered(
