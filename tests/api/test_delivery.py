@@ -160,7 +160,11 @@ def test_backpressure_refuses_with_503_and_loses_nothing(
     relay_client: Client, fake_zendesk: FakeZendesk
 ) -> None:
     fake_zendesk.stop()  # Zendesk is down: deliveries pile up
-    client = relay_client(zendesk_settings(fake_zendesk.base_url, relay_max_pending=5, **FAST_RETRIES))
+    # its circuit opens while Zendesk is down: probe often, so it is seen back within seconds
+    settings = zendesk_settings(
+        fake_zendesk.base_url, relay_max_pending=5, relay_circuit_probe_seconds=1.0, **FAST_RETRIES
+    )
+    client = relay_client(settings)
     acked, refused = [], []
     for index in range(10):
         response = post(client, purchase(f"bp-{index}"))
