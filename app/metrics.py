@@ -223,11 +223,11 @@ class RelayMetrics:
             if self._store_refreshed:
                 self.store_stats_age.set(time.monotonic() - self._store_refreshed)
 
-    def show_circuits(self, states: Mapping[str, str]) -> None:
-        """Set the one-hot circuit gauge from each destination's state (read on scrape)."""
-        for name, current in states.items():
+    def show_circuits(self, circuits: Mapping[str, Mapping[str, str | float]]) -> None:
+        """Set the one-hot circuit gauge from each destination's circuit (read on scrape)."""
+        for name, circuit in circuits.items():
             for state in CIRCUIT_STATES:
-                self.circuit_state.labels(name, state).set(1 if state == current else 0)
+                self.circuit_state.labels(name, state).set(1 if state == circuit["state"] else 0)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The registry in the format the scraper asked for (text 0.0.4 unless it asks otherwise)."""

@@ -84,8 +84,12 @@ class Dispatcher:
         self._stopping = False
 
     def circuit_states(self) -> dict[str, dict[str, str | float]]:
-        """Each destination's circuit: ``state`` (closed, open, half_open) and ``since``."""
-        return {name: circuit.snapshot() for name, circuit in self.circuits.items()}
+        """The circuit of each destination that sends (not dry-run): ``state`` and ``since``."""
+        return {
+            name: circuit.snapshot()
+            for name, circuit in self.circuits.items()
+            if not self.destinations[name].dry_run
+        }
 
     def start(self) -> None:
         for name, destination in self.destinations.items():
