@@ -16,6 +16,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
+from app.delivery.circuit import STATES as CIRCUIT_STATES
 from app.delivery.store import Store
 
 log = structlog.get_logger("app.metrics")
@@ -110,6 +111,11 @@ class RelayMetrics:
             "aep_relay_ratelimit_rate_per_minute", "The pace the rate limiter allows right now",
             ["destination"], registry=reg,
         )  # fmt: skip
+        self.circuit_state = Gauge(
+            "aep_relay_circuit_state",
+            "1 for each destination's circuit breaker state (closed, open, half_open), 0 for the others",
+            ["destination", "state"], registry=reg,
+        )  # fmt: skip
         self.store_pending = Gauge(
             "aep_relay_store_pending_deliveries", "Deliveries waiting or in flight, per destination",
             ["destination"], registry=reg,
@@ -195,6 +201,12 @@ class RelayMetrics:
                     self._store_refreshed = time.monotonic()
             if self._store_refreshed:
                 self.store_stats_age.set(time.monotonic() - self._store_refreshed)
+
+    def show_circuits(self, circuits: Mapping[str, Mapping[str, str | float]]) -> None:
+        """Set the one-hot circuit gauge from each destination's circuit (read on scrape)."""
+        for name, circuit in circuits.items():
+            for state in CIRCUIT_STATES:
+                self.circuit_state.labels(name, state).set(1 if state == circuit["state"] else 0)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The registry in the format the scraper asked for (text 0.0.4 unless it asks otherwise)."""

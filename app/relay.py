@@ -119,6 +119,8 @@ class Relay:
             concurrency=settings.relay_dispatch_concurrency,
             shutdown_grace=settings.relay_shutdown_grace,
             retention=settings.relay_retention_seconds,
+            circuit_failures=settings.relay_circuit_failures,
+            circuit_probe_seconds=settings.relay_circuit_probe_seconds,
         )
         metrics = RelayMetrics()
         metrics.mappings_loaded.set(len(mappings))

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     relay_dispatch_concurrency: int = Field(default=16, gt=0)
     relay_shutdown_grace: float = Field(default=10.0, ge=0)
     relay_retention_seconds: float = Field(default=7 * 86_400.0, gt=0)
+    # Outage answers in a row that open a destination's circuit (0: never), and seconds between its probes.
+    relay_circuit_failures: int = Field(default=5, ge=0)
+    relay_circuit_probe_seconds: float = Field(default=30.0, gt=0)
     relay_sqlite_synchronous: str = "FULL"
     relay_log_level: str = "info"
     relay_log_format: str = "json"

@@ -63,7 +63,13 @@ async def list_dead_letters(
     relay = _admin(request)
     where = query.filter(limit)
     letters = await relay.store.dead_letters(where)
-    return json_response({"dead_letters": [d.to_dict() for d in letters], "count": len(letters)})
+    return json_response(
+        {
+            "dead_letters": [d.to_dict() for d in letters],
+            "count": len(letters),
+            "circuits": relay.dispatcher.circuit_states(),  # why they may be piling up
+        }
+    )
 
 
 @router.get(

@@ -32,5 +32,8 @@ async def readyz(request: Request) -> Response:
             "dry_run": {name: d.dry_run for name, d in relay.destinations.items()},
             "pending": stats.pending,
             "dead_letters": stats.dead,
+            # Shown, never a reason to be unready: with a destination down the relay still
+            # accepts and stores events, which is what the load balancer routes here for.
+            "circuits": relay.dispatcher.circuit_states(),
         }
     )

@@ -24,5 +24,6 @@ async def metrics(request: Request) -> Response:
     """Counters, histograms and gauges; the store's depth is read at most every few seconds."""
     relay: Relay = request.app.state.relay
     await relay.metrics.refresh_store(relay.store, relay.destinations, relay.dispatcher.limiters)
+    relay.metrics.show_circuits(relay.dispatcher.circuit_states())
     body, content_type = relay.metrics.exposition(request.headers.get("accept"))
     return Response(body, headers={"Content-Type": content_type})

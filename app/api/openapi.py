@@ -138,12 +138,24 @@ _REPLAYED: dict[str, Any] = {
     "required": ["replayed"],
     "properties": {"replayed": {"type": "integer", "minimum": 0}},
 }
+_CIRCUITS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": {
+        "type": "object",
+        "required": ["state", "since"],
+        "properties": {
+            "state": {"type": "string", "enum": ["closed", "open", "half_open"]},
+            "since": {"type": "number"},
+        },
+    },
+}
 _DEAD_LETTERS: dict[str, Any] = {
     "type": "object",
     "required": ["dead_letters", "count"],
     "properties": {
         "dead_letters": {"type": "array", "items": _DELIVERY_SCHEMA},
         "count": {"type": "integer"},
+        "circuits": _CIRCUITS,
     },
 }
 _HEALTH: dict[str, Any] = {
@@ -160,6 +172,7 @@ _READY: dict[str, Any] = {
         "dry_run": {"type": "object", "additionalProperties": {"type": "boolean"}},
         "pending": {"type": "object", "additionalProperties": {"type": "integer"}},
         "dead_letters": {"type": "integer"},
+        "circuits": _CIRCUITS,
     },
 }
 _PREVIEW: dict[str, Any] = {

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from app.delivery.circuit import CLOSED, CircuitBreaker
 from app.delivery.ratelimit import RateLimiter
 from app.delivery.retry import RetryPolicy
 from app.delivery.store import Delivery, Store, StoreUnavailable
@@ -49,6 +50,8 @@ class DispatchSettings:
     concurrency: int = 16
     shutdown_grace: float = 10.0
     retention: float = 7 * 86_400.0
+    circuit_failures: int = 5
+    circuit_probe_seconds: float = 30.0
 
 
 class Dispatcher:
@@ -72,9 +75,21 @@ class Dispatcher:
         self.settings = settings
         self.metrics = metrics or RelayMetrics()
         self._wake = {name: asyncio.Event() for name in destinations}
+        self.circuits = {
+            name: CircuitBreaker(name, settings.circuit_failures, settings.circuit_probe_seconds)
+            for name in destinations
+        }
         self._loops: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()
         self._stopping = False
+
+    def circuit_states(self) -> dict[str, dict[str, str | float]]:
+        """The circuit of each destination that sends (not dry-run): ``state`` and ``since``."""
+        return {
+            name: circuit.snapshot()
+            for name, circuit in self.circuits.items()
+            if not self.destinations[name].dry_run
+        }
 
     def start(self) -> None:
         for name, destination in self.destinations.items():
@@ -101,7 +116,7 @@ class Dispatcher:
             await asyncio.gather(*late, return_exceptions=True)
 
     async def _run(self, name: str) -> None:
-        limiter = self.limiters[name]
+        limiter, circuit = self.limiters[name], self.circuits[name]
         waited = self.metrics.ratelimit_wait.labels(name)
         slots = asyncio.Semaphore(self.settings.concurrency)
         # Lease first, then take the tokens: nothing slow (a store write) comes between a grant
@@ -112,7 +127,12 @@ class Dispatcher:
             paused = limiter.paused_until  # a 429's pause: lease nothing until it ends
             if paused:
                 await asyncio.sleep(max(0.0, paused - time.monotonic()))
-            taken = await self._take_slots(slots, lease_batch(limiter.current_rate_per_minute))
+            shut = circuit.wait()  # an open circuit: lease nothing until its next probe
+            if shut:
+                await asyncio.sleep(min(shut, IDLE_POLL_SECONDS))
+                continue
+            wanted = circuit.allowed(lease_batch(limiter.current_rate_per_minute))
+            taken = await self._take_slots(slots, wanted)
             try:
                 leased = await self.store.lease(name, taken, self.settings.lease_seconds)
             except asyncio.CancelledError:
@@ -123,11 +143,15 @@ class Dispatcher:
                 await asyncio.sleep(IDLE_POLL_SECONDS)
                 continue
             release_slots(slots, taken - len(leased))
+            circuit.leased(len(leased))
             if not leased:
                 await self._idle(name)
                 continue
             deadline = time.monotonic() + token_wait
             for index, delivery in enumerate(leased):
+                if index and circuit.state != CLOSED:  # it opened meanwhile: the rest waits for a probe
+                    await self._give_back(leased[index:], slots)
+                    break
                 asked = time.perf_counter()
                 try:
                     await asyncio.wait_for(limiter.acquire(1), max(0.0, deadline - time.monotonic()))
@@ -183,6 +207,7 @@ class Dispatcher:
                 delivered = await self._exchange(destination, limiter, delivery)
             except Problem as problem:
                 attempt.took(self.metrics)
+                self.circuits[name].record(problem.code)
                 upstream = problem.extensions.get("upstream") or {}
                 attempt.upstream_status = int(upstream.get("status") or 0) or None
                 limiter.on_response(
@@ -194,6 +219,7 @@ class Dispatcher:
                 await self._failed(delivery, problem, attempt)
                 return
             attempt.took(self.metrics)
+            self.circuits[name].record(None)
             attempt.upstream_status = delivered.status
             limiter.on_response(
                 status=delivered.status,

@@ -4,6 +4,7 @@ Retry-After, trimmed bodies, scrubbed secrets."""
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -21,20 +22,28 @@ MAX_BODY_CHARS = 2000
 MAX_STRING_CHARS = 500
 
 
+MAX_RETRY_AFTER_SECONDS = 3600.0
+"""The longest wait an upstream may ask for: a larger ``Retry-After`` (a misconfigured proxy, a
+date far ahead) would otherwise pause a destination, or park a delivery, for days."""
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` (or ``RateLimit-Reset``) header, delta-seconds or
+    an HTTP date, at most ``MAX_RETRY_AFTER_SECONDS``."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(MAX_RETRY_AFTER_SECONDS, max(0.0, seconds))
 
 
 def decode_body(raw: bytes) -> Any:

@@ -4,6 +4,7 @@ backpressure. The fake Zendesk is a real server on loopback."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -83,6 +84,20 @@ def test_retry_after_is_honoured(relay_client: Client, fake_zendesk: FakeZendesk
     assert 2.95 <= gap <= 5.0, f"retried after {gap:.2f} s, Retry-After said 3 s"
 
 
+def test_a_retry_after_of_a_day_waits_an_hour_at_most(
+    relay_client: Client, fake_zendesk: FakeZendesk
+) -> None:
+    fake_zendesk.enqueue(CannedResponse(503, {"error": "down"}, {"Retry-After": "86400"}))
+    client = relay_client(zendesk_settings(fake_zendesk.base_url))
+    [result] = post(client, PURCHASE).json()["results"]
+
+    def delivery() -> Any:
+        return client.get(f"/v1/deliveries/{result['delivery_id']}", headers=auth()).json()
+
+    assert wait_until(lambda: delivery()["attempts"] == 1, 10)
+    assert 3500 <= delivery()["next_attempt_at"] - time.time() <= 3600
+
+
 def test_retryable_failures_are_retried_until_delivered(
     relay_client: Client, fake_zendesk: FakeZendesk
 ) -> None:
@@ -145,7 +160,11 @@ def test_backpressure_refuses_with_503_and_loses_nothing(
     relay_client: Client, fake_zendesk: FakeZendesk
 ) -> None:
     fake_zendesk.stop()  # Zendesk is down: deliveries pile up
-    client = relay_client(zendesk_settings(fake_zendesk.base_url, relay_max_pending=5, **FAST_RETRIES))
+    # its circuit opens while Zendesk is down: probe often, so it is seen back within seconds
+    settings = zendesk_settings(
+        fake_zendesk.base_url, relay_max_pending=5, relay_circuit_probe_seconds=1.0, **FAST_RETRIES
+    )
+    client = relay_client(settings)
     acked, refused = [], []
     for index in range(10):
         response = post(client, purchase(f"bp-{index}"))

@@ -193,6 +193,19 @@ def test_http_date_retry_after(fake_zendesk: FakeZendesk) -> None:
     assert problem.retry_after is not None and 25 <= problem.retry_after <= 31
 
 
+@pytest.mark.parametrize("wait", ["86400", "1e400", "inf", "HTTP-DATE"])
+def test_a_retry_after_beyond_an_hour_is_capped_at_an_hour(fake_zendesk: FakeZendesk, wait: str) -> None:
+    import time
+    from email.utils import formatdate
+
+    if wait == "HTTP-DATE":
+        wait = formatdate(time.time() + 7 * 86_400, usegmt=True)
+    for status in (429, 503):
+        fake_zendesk.enqueue(CannedResponse(status, {"error": "later"}, {"Retry-After": wait}))
+        problem = send_expecting_problem(destination(fake_zendesk, zendesk_api_token="test-api-token"))
+        assert problem.retry_after == 3600.0
+
+
 def test_slow_answer_is_a_timeout(fake_zendesk: FakeZendesk) -> None:
     fake_zendesk.enqueue(CannedResponse(202, {"status": "received"}, delay=8.0))  # far beyond a late timer
     dest = destination(fake_zendesk, zendesk_api_token="test-api-token", zendesk_read_timeout=0.3)

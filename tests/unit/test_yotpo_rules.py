@@ -361,6 +361,9 @@ def test_an_empty_error_body_names_the_status() -> None:
         ({"RateLimit-Reset": "3"}, 3.0),
         ({"Retry-After": "5", "RateLimit-Reset": "3"}, 5.0),
         ({}, 1.0),
+        ({"Retry-After": "7200"}, 3600.0),  # at most an hour, whatever the header says
+        ({"RateLimit-Reset": "604800"}, 3600.0),
+        ({"RateLimit-Reset": "inf"}, 3600.0),
     ],
 )
 def test_429_retry_after(headers: dict[str, str], expected: float) -> None:
@@ -370,6 +373,7 @@ def test_429_retry_after(headers: dict[str, str], expected: float) -> None:
 def test_5xx_retry_after_only_when_given() -> None:
     assert problem_for(503, b"down", {"Retry-After": "30"}).retry_after == 30.0
     assert problem_for(500, b"down").retry_after is None
+    assert problem_for(503, b"down", {"Retry-After": "999999"}).retry_after == 3600.0
     assert problem_for(400, b"bad", {"Retry-After": "30"}).retry_after is None
 
 

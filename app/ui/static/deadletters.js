@@ -1,5 +1,5 @@
-// The dead-letter view (admin token): list with filters, details, replay and purge.
-// Uses GET /v1/dead-letters[/{id}], POST /v1/dead-letters/{id}/replay,
+// The dead-letter view (admin token): each destination's circuit, the list with filters,
+// details, replay and purge. Uses GET /v1/dead-letters[/{id}], POST /v1/dead-letters/{id}/replay,
 // POST /v1/dead-letters/replay, DELETE /v1/dead-letters/{id} and GET /v1/deliveries/{id}.
 
 import { call, problemText, tokens } from "./api.js";
@@ -51,6 +51,7 @@ function setState(...parts) {
 export async function loadDeadLetters() {
   const token = tokens.admin();
   const body = $("dl-table").tBodies[0];
+  show($("dl-circuits"));
   if (!token) {
     show(body);
     setState("Enter the admin token (RELAY_ADMIN_TOKEN) above to see dead letters.");
@@ -68,11 +69,34 @@ export async function loadDeadLetters() {
     setState(problemText(answer));
     return;
   }
+  showCircuits(answer.data.circuits || {});
   const letters = answer.data.dead_letters;
   show(body, ...letters.map(row));
   if (!letters.length) setState("No dead letters match these filters.");
   else if ($("dl-state").dataset.keep !== "1") setState(`${letters.length} dead ${letters.length === 1 ? "letter" : "letters"}.`);
   delete $("dl-state").dataset.keep;
+}
+
+const CIRCUIT_TEXT = { closed: "circuit closed", open: "circuit open", half_open: "circuit open, probing" };
+
+// Each destination that sends. An open circuit is why its deliveries wait: it failed several
+// times in a row, so the relay sends one probe per interval (and keeps storing events) until
+// one succeeds.
+function showCircuits(circuits) {
+  const items = Object.entries(circuits).sort(([a], [b]) => a.localeCompare(b));
+  show(
+    $("dl-circuits"),
+    ...items.map(([name, circuit]) =>
+      el(
+        "li",
+        { id: `circuit-${name}` },
+        el("strong", {}, name),
+        " ",
+        badge(`circuit-${circuit.state}`, CIRCUIT_TEXT[circuit.state] || circuit.state),
+        circuit.state === "closed" ? "" : el("span", { className: "muted" }, ` since ${utc(circuit.since)} UTC: one probe at a time until one succeeds`),
+      ),
+    ),
+  );
 }
 
 function row(letter) {
