@@ -35,6 +35,7 @@ dlq_cli = typer.Typer(
 cli.add_typer(dlq_cli, name="dlq")
 
 T = TypeVar("T")
+KEEP_ALIVE_SECONDS = 5  # uvicorn's default, stated: docs/operations.md builds on it
 
 DirArg = Annotated[Path | None, typer.Argument(help="Mappings folder (default RELAY_MAPPINGS_DIR)")]
 
@@ -67,6 +68,11 @@ def serve(
         log_config=None,
         server_header=False,
         proxy_headers=False,  # applied by the app to every route but ingest (RelayApp)
+        # Past this many open connections (or requests in flight) uvicorn answers new requests
+        # 503 itself, so that stalled clients cannot grow the process without bound.
+        limit_concurrency=settings.relay_max_connections,
+        # An idle connection is closed after this; a front proxy's keep-alive must be shorter.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 

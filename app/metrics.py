@@ -143,6 +143,14 @@ class RelayMetrics:
             "When the mapping set being served was loaded (epoch seconds)", registry=reg,
         )  # fmt: skip
         self.mappings_loaded = Gauge("aep_relay_mappings_loaded", "Mappings being served", registry=reg)
+        self.signatures_accepted = Counter(
+            "aep_relay_signatures_accepted",
+            "Signed requests let in, by what was signed: method_path, or body_only (the older "
+            "form, accepted until RELAY_SIGNING_BODY_ONLY_UNTIL)",
+            ["form"], registry=reg,
+        )  # fmt: skip
+        for form in ("method_path", "body_only"):
+            self.signatures_accepted.labels(form)
         for result in ("succeeded", "failed"):
             self.mapping_reloads.labels(result)
         self.mapping_reload_ok.set(1)
@@ -176,6 +184,9 @@ class RelayMetrics:
 
     def accepted(self, destination: str, mapping: str, result: str) -> None:
         self.deliveries_accepted.labels(destination, mapping, result).inc()
+
+    def signature_accepted(self, form: str) -> None:
+        self.signatures_accepted.labels(form).inc()
 
     # -- store depth, read on scrape -----------------------------------------------------------
 

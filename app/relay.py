@@ -140,7 +140,11 @@ class Relay:
                 max_depth=settings.relay_max_json_depth,
                 max_string_length=settings.relay_max_string_length,
             ),
-            signatures=SignatureVerifier(settings.relay_signing_secrets),
+            signatures=SignatureVerifier(
+                settings.relay_signing_secrets,
+                body_only_until=settings.relay_signing_body_only_until,
+                on_accepted=metrics.signature_accepted,
+            ),
         )
         relay.reloader = MappingReloader(
             settings.relay_mappings_dir,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -88,6 +89,12 @@ class Settings(BaseSettings):
     relay_max_json_depth: int = Field(default=64, gt=0, le=512)  # deeper would strain Python's recursion
     relay_max_string_length: int = Field(default=65_536, gt=0)
     relay_signing_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # Signatures of the body alone (without method and path) are accepted before this day (UTC).
+    relay_signing_body_only_until: date = date(2027, 6, 30)
+    # Seconds a request's whole body may take to arrive once its headers have (408 after).
+    relay_body_timeout: float = Field(default=10.0, gt=0)
+    # Connections (and requests in flight) uvicorn takes before answering 503 to new requests.
+    relay_max_connections: int = Field(default=256, gt=0)
 
     zendesk_subdomain: str | None = None
     zendesk_email: str | None = None

@@ -19,6 +19,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.api import deliveries, events, health, mappings, samples
 from app.api import metrics as metrics_route
+from app.api.inbound import InboundGuard
 from app.api.ingest_route import PREFIX, IngestRoute
 from app.api.middleware import RequestContextMiddleware
 from app.api.openapi import complete_openapi
@@ -41,7 +42,8 @@ class RelayApp(FastAPI):
 
     The ingest route is what Adobe calls for every event of a site; going straight to its
     handler (with the request-context middleware) skips routing, dependency solving and the
-    framework's middleware layers.
+    framework's middleware layers. Both go through ``InboundGuard`` first (repeated credential
+    headers, the body's deadline, closing connections whose body was not read).
 
     The other routes go through uvicorn's ``ProxyHeadersMiddleware`` (``aep-relay serve``
     turns uvicorn's own off): the scheme a proxy reports (``X-Forwarded-Proto`` from
@@ -50,14 +52,18 @@ class RelayApp(FastAPI):
     and skips its per-request header scan.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, body_timeout: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
         # uvicorn's and Starlette's ASGI types differ only in how precisely they are spelled
         self._rest = cast(ASGIApp, ProxyHeadersMiddleware(cast(Any, super().__call__), trusted_hosts=trusted))
         self._ingest = IngestRoute(self._rest)  # it logs and sets the request id itself
+        self._guarded = InboundGuard(self._route, body_timeout=body_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._guarded(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(PREFIX):
             scope["app"] = self
             await self._ingest(scope, receive, send)
@@ -88,6 +94,7 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
             log.info("stopped")
 
     app = RelayApp(
+        body_timeout=relay.settings.relay_body_timeout,
         title="aep-relay",
         version="0.1.0",
         description="Adobe Experience Platform event forwarding -> Zendesk events.",

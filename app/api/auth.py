@@ -6,6 +6,7 @@ import hmac
 
 from pydantic import SecretStr
 from starlette.requests import Request
+from starlette.types import Scope
 
 from app.api.signing import SignatureVerifier
 from app.problems import Problem
@@ -56,25 +57,36 @@ def require_admin_token(request: Request, admin_token: SecretStr | None) -> None
         raise Problem("unauthorized", "Send `Authorization: Bearer <RELAY_ADMIN_TOKEN>`")
 
 
-def authenticate_ingest(
+def authenticate_headers(
     authorization: str | None,
-    body: bytes,
     *,
     signature: str | None,
     timestamp: str | None,
     tokens: list[SecretStr],
     verifier: SignatureVerifier | None,
     allow_open: bool,
-) -> None:
-    """A valid bearer token OR a valid signature lets a request in.
+) -> bool:
+    """What the headers decide before any body byte is read: a valid bearer token OR a
+    signature lets a request in. Raises ``unauthorized`` or ``invalid_signature`` now, or
+    returns True when a signature must still be checked against the body
+    (``SignatureVerifier.verify``).
 
     A request that carries signature headers to a relay with ``RELAY_SIGNING_SECRETS`` is
     judged by its signature alone: a bad one is refused even next to a good token, since the
     caller meant the body to be checked. Without signing secrets the headers are ignored.
+    Its timestamp is checked here, so a stale or malformed one costs no body read.
     """
     if verifier is None or not verifier.enabled:
         check_ingest_token(authorization, tokens, allow_open)
-    elif signature is not None or timestamp is not None:
-        verifier.verify(signature, timestamp, body)
-    else:
-        check_ingest_token(authorization, tokens, allow_open=False)
+        return False
+    if signature is not None or timestamp is not None:
+        verifier.check_headers(signature, timestamp)
+        return True
+    check_ingest_token(authorization, tokens, allow_open=False)
+    return False
+
+
+def request_path(scope: Scope) -> str:
+    """The path a signature covers: as sent in the request line, without the query string."""
+    raw: bytes | None = scope.get("raw_path")
+    return raw.decode("latin-1") if raw else str(scope["path"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.api.auth import authenticate_ingest
+from app.api.auth import authenticate_headers, request_path
 from app.api.body import read_limited_body
 from app.api.ingest import handle_ingest
 from app.api.openapi import INGEST_OPENAPI, PREVIEW_OPENAPI
@@ -40,8 +40,8 @@ async def ingest_one_mapping(request: Request, mapping: str) -> Response:
 async def preview(request: Request, mapping: str | None = None) -> Response:
     """What the relay would send for this payload, with every validation problem."""
     relay: Relay = request.app.state.relay
-    body = await read_limited_body(request, relay.settings.relay_max_body_bytes)
-    only = _authorised(request, relay, body, mapping)
+    body = await _admitted_body(request, relay)
+    only = _mapping(relay, mapping)
     parsed = parse_payload(body, relay.limits)
     outcomes = as_preview(plan(parsed.events, relay.mappings, relay.destinations, only=only))
     return json_response(
@@ -58,7 +58,8 @@ async def ingest_request(request: Request, mapping_name: str | None) -> Response
     relay: Relay = request.app.state.relay
     answer = await handle_ingest(
         relay,
-        await read_limited_body(request, relay.settings.relay_max_body_bytes),
+        lambda: read_limited_body(request, relay.settings.relay_max_body_bytes),
+        path=request_path(request.scope),
         mapping_name=mapping_name,
         authorization=request.headers.get("authorization"),
         query_string=request.scope.get("query_string", b""),
@@ -70,16 +71,27 @@ async def ingest_request(request: Request, mapping_name: str | None) -> Response
     return Response(answer.body, answer.status, answer.headers, media_type=answer.content_type)
 
 
-def _authorised(request: Request, relay: Relay, body: bytes, mapping_name: str | None) -> Mapping | None:
-    authenticate_ingest(
+async def _admitted_body(request: Request, relay: Relay) -> bytes:
+    """The body, read only once the headers let the request in, then its signature checked."""
+    signature = request.headers.get(SIGNATURE_HEADER)
+    timestamp = request.headers.get(TIMESTAMP_HEADER)
+    signed = authenticate_headers(
         request.headers.get("authorization"),
-        body,
-        signature=request.headers.get(SIGNATURE_HEADER),
-        timestamp=request.headers.get(TIMESTAMP_HEADER),
+        signature=signature,
+        timestamp=timestamp,
         tokens=relay.settings.relay_ingest_tokens,
         verifier=relay.signatures,
         allow_open=relay.settings.relay_allow_unauthenticated,
     )
+    body = await read_limited_body(request, relay.settings.relay_max_body_bytes)
+    if signed:
+        relay.signatures.verify(
+            signature, timestamp, body, method=request.method, path=request_path(request.scope)
+        )
+    return body
+
+
+def _mapping(relay: Relay, mapping_name: str | None) -> Mapping | None:
     if mapping_name is None:
         return None
     mapping = relay.mappings.get(mapping_name)

@@ -6,6 +6,7 @@ declarations (for OpenAPI) call ``handle_ingest``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -13,7 +14,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from app import logs
-from app.api.auth import authenticate_ingest
+from app.api.auth import authenticate_headers
 from app.delivery.store import DEAD, DRY_RUN, DUPLICATE, QUEUED
 from app.metrics import MATCHED, STORED, RelayMetrics
 from app.payloads import parse_payload
@@ -23,6 +24,7 @@ from app.relay import Relay
 
 MAX_WAIT = 30.0
 JSON = "application/json"
+BodyReader = Callable[[], Awaitable[bytes]]
 
 
 @dataclass
@@ -44,8 +46,9 @@ class Answer:
 
 async def handle_ingest(
     relay: Relay,
-    body: bytes,
+    read_body: BodyReader,
     *,
+    path: str,
     mapping_name: str | None,
     authorization: str | None,
     query_string: bytes,
@@ -55,19 +58,25 @@ async def handle_ingest(
     timestamp: str | None = None,
 ) -> Answer:
     """Authenticate (token or signature), parse, plan, store, optionally wait; raises
-    ``Problem`` for request errors."""
+    ``Problem`` for request errors.
+
+    The body is read (``read_body``) only once the headers have let the request in: a caller
+    without credentials is answered at once, whatever body it promised. ``path`` is the
+    request's path as sent, which a signature covers."""
     settings, metrics = relay.settings, relay.metrics
     # one mapping set for the whole request, even if a reload swaps in another meanwhile
     mappings = relay.mappings
-    authenticate_ingest(
+    signed = authenticate_headers(
         authorization,
-        body,
         signature=signature,
         timestamp=timestamp,
         tokens=settings.relay_ingest_tokens,
         verifier=relay.signatures,
         allow_open=settings.relay_allow_unauthenticated,
     )
+    body = await read_body()
+    if signed:
+        relay.signatures.verify(signature, timestamp, body, method="POST", path=path)
     only = None
     if mapping_name is not None:
         only = mappings.get(mapping_name)

@@ -2,9 +2,9 @@
 
 Adobe sends every event of a site and most are ignored, so ingest cost is what users pay
 for. ``RelayApp`` sends these requests here before FastAPI's stack: the few headers needed
-are read in one pass, the body straight from ``receive``, and the answer is sent as two
-messages. Request id, the request's log line and the problem documents are the same as on
-every other route.
+are read in one pass, the body straight from ``receive`` once the credentials in the
+headers let the request in, and the answer is sent as two messages. Request id, the
+request's log line and the problem documents are the same as on every other route.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import logs
+from app.api.auth import request_path
 from app.api.body import read_body
 from app.api.ingest import Answer, handle_ingest
 from app.ids import new_id
@@ -56,13 +57,13 @@ class IngestRoute:
         headers = {name: value for name, value in scope["headers"] if name in WANTED}
         request_id = _request_id(headers.get(b"x-request-id"))
         relay: Relay = scope["app"].state.relay
+        declared = headers.get(b"content-length")
+        limit = relay.settings.relay_max_body_bytes
         try:
-            body = await read_body(
-                receive, headers.get(b"content-length"), relay.settings.relay_max_body_bytes
-            )
             answer = await handle_ingest(
                 relay,
-                body,
+                lambda: read_body(receive, declared, limit),
+                path=request_path(scope),
                 mapping_name=mapping,
                 authorization=_text(headers.get(b"authorization")),
                 query_string=scope.get("query_string", b""),

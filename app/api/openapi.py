@@ -59,6 +59,7 @@ INGEST_OPENAPI: dict[str, Any] = {
         "400": _problem("invalid_json or unsupported_payload"),
         "401": _problem("unauthorized"),
         "404": _problem("mapping_not_found"),
+        "408": _problem("request_timeout: the body did not arrive within RELAY_BODY_TIMEOUT"),
         "413": _problem("payload_too_large"),
         "422": _problem("Every matched result rejected: the first problem, with `results`"),
     },
@@ -72,6 +73,7 @@ PREVIEW_OPENAPI: dict[str, Any] = {
         "400": _problem("invalid_json or unsupported_payload"),
         "401": _problem("unauthorized"),
         "404": _problem("mapping_not_found"),
+        "408": _problem("request_timeout: the body did not arrive within RELAY_BODY_TIMEOUT"),
         "413": _problem("payload_too_large"),
     },
 }  # fmt: skip
@@ -95,6 +97,7 @@ DRAFT_OPENAPI: dict[str, Any] = {
                 "content": {"application/json": {"schema": _RESULTS_SCHEMA}}},
         "400": _problem("invalid_json, unsupported_payload, invalid_request (no `mapping` or `payload`)"),
         "401": _problem("unauthorized"),
+        "408": _problem("request_timeout: the body did not arrive within RELAY_BODY_TIMEOUT"),
         "413": _problem("payload_too_large"),
         "422": _problem("mapping_invalid: the text does not compile; `errors` lists `{file, line, reason}`"),
     },
@@ -199,7 +202,7 @@ _SAMPLES: dict[str, Any] = {
     "required": ["samples"],
     "properties": {"samples": {"type": "array", "items": _OBJECT}},
 }
-_INGEST_ERRORS = ("400", "401", "404", "409", "413", "422", "429", "502", "503", "504")
+_INGEST_ERRORS = ("400", "401", "404", "408", "409", "413", "422", "429", "502", "503", "504")
 _ADMIN_ERRORS = ("401", "403")
 # (method, path) -> {success status: body schema}, and the error statuses it may answer
 ROUTE_ANSWERS: dict[tuple[str, str], tuple[dict[str, Any], tuple[str, ...]]] = {
@@ -211,7 +214,7 @@ ROUTE_ANSWERS: dict[tuple[str, str], tuple[dict[str, Any], tuple[str, ...]]] = {
         {"200": _RESULTS_SCHEMA, "202": _RESULTS_SCHEMA, "207": _RESULTS_SCHEMA},
         _INGEST_ERRORS,
     ),
-    ("post", "/v1/preview"): ({"200": _PREVIEW}, ("400", "401", "404", "413")),
+    ("post", "/v1/preview"): ({"200": _PREVIEW}, ("400", "401", "404", "408", "413")),
     ("get", "/v1/deliveries/{delivery_id}"): ({"200": _DELIVERY_SCHEMA}, ("401", "404")),
     ("get", "/v1/dead-letters"): ({"200": _DEAD_LETTERS}, ("400", *_ADMIN_ERRORS)),
     ("get", "/v1/dead-letters/{delivery_id}"): ({"200": _DELIVERY_SCHEMA}, (*_ADMIN_ERRORS, "404")),
@@ -223,7 +226,7 @@ ROUTE_ANSWERS: dict[tuple[str, str], tuple[dict[str, Any], tuple[str, ...]]] = {
     ("get", "/metrics"): ({"200": {"media_type": "text/plain"}}, ()),
     ("get", "/v1/mappings"): ({"200": _MAPPINGS}, ("401",)),
     ("get", "/v1/mappings/{name}"): ({"200": _MAPPING_TEXT}, ("401", "404")),
-    ("post", "/v1/preview/draft"): ({"200": _PREVIEW}, ("400", "401", "413", "422")),
+    ("post", "/v1/preview/draft"): ({"200": _PREVIEW}, ("400", "401", "408", "413", "422")),
     ("get", "/v1/samples"): ({"200": _SAMPLES}, ("401",)),
     ("get", "/v1/samples/{name}"): ({"200": _OBJECT}, ("401", "404")),
 }
@@ -257,6 +260,7 @@ _ERROR_DESCRIPTIONS = {
     "401": "unauthorized or invalid_signature",
     "403": "forbidden: admin routes are off without RELAY_ADMIN_TOKEN",
     "404": "not_found or mapping_not_found",
+    "408": "request_timeout: the body did not arrive within RELAY_BODY_TIMEOUT",
     "409": "Every matched result failed: destination_conflict",
     "413": "payload_too_large or too_many_events",
     "429": "Every matched result failed: rate_limited",

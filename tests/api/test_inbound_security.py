@@ -6,12 +6,13 @@ import io
 import json
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.signing import sign
+from app.api.signing import sign, sign_body_only
 from app.settings import Settings
 from tests.conftest import EXAMPLES, TOKEN, auth, log_lines, make_settings
 
@@ -21,9 +22,19 @@ SECRET = "signing-secret-1"
 ROUTES = ["/v1/events", "/v1/events/order-completed", "/v1/preview"]
 
 
-def signed(body: bytes, secret: str = SECRET, at: float | None = None) -> dict[str, str]:
+def signed(
+    body: bytes, secret: str = SECRET, at: float | None = None, path: str = "/v1/events"
+) -> dict[str, str]:
     stamp = str(int(time.time() if at is None else at))
-    return {"X-Relay-Timestamp": stamp, "X-Relay-Signature": sign(secret, stamp, body)}
+    return {
+        "X-Relay-Timestamp": stamp,
+        "X-Relay-Signature": sign(secret, stamp, body, method="POST", path=path),
+    }
+
+
+def signed_body_only(body: bytes, secret: str = SECRET, ago: int = 0) -> dict[str, str]:
+    stamp = str(int(time.time()) - ago)
+    return {"X-Relay-Timestamp": stamp, "X-Relay-Signature": sign_body_only(secret, stamp, body)}
 
 
 def code(response: object) -> tuple[int, str]:
@@ -70,9 +81,36 @@ def test_during_rotation_both_tokens_work_and_after_it_only_the_new_one(relay_cl
 @pytest.mark.parametrize("path", ROUTES)
 def test_a_signed_request_needs_no_token(relay_client: Client, path: str) -> None:
     client = relay_client(make_settings(relay_signing_secrets=["old-secret", SECRET]))
-    response = client.post(path, content=PURCHASE, headers=signed(PURCHASE))
+    response = client.post(path, content=PURCHASE, headers=signed(PURCHASE, path=path))
     assert response.status_code == 200, response.text
     assert code(client.post(path, content=PURCHASE)) == (401, "unauthorized")
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_a_signature_for_another_route_is_refused(relay_client: Client, path: str) -> None:
+    client = relay_client(make_settings(relay_signing_secrets=[SECRET]))
+    other = "/v1/preview" if path != "/v1/preview" else "/v1/events"
+    response = client.post(path, content=PURCHASE, headers=signed(PURCHASE, path=other))
+    assert code(response) == (401, "invalid_signature")
+    assert "method, path and body" in response.json()["detail"]
+
+
+def test_the_body_only_signature_is_accepted_until_its_end_date_and_counted(relay_client: Client) -> None:
+    until = {"relay_signing_secrets": [SECRET], "relay_signing_body_only_until": date(2099, 1, 1)}
+    client = relay_client(make_settings(**until))
+    for ago, path in enumerate(ROUTES):  # one signature per second: the same one twice is a replay
+        response = client.post(path, content=PURCHASE, headers=signed_body_only(PURCHASE, ago=ago))
+        assert response.status_code == 200, response.text
+    metrics = client.get("/metrics").text
+    assert 'aep_relay_signatures_accepted_total{form="body_only"} 3.0' in metrics
+    assert 'aep_relay_signatures_accepted_total{form="method_path"} 0.0' in metrics
+    ended = relay_client(
+        make_settings(relay_signing_secrets=[SECRET], relay_signing_body_only_until=date(2020, 1, 1))
+    )
+    assert code(ended.post("/v1/events", content=PURCHASE, headers=signed_body_only(PURCHASE))) == (
+        401,
+        "invalid_signature",
+    )
 
 
 def test_a_replayed_signature_is_refused(relay_client: Client) -> None:
@@ -120,6 +158,29 @@ def test_signing_secrets_alone_make_a_closed_relay(relay_client: Client, logs: i
     assert client.post("/v1/events", content=PURCHASE, headers=signed(PURCHASE)).status_code == 200
     assert not any(line["event"] == "running_open" for line in log_lines(logs))
     assert SECRET not in logs.getvalue()
+
+
+# --------------------------------------------------------------------------- repeated headers
+
+
+@pytest.mark.parametrize("path", [*ROUTES, "/v1/preview/draft"])
+@pytest.mark.parametrize(
+    "repeated",
+    [
+        [("Authorization", f"Bearer {TOKEN}"), ("Authorization", "Bearer someone-else")],
+        [("Authorization", "Bearer someone-else"), ("Authorization", f"Bearer {TOKEN}")],
+        [("X-Relay-Timestamp", "1"), ("X-Relay-Timestamp", "2")],
+        [("X-Relay-Anything", "1"), ("X-Relay-Anything", "1")],
+    ],
+    ids=["auth-good-first", "auth-good-last", "timestamp", "any-x-relay"],
+)
+def test_a_repeated_credential_header_is_refused_whichever_value_comes_first(
+    relay_client: Client, path: str, repeated: list[tuple[str, str]]
+) -> None:
+    client = relay_client(make_settings(relay_signing_secrets=[SECRET]))
+    response = client.post(path, content=PURCHASE, headers=[*auth().items(), *repeated])
+    assert code(response) == (400, "invalid_request")
+    assert response.headers["x-request-id"]
 
 
 # --------------------------------------------------------------------------- limits

@@ -133,7 +133,7 @@ def test_replayed_dead_letters_are_counted(relay_client: Client, fake_zendesk: F
 
 
 LEAKS = ("evt-unique-7f3a", "someone.unique@example.org", "req-unique-42", "intruder@example.org")
-ALLOWED_LABELS = {"shape", "result", "mapping", "code", "destination", "outcome", "state"}
+ALLOWED_LABELS = {"shape", "result", "mapping", "code", "destination", "outcome", "state", "form"}
 
 
 def test_no_label_carries_an_event_id_email_or_request_id(
@@ -162,6 +162,7 @@ def test_no_label_carries_an_event_id_email_or_request_id(
     assert labels["destination"] <= {"zendesk", "yotpo"}
     assert labels["shape"] <= {"single", "wrapped", "batch", "bare"}
     assert labels["state"] <= {"closed", "open", "half_open"}
+    assert labels["form"] <= {"method_path", "body_only"}
     assert labels["mapping"] <= {"order-completed", "product-added-to-cart", "identified-page-view"}
     assert "mapping_not_found" in labels["code"]
 

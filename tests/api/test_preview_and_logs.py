@@ -134,7 +134,7 @@ def test_events_full_of_personal_data_and_tokens_leave_none_in_the_logs(
     headers = {
         "X-Request-Id": f"req-{email}",
         "X-Relay-Timestamp": stamp,
-        "X-Relay-Signature": sign(secret, stamp, body),
+        "X-Relay-Signature": sign(secret, stamp, body, method="POST", path="/v1/events"),
     }
     assert client.post("/v1/events?wait=5", content=body, headers=headers).status_code == 422
     client.post("/v1/events", content=body, headers={"Authorization": f"Bearer {email}"})

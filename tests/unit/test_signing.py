@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
+from datetime import date
 
 import pytest
 from pydantic import SecretStr
 
-from app.api.signing import SignatureVerifier, sign
+from app.api.signing import BODY_ONLY, METHOD_PATH, SignatureVerifier, sign_body_only
+from app.api.signing import sign as sign_request
 from app.problems import Problem
+from tests.conftest import log_lines
 
 BODY = b'{"xdm": {"eventType": "commerce.purchases"}}'
-NOW = 1_800_000_000.0
+NOW = 1_800_000_000.0  # 2027-01-15
+PATH = "/v1/events"
+
+
+def sign(secret: str, timestamp: str, body: bytes, method: str = "POST", path: str = PATH) -> str:
+    return sign_request(secret, timestamp, body, method=method, path=path)
 
 
 class Clock:
@@ -25,42 +34,121 @@ class Clock:
         return self.now
 
 
-def verifier(*secrets: str, clock: Clock | None = None, **kwargs: int) -> SignatureVerifier:
-    return SignatureVerifier([SecretStr(s) for s in secrets], clock=clock or Clock(), **kwargs)
+def verifier(
+    *secrets: str, clock: Clock | None = None, body_only_until: date | None = None, **kwargs: int
+) -> SignatureVerifier:
+    return SignatureVerifier(
+        [SecretStr(s) for s in secrets], clock=clock or Clock(), body_only_until=body_only_until, **kwargs
+    )
+
+
+def verify(
+    check: SignatureVerifier,
+    signature: str | None,
+    timestamp: str | None,
+    body: bytes = BODY,
+    method: str = "POST",
+    path: str = PATH,
+) -> str:
+    return check.verify(signature, timestamp, body, method=method, path=path)
 
 
 def refused(
-    check: SignatureVerifier, signature: str | None, timestamp: str | None, body: bytes = BODY
+    check: SignatureVerifier,
+    signature: str | None,
+    timestamp: str | None,
+    body: bytes = BODY,
+    method: str = "POST",
+    path: str = PATH,
 ) -> str:
     with pytest.raises(Problem) as caught:
-        check.verify(signature, timestamp, body)
+        verify(check, signature, timestamp, body, method, path)
     assert caught.value.code == "invalid_signature"
     assert caught.value.status == 401
     return str(caught.value.detail)
 
 
-def test_the_signed_string_is_timestamp_dot_body() -> None:
+def test_the_signed_string_is_timestamp_method_path_and_body_on_lines_of_their_own() -> None:
+    expected = hmac.new(b"k1", b"1800000000\nPOST\n/v1/events/x.y\n" + BODY, hashlib.sha256).hexdigest()
+    assert sign("k1", "1800000000", BODY, "post", "/v1/events/x.y") == f"sha256={expected}"
+
+
+def test_the_body_only_form_is_timestamp_dot_body() -> None:
     expected = hmac.new(b"k1", b"1800000000." + BODY, hashlib.sha256).hexdigest()
-    assert sign("k1", "1800000000", BODY) == f"sha256={expected}"
+    assert sign_body_only("k1", "1800000000", BODY) == f"sha256={expected}"
 
 
 def test_a_good_signature_is_accepted_once() -> None:
     check = verifier("k1")
     signature = sign("k1", "1800000000", BODY)
-    check.verify(signature, "1800000000", BODY)
+    assert verify(check, signature, "1800000000") == METHOD_PATH
     assert "already used" in refused(check, signature, "1800000000")
 
 
 def test_hex_case_and_surrounding_spaces_do_not_matter() -> None:
     check = verifier("k1")
-    check.verify(" " + sign("k1", "1800000000", BODY).upper() + " ", " 1800000000 ", BODY)
+    verify(check, " " + sign("k1", "1800000000", BODY).upper() + " ", " 1800000000 ")
 
 
 def test_any_of_several_secrets_signs_for_rotation() -> None:
     check = verifier("old-secret", "new-secret")
-    check.verify(sign("old-secret", "1800000000", BODY), "1800000000", BODY)
-    check.verify(sign("new-secret", "1800000001", BODY), "1800000001", BODY)
+    verify(check, sign("old-secret", "1800000000", BODY), "1800000000")
+    verify(check, sign("new-secret", "1800000001", BODY), "1800000001")
     refused(check, sign("retired-secret", "1800000002", BODY), "1800000002")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/v1/preview"), ("POST", "/v1/events/order-completed"), ("PUT", PATH), ("POST", PATH + "/")],
+)
+def test_a_signature_is_good_for_its_method_and_path_only(method: str, path: str) -> None:
+    check = verifier("k1", body_only_until=date(2099, 1, 1))
+    signature = sign("k1", "1800000000", BODY)
+    assert "does not match" in refused(check, signature, "1800000000", method=method, path=path)
+    assert verify(check, signature, "1800000000") == METHOD_PATH
+
+
+def test_the_body_only_form_is_accepted_before_its_end_date_counted_and_logged(logs: io.StringIO) -> None:
+    clock = Clock()
+    counted: list[str] = []
+    until = date(2027, 1, 16)  # NOW is 2027-01-15 08:00 UTC
+    check = SignatureVerifier(
+        [SecretStr("k1")], clock=clock, body_only_until=until, on_accepted=counted.append
+    )
+    for stamp in ("1800000000", "1800000001", "1800000002"):
+        assert verify(check, sign_body_only("k1", stamp, BODY), stamp) == BODY_ONLY
+    verify(check, sign("k1", "1800000003", BODY), "1800000003")
+    assert counted == [BODY_ONLY, BODY_ONLY, BODY_ONLY, METHOD_PATH]
+    warnings = [line for line in log_lines(logs) if line["event"] == "body_only_signature"]
+    assert len(warnings) == 1  # at most one a minute
+    assert warnings[0]["accepted_until"] == "2027-01-16"
+    assert warnings[0]["level"] == "warning"
+    clock.now = NOW + 61
+    stamp = str(int(clock.now))
+    verify(check, sign_body_only("k1", stamp, BODY), stamp)
+    warnings = [line for line in log_lines(logs) if line["event"] == "body_only_signature"]
+    assert [w["count"] for w in warnings] == [1, 3]
+    clock.now = 1_800_057_600.0  # 2027-01-16 00:00 UTC: from that day on it is refused
+    stamp = str(int(clock.now))
+    refused(check, sign_body_only("k1", stamp, BODY), stamp)
+    verify(check, sign("k1", stamp, BODY), stamp)
+
+
+def test_without_an_end_date_the_body_only_form_is_refused() -> None:
+    refused(verifier("k1"), sign_body_only("k1", "1800000000", BODY), "1800000000")
+
+
+def test_the_headers_are_checked_before_any_body() -> None:
+    check = verifier("k1")
+    check.check_headers(sign("k1", "1800000000", BODY), "1800000000")
+    for signature, stamp, why in [
+        (None, "1800000000", "both"),
+        ("sha256=abc", "1800000000", "64 hex digits"),
+        (sign("k1", "1800000000", BODY), "soon", "whole seconds"),
+        (sign("k1", "1799990000", BODY), "1799990000", "300 s"),
+    ]:
+        with pytest.raises(Problem, match=why):
+            check.check_headers(signature, stamp)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +176,7 @@ def test_the_skew_window_is_five_minutes_either_way() -> None:
     check = verifier("k1", clock=clock)
     for offset in (-300, 300):
         stamp = str(int(NOW) + offset)
-        check.verify(sign("k1", stamp, BODY), stamp, BODY)
+        verify(check, sign("k1", stamp, BODY), stamp)
     for offset in (-301, 301):
         stamp = str(int(NOW) + offset)
         assert "300 s" in refused(check, sign("k1", stamp, BODY), stamp)
@@ -98,13 +186,13 @@ def test_remembered_signatures_are_forgotten_once_stale() -> None:
     clock = Clock()
     check = verifier("k1", clock=clock, max_remembered=2)
     for stamp in ("1800000000", "1800000001"):
-        check.verify(sign("k1", stamp, BODY), stamp, BODY)
+        verify(check, sign("k1", stamp, BODY), stamp)
     with pytest.raises(Problem) as caught:  # full: refuse rather than forget a live signature
-        check.verify(sign("k1", "1800000002", BODY), "1800000002", BODY)
+        verify(check, sign("k1", "1800000002", BODY), "1800000002")
     assert caught.value.code == "overloaded"
     clock.now = NOW + 302  # both earlier ones are now outside the window: their memory goes
     stamp = str(int(clock.now))
-    check.verify(sign("k1", stamp, BODY), stamp, BODY)
+    verify(check, sign("k1", stamp, BODY), stamp)
     assert "300 s" in refused(check, sign("k1", "1800000000", BODY), "1800000000")
 
 
