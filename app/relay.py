@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.api.signing import SignatureVerifier
 from app.delivery import open_store
 from app.delivery.dispatcher import Dispatcher, DispatchSettings
 from app.delivery.ratelimit import AdaptiveRateLimiter, RateLimiter
@@ -20,6 +19,7 @@ from app.metrics import RelayMetrics
 from app.payloads import PayloadLimits
 from app.reload import MappingReloader, fingerprint
 from app.settings import ConfigError, Settings
+from app.signing import SignatureVerifier
 
 
 def build_destinations(settings: Settings) -> dict[str, Destination]:

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # Connections (and requests in flight) uvicorn takes before answering 503 to new requests.
     relay_max_connections: int = Field(default=256, gt=0)
 
+    # uvicorn's name and default: proxies whose X-Forwarded-Proto sets the scheme of redirects
+    forwarded_allow_ips: str = "127.0.0.1"
+
     zendesk_subdomain: str | None = None
     zendesk_email: str | None = None
     zendesk_api_token: SecretStr | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -52,11 +51,12 @@ class RelayApp(FastAPI):
     and skips its per-request header scan.
     """
 
-    def __init__(self, *, body_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, *, body_timeout: float, trusted_proxies: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
         # uvicorn's and Starlette's ASGI types differ only in how precisely they are spelled
-        self._rest = cast(ASGIApp, ProxyHeadersMiddleware(cast(Any, super().__call__), trusted_hosts=trusted))
+        self._rest = cast(
+            ASGIApp, ProxyHeadersMiddleware(cast(Any, super().__call__), trusted_hosts=trusted_proxies)
+        )
         self._ingest = IngestRoute(self._rest)  # it logs and sets the request id itself
         self._guarded = InboundGuard(self._route, body_timeout=body_timeout)
 
@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
 
     app = RelayApp(
         body_timeout=relay.settings.relay_body_timeout,
+        trusted_proxies=relay.settings.forwarded_allow_ips,
         title="aep-relay",
         version="0.1.0",
         description="Adobe Experience Platform event forwarding -> Zendesk events.",

@@ -8,8 +8,8 @@ from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.types import Scope
 
-from app.api.signing import SignatureVerifier
 from app.problems import Problem
+from app.signing import SignatureVerifier
 
 
 def bearer_token(request: Request) -> str | None:

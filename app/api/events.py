@@ -10,12 +10,12 @@ from app.api.body import read_limited_body
 from app.api.ingest import handle_ingest
 from app.api.openapi import INGEST_OPENAPI, PREVIEW_OPENAPI
 from app.api.responses import json_response
-from app.api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from app.mapping.loader import Mapping
 from app.payloads import parse_payload
 from app.pipeline import as_preview, plan
 from app.problems import Problem
 from app.relay import Relay
+from app.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 router = APIRouter()
 
