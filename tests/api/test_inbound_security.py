@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.signing import sign, sign_body_only
 from app.settings import Settings
+from app.signing import sign, sign_body_only
 from tests.conftest import EXAMPLES, TOKEN, auth, log_lines, make_settings
 
 Client = Callable[..., TestClient]

@@ -114,8 +114,8 @@ def test_redactor_masks_nested_values_and_exception_text() -> None:
 def test_events_full_of_personal_data_and_tokens_leave_none_in_the_logs(
     relay_client: Client, fake_zendesk: FakeZendesk, fmt: str
 ) -> None:
-    from app.api.signing import sign
     from app.logs import configure_logging
+    from app.signing import sign
 
     secret, phone, email = "signing-secret-xyz", "+1 415 555 0100", "pat.doe@example.net"
     buffer = io.StringIO()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from app.api.signing import sign, sign_body_only
+from app.signing import sign, sign_body_only
 from tests.conftest import EXAMPLES
 from tests.e2e.relay_process import RelayProcess
 

@@ -1,4 +1,4 @@
-"""HMAC request signatures (app/api/signing.py): secrets, skew window, replays, bounds."""
+"""HMAC request signatures (app/signing.py): secrets, skew window, replays, bounds."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from datetime import date
 import pytest
 from pydantic import SecretStr
 
-from app.api.signing import BODY_ONLY, METHOD_PATH, SignatureVerifier, sign_body_only
-from app.api.signing import sign as sign_request
 from app.problems import Problem
+from app.signing import BODY_ONLY, METHOD_PATH, SignatureVerifier, sign_body_only
+from app.signing import sign as sign_request
 from tests.conftest import log_lines
 
 BODY = b'{"xdm": {"eventType": "commerce.purchases"}}'
