@@ -109,7 +109,7 @@ def normalise(payload: Any, limits: PayloadLimits | None = None) -> ParsedPayloa
     parsed = _recognise(payload, limits)
     if limits is not None and parsed.shape != "batch":  # a batch checks its events as it merges
         for event in parsed.events:
-            check_identities(event["xdm"].get("identityMap"), None, limits)
+            check_identities(event["xdm"].get("identityMap"), limits)
     return parsed
 
 
@@ -200,7 +200,10 @@ def _normalise_batch(payload: dict[str, Any], limits: PayloadLimits | None) -> l
     request_xdm = payload.get("xdm")
     request_map = request_xdm.get("identityMap") if isinstance(request_xdm, dict) else None
     shared = _shared_identities(request_map)
-    request_counts = check_identities(shared, None, limits) if shared and limits else None
+    request_counts = None
+    if shared and limits is not None:
+        check_identities(shared, limits)
+        request_counts = count_identities(shared)
     request_meta = payload.get("meta")
     if isinstance(request_meta, dict) and len(request_meta) > MAX_SHARED_META_MEMBERS:
         raise Problem(
@@ -213,7 +216,7 @@ def _normalise_batch(payload: dict[str, Any], limits: PayloadLimits | None) -> l
         event = _normalise_event(item, f"events[{index}]")
         own = event["xdm"].get("identityMap")
         if limits is not None:
-            check_identities(own, request_counts, limits)
+            check_identities(own, limits, request_counts)
         if shared:
             merged = shared if not isinstance(own, dict) or not own else _merge_identities(own, shared)
             event["xdm"] = {**event["xdm"], "identityMap": merged}
@@ -243,30 +246,32 @@ class IdentityCount:
 NO_IDENTITIES = IdentityCount({}, 0, frozenset())
 
 
-def check_identities(
-    identity_map: Any, request_level: IdentityCount | None, limits: PayloadLimits | None
-) -> IdentityCount:
-    """``too_many_identities`` when an identity map, with the request-level identities an
-    event of a batch also gets, breaks the caps; else the map's own count.
-
-    Namespaces are counted case-insensitively, as mapping functions such as
-    ``primary_identity`` read them, and a namespace without identities counts as one: the
-    caps bound what a lookup in an event's map may scan, and what merging may copy.
-    """
+def count_identities(identity_map: Any) -> IdentityCount:
+    """How many identities a map holds. Namespaces are counted case-insensitively, as mapping
+    functions such as ``primary_identity`` read them, and one without identities counts as
+    one: the caps bound what a lookup in an event's map may scan, and what merging copies."""
     if not isinstance(identity_map, dict) or not identity_map:
-        own = NO_IDENTITIES
-    else:
-        per_namespace: dict[str, int] = {}
-        total = 0
-        for namespace, entries in identity_map.items():
-            count = max(len(entries), 1) if isinstance(entries, list) else 1
-            folded = namespace.casefold() if isinstance(namespace, str) else str(namespace)
-            per_namespace[folded] = per_namespace.get(folded, 0) + count
-            total += count
-        own = IdentityCount(per_namespace, total, frozenset(identity_map))
-    if limits is None:
-        return own
-    shared = request_level or NO_IDENTITIES
+        return NO_IDENTITIES
+    per_namespace: dict[str, int] = {}
+    total = 0
+    for namespace, entries in identity_map.items():
+        count = max(len(entries), 1) if isinstance(entries, list) else 1
+        folded = namespace.casefold() if isinstance(namespace, str) else str(namespace)
+        per_namespace[folded] = per_namespace.get(folded, 0) + count
+        total += count
+    return IdentityCount(per_namespace, total, frozenset(identity_map))
+
+
+def check_identities(
+    identity_map: Any, limits: PayloadLimits, request_level: IdentityCount | None = None
+) -> None:
+    """``too_many_identities`` when an identity map, with the ``request_level`` identities
+    an event of a batch also gets, breaks the caps (see ``count_identities``)."""
+    if not isinstance(identity_map, dict) or not identity_map:
+        return  # nothing of its own (a request-level map is checked by itself, once)
+    if request_level is None and _clearly_within(identity_map, limits):
+        return  # what an ordinary event holds, told at C speed
+    own, shared = count_identities(identity_map), request_level or NO_IDENTITIES
     for folded, count in own.per_namespace.items():
         count += shared.per_namespace.get(folded, 0)
         if count > limits.max_identities_per_namespace:
@@ -288,7 +293,18 @@ def check_identities(
             f"An identity map has {own.total + shared.total} identities; "
             f"RELAY_MAX_IDENTITIES is {limits.max_identities}",
         )
-    return own
+
+
+def _clearly_within(identity_map: dict[str, Any], limits: PayloadLimits) -> bool:
+    """Whether a map is within every cap by a bound: each namespace counts at most its
+    length plus one (``len`` of what is not a list overcounts; of a number, it cannot tell)."""
+    if len(identity_map) > limits.max_identity_namespaces:
+        return False
+    try:
+        bound = sum(map(len, identity_map.values())) + len(identity_map)
+    except TypeError:
+        return False
+    return bound <= limits.max_identities_per_namespace and bound <= limits.max_identities
 
 
 def _normalise_event(item: Any, where: str) -> Event:
