@@ -20,7 +20,8 @@ from tests.conftest import EXAMPLES
 from tests.e2e.loop_probe import LoopProbe
 from tests.e2e.relay_process import RelayProcess
 
-pytestmark = pytest.mark.e2e
+# Timed: among the slow tests, which run at normal priority (tests/conftest.py lowers the rest).
+pytestmark = [pytest.mark.e2e, pytest.mark.slow(seconds=2)]
 
 TOKEN = "hostile-token"
 MAX_STALL = 0.5  # seconds

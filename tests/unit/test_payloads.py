@@ -562,3 +562,22 @@ def test_integers_beyond_64_bits_are_refused_not_made_floats(literal: str) -> No
 )
 def test_long_digit_runs_in_strings_fractions_and_exponents_are_not_integers(body: bytes) -> None:
     assert parse_payload(body).events
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        pytest.param(b'{"xdm": {"a": "\\"[[[[[[\\""}}', None, id="escaped-quotes-around-brackets"),
+        pytest.param(
+            b'{"xdm": {"a": "\\"xxxxxxxxxx"}}', "string_too_long", id="escaped-quote-in-a-long-string"
+        ),
+        pytest.param(
+            b'{"xdm": {"a": "' + b"\\u00e9" * 10 + b'"}}', None, id="escapes-longer-than-their-text"
+        ),
+        pytest.param(b'{"xdm": {"a": [[{"b": "]]]]]]"}]]}}', None, id="closing-brackets-in-strings"),
+        pytest.param(b'{"xdm": {"a": [[[{"b": "{{{{{{"}]]]}}', "json_too_deep", id="six-deep-after-strings"),
+        pytest.param(b'{"xdm": {"a": "\\\\"}, "b": [[[[[]]]]]}', "json_too_deep", id="escaped-backslash"),
+    ],
+)
+def test_the_limits_read_from_the_bytes_agree_with_the_walk(body: bytes, code: str | None) -> None:
+    assert limit_code(body) == code
