@@ -210,6 +210,19 @@ def test_the_identity_caps_are_settings(relay_client: Client, setting: str, valu
     assert setting.upper() in problem["detail"]
 
 
+def test_a_batch_planned_in_slices_answers_every_event_in_order(relay_client: Client) -> None:
+    """Planning gives the event loop back every 100 events; the answer is the whole batch's."""
+    purchase = json.loads((EXAMPLES / "purchase.json").read_text())
+    events = [{**purchase, "xdm": {**purchase["xdm"], "_id": f"slice-{n}"}} for n in range(250)]
+    events[150] = {"xdm": {"eventType": "nothing.matches"}}
+    response = post(relay_client(), {"events": events})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["event_index"] for r in results] == list(range(250))
+    assert [r["status"] for r in results].count("ignored") == 1 and results[150]["status"] == "ignored"
+    assert results[249]["event_id"] == "slice-249"
+
+
 def test_body_over_the_limit_is_refused_before_it_is_read(relay_client: Client) -> None:
     client = relay_client(make_settings(relay_max_body_bytes=1000))
     response = post(client, b'{"xdm": {"pad": "' + b"x" * 5000 + b'"}}')
