@@ -11,11 +11,18 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
+from urllib.parse import unquote
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# Every pattern runs in time linear in the text: a log line may carry what a stranger sent.
+# An address may only start where a run of local-part characters starts (the look-behind):
+# a match starting later in the run would reach the same `@` and the same domain, and trying
+# each start again would be quadratic in the run's length. The URL delimiters `/ ? = &` are
+# left out of the local part, so a logged path or query keeps its shape around the mask.
+_LOCAL = r"A-Za-z0-9.!#$%'*+^_`{|}~-"
+EMAIL = re.compile(rf"(?<![{_LOCAL}])[{_LOCAL}]++@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)+")
 # An auth scheme and its credentials, or a credential-named key and its value (`token=…`,
 # `"access_token": "…"`, `X-Yotpo-Token: …`).
 CREDENTIAL = re.compile(
@@ -26,9 +33,15 @@ PHONE = re.compile(
     r"\+\d[\d\s().-]{7,}\d"  # international, E.164 and written forms
     r"|(?<![\w.-])\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}(?![\w-])"  # North American national form
 )
+# A run of URL characters holding a percent escape (`jane.doe%40example.com`, `%2B1%20415…`):
+# it is decoded, and masked whole if the decoded text holds anything sensitive. It starts
+# only where a run starts, for the same reason as EMAIL's look-behind.
+PERCENT_ENCODED = re.compile(r"(?<![^\s\"'<>])[^\s\"'<>]*?%[0-9A-Fa-f]{2}[^\s\"'<>]*+")
 # Keys whose value is a credential whatever it looks like.
 SECRET_KEY = re.compile(r"(?i)(authorization|password|passwd|secret|token|api[_-]?key|cookie|signature)$")
 MASK = "***"
+# Characters of a request field (path, query, header) a log line keeps; the rest is cut.
+MAX_LOGGED_FIELD = 1024
 
 _level = logging.INFO  # what configure_logging set, for callers that skip building a line
 
@@ -36,6 +49,13 @@ _level = logging.INFO  # what configure_logging set, for callers that skip build
 def info_enabled() -> bool:
     """Whether info lines are written; a hot path checks this before building one."""
     return _level <= logging.INFO
+
+
+def clip(text: str, limit: int = MAX_LOGGED_FIELD) -> str:
+    """``text`` cut to ``limit`` characters for a log line, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...({len(text) - limit} more characters)"
 
 
 class Redactor:
@@ -75,6 +95,11 @@ class Redactor:
         return out
 
     def redact_text(self, text: str) -> str:
+        if "%" in text:
+            text = PERCENT_ENCODED.sub(self._redact_encoded, text)
+        return self._redact_plain(text)
+
+    def _redact_plain(self, text: str) -> str:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
@@ -82,6 +107,12 @@ class Redactor:
             text = EMAIL.sub(MASK, text)
         text = CREDENTIAL.sub(lambda m: f"{m.group(1)}{MASK}", text)
         return PHONE.sub(MASK, text)
+
+    def _redact_encoded(self, found: re.Match[str]) -> str:
+        """A percent-encoded run as it was, or decoded and masked if it hides something."""
+        decoded = unquote(found.group())
+        masked = self._redact_plain(decoded)
+        return found.group() if masked == decoded else masked
 
 
 def configure_logging(

@@ -5,7 +5,7 @@ The codes, grouped by where the problem arises::
     request      invalid_json, unsupported_payload, invalid_request, unauthorized,
                  forbidden, not_found, method_not_allowed, payload_too_large,
                  too_many_events, json_too_deep, string_too_long, invalid_signature,
-                 request_timeout
+                 request_timeout, too_many_identities
     mapping      mapping_not_found, mapping_error, validation_failed, mapping_invalid
     delivery     duplicate, overloaded, store_unavailable
     destination  destination_rejected, destination_auth_failed, destination_not_found,
@@ -62,6 +62,7 @@ CODES: dict[str, ProblemKind] = {
     "string_too_long": ProblemKind(400, "A JSON string is too long"),
     "invalid_signature": ProblemKind(401, "Request signature is invalid"),
     "request_timeout": ProblemKind(408, "Request body did not arrive in time", retryable=True),
+    "too_many_identities": ProblemKind(413, "An identity map has too many identities"),
 }
 
 

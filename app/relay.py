@@ -139,6 +139,9 @@ class Relay:
                 max_events=settings.relay_max_batch_events,
                 max_depth=settings.relay_max_json_depth,
                 max_string_length=settings.relay_max_string_length,
+                max_identities_per_namespace=settings.relay_max_identities_per_namespace,
+                max_identity_namespaces=settings.relay_max_identity_namespaces,
+                max_identities=settings.relay_max_identities,
             ),
             signatures=SignatureVerifier(
                 settings.relay_signing_secrets,

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     relay_max_batch_events: int = Field(default=1000, gt=0)
     relay_max_json_depth: int = Field(default=64, gt=0, le=512)  # deeper would strain Python's recursion
     relay_max_string_length: int = Field(default=65_536, gt=0)
+    # Identities in one event's identity map (its own and the batch's request-level ones).
+    relay_max_identities_per_namespace: int = Field(default=100, gt=0)
+    relay_max_identity_namespaces: int = Field(default=50, gt=0)
+    relay_max_identities: int = Field(default=1000, gt=0)
     relay_signing_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     # Signatures of the body alone (without method and path) are accepted before this day (UTC).
     relay_signing_body_only_until: date = date(2027, 6, 30)

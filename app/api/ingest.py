@@ -18,7 +18,7 @@ from app.api.auth import authenticate_headers
 from app.delivery.store import DEAD, DRY_RUN, DUPLICATE, QUEUED
 from app.metrics import MATCHED, STORED, RelayMetrics
 from app.payloads import parse_payload
-from app.pipeline import IGNORED, PLANNED, REJECTED, Outcome, accept, plan, settle
+from app.pipeline import IGNORED, PLANNED, REJECTED, Outcome, accept, plan_in_slices, settle
 from app.problems import PROBLEM_CONTENT_TYPE, Problem
 from app.relay import Relay
 
@@ -84,7 +84,7 @@ async def handle_ingest(
             raise Problem("mapping_not_found", f"No mapping named {mapping_name!r}")
     wait = requested_wait(query_string, prefer)
     parsed = parse_payload(body, relay.limits)
-    planned = plan(
+    planned = await plan_in_slices(
         parsed.events, mappings, relay.destinations, only=only, observe_render=metrics.observe_render
     )
     metrics.received(parsed.shape, len(parsed.events))

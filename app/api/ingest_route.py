@@ -76,7 +76,7 @@ class IngestRoute:
             relay.metrics.ingest_problems.labels(problem.code).inc()
             answer = Answer.of_problem(problem)
         except Exception:
-            log.exception("unhandled_error", path=scope["path"], request_id=request_id)
+            log.exception("unhandled_error", path=logs.clip(scope["path"]), request_id=request_id)
             relay.metrics.ingest_problems.labels("internal_error").inc()
             answer = Answer.of_problem(Problem("internal_error", "The relay failed unexpectedly"))
         await send(
@@ -98,7 +98,7 @@ class IngestRoute:
             log.info(
                 "request",
                 method="POST",
-                path=scope["path"],
+                path=logs.clip(scope["path"]),
                 status=answer.status,
                 latency_ms=round(elapsed * 1000, 2),
                 request_id=request_id,

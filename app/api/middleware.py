@@ -7,6 +7,7 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import logs
 from app.api.responses import problem_response
 from app.ids import new_id
 from app.problems import Problem
@@ -45,7 +46,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            log.exception("unhandled_error", path=scope["path"])
+            log.exception("unhandled_error", path=logs.clip(scope["path"]))
             if not response_started:
                 response = problem_response(Problem("internal_error", "The relay failed unexpectedly"))
                 await response(scope, receive, send_with_id)
@@ -53,7 +54,7 @@ class RequestContextMiddleware:
             log.info(
                 "request",
                 method=scope["method"],
-                path=scope["path"],
+                path=logs.clip(scope["path"]),  # a stranger's path: a bounded line
                 status=status,
                 latency_ms=round((time.perf_counter() - started) * 1000, 2),
                 **scope["state"].get("log_fields", {}),

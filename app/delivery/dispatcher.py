@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from app import logs
 from app.delivery.circuit import CLOSED, CircuitBreaker
 from app.delivery.ratelimit import RateLimiter
 from app.delivery.retry import RetryPolicy
@@ -300,7 +301,8 @@ class Attempt:
         return {
             "destination": self.destination,
             "mapping": self.delivery.mapping,
-            "event_id": self.delivery.event_id,
+            # taken from the event, of any length
+            "event_id": None if self.delivery.event_id is None else logs.clip(self.delivery.event_id),
             "delivery_id": self.delivery.id,
             "attempt": self.delivery.attempts,
         }

@@ -13,6 +13,7 @@ import httpx
 import orjson
 import structlog
 
+from app import logs
 from app.destinations.base import OutboundRequest
 from app.problems import Problem
 
@@ -105,7 +106,7 @@ async def exchange(
             "upstream_call",
             destination=destination,
             method=request.method,
-            path=request.path,
+            path=logs.clip(request.path),  # rendered from event data; masked by the redactor
             status=status,
             latency_ms=round((time.perf_counter() - started) * 1000, 2),
             upstream_request_id=request_id,

@@ -30,6 +30,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Epoch values whose magnitude is above this are milliseconds, below it seconds.
 # 1e11 seconds is the year 5138; 1e11 milliseconds is March 1973.
 _MS_THRESHOLD = Decimal("1e11")
+# Beyond this many milliseconds (about the year 33,658) no epoch value is a datetime; checked
+# first, since turning a number of thousands of digits into an int takes quadratic time.
+_EPOCH_LIMIT = Decimal("1e15")
 _NUMERIC = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 # "20240501" is a basic-format ISO date, not 231 days after the epoch.
 _BASIC_DATE = re.compile(r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
@@ -67,8 +70,8 @@ def _canonical_utc(text: str) -> str | None:
 
 
 def _from_epoch(number: Decimal) -> datetime:
-    if not number.is_finite():
-        raise ValueError("not a finite number")
+    if not number.is_finite() or abs(number) >= _EPOCH_LIMIT:
+        raise ValueError("not a finite number in the range of datetimes")
     per_unit = 1000 if abs(number) > _MS_THRESHOLD else 1_000_000  # microseconds per unit
     micros = int((number * per_unit).to_integral_value())
     return _EPOCH + timedelta(microseconds=micros)

@@ -188,6 +188,41 @@ def test_bad_input_gets_a_problem_document(relay_client: Client, body: bytes, st
     assert problem["title"]
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("relay_max_identities", 3),
+        ("relay_max_identity_namespaces", 2),
+        ("relay_max_identities_per_namespace", 1),
+    ],
+)
+def test_the_identity_caps_are_settings(relay_client: Client, setting: str, value: int) -> None:
+    purchase = json.loads((EXAMPLES / "purchase.json").read_text())  # three namespaces of one
+    purchase["xdm"]["identityMap"]["Email"].append({"id": "second@example.com"})  # four in all
+    assert post(relay_client(), purchase).status_code == 200
+    response = post(relay_client(make_settings(**{setting: value})), purchase)
+    assert response.status_code == 413, response.text
+    problem = response.json()
+    assert (problem["code"], problem["title"]) == (
+        "too_many_identities",
+        "An identity map has too many identities",
+    )
+    assert setting.upper() in problem["detail"]
+
+
+def test_a_batch_planned_in_slices_answers_every_event_in_order(relay_client: Client) -> None:
+    """Planning gives the event loop back every 100 events; the answer is the whole batch's."""
+    purchase = json.loads((EXAMPLES / "purchase.json").read_text())
+    events = [{**purchase, "xdm": {**purchase["xdm"], "_id": f"slice-{n}"}} for n in range(250)]
+    events[150] = {"xdm": {"eventType": "nothing.matches"}}
+    response = post(relay_client(), {"events": events})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["event_index"] for r in results] == list(range(250))
+    assert [r["status"] for r in results].count("ignored") == 1 and results[150]["status"] == "ignored"
+    assert results[249]["event_id"] == "slice-249"
+
+
 def test_body_over_the_limit_is_refused_before_it_is_read(relay_client: Client) -> None:
     client = relay_client(make_settings(relay_max_body_bytes=1000))
     response = post(client, b'{"xdm": {"pad": "' + b"x" * 5000 + b'"}}')

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
@@ -70,3 +71,32 @@ def test_each_delivery_attempt_logs_one_line_with_the_ingest_request_id(
         assert "body" not in line and "request" not in line
     # never the body: the order's items and the buyer's name appear in no log line
     assert "CANON-429" not in logs.getvalue() and "Jane Smith" not in logs.getvalue()
+
+
+def test_an_address_in_an_upstream_path_is_masked_percent_encoded_too(
+    relay_client: Client, fake_zendesk: FakeZendesk, logs: io.StringIO, tmp_path: Path
+) -> None:
+    """A user id rendered from the e-mail identity is escaped into the path (`%40`)."""
+    (tmp_path / "by-user.yaml").write_text(
+        "destination: zendesk\n"
+        "endpoint: {name: user_events, user_id: \"{{ primary_identity(xdm.identityMap, 'email') }}\"}\n"
+        "body:\n"
+        "  profile: {source: shop, type: customer, identifiers: [{type: external_id, value: c-1}]}\n"
+        "  event: {source: shop, type: order_completed, properties: {}}\n"
+    )
+    client = relay_client(zendesk_settings(fake_zendesk.base_url, relay_mappings_dir=tmp_path))
+    client.post("/v1/events?wait=10", content=purchase("log-path-1"), headers=auth())
+    [call] = [line for line in log_lines(logs) if line["event"] == "upstream_call"]
+    assert call["path"] == "/api/v2/users/***/events"
+    assert [r.path for r in fake_zendesk.received] == ["/api/v2/users/Jane.Smith%40example.com/events"]
+    for leaked in ("Jane.Smith", "jane.smith", "%40example.com"):
+        assert leaked not in logs.getvalue()
+
+
+def test_a_long_path_is_cut_in_its_log_line(relay_client: Client, logs: io.StringIO) -> None:
+    client = relay_client()
+    assert client.get("/" + "a" * 5000).status_code == 404
+    assert client.post("/v1/events/" + "m" * 5000, headers=auth(), content=b"{}").status_code == 404
+    lines = [line for line in log_lines(logs) if line["event"] == "request"]
+    assert [len(line["path"]) < 1100 for line in lines] == [True, True]
+    assert lines[0]["path"].endswith("(3977 more characters)")

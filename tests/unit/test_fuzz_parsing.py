@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from app.mapping.expressions import ExpressionError
 from app.mapping.templates import RenderError, compile_template
-from app.payloads import ParsedPayload, PayloadLimits, parse_payload
+from app.payloads import ParsedPayload, PayloadLimits, check_limits, parse_payload
 from app.pipeline import plan
 from app.problems import Problem
 from app.relay import build_destinations, load_checked_mappings
@@ -127,3 +127,44 @@ def test_the_template_renderer_gives_a_value_or_a_render_error(event: Any) -> No
     for render in RENDERERS:
         with contextlib.suppress(RenderError, ExpressionError):
             json.dumps(render(event))
+
+
+def _depth_and_longest(value: Any) -> tuple[int, int]:
+    """Containers nested, and the longest string or key, by plain recursion."""
+    if isinstance(value, str):
+        return 0, len(value)
+    if isinstance(value, dict):
+        parts = [_depth_and_longest(v) for v in value.values()] + [(0, len(k)) for k in value]
+    elif isinstance(value, list):
+        parts = [_depth_and_longest(v) for v in value]
+    else:
+        return 0, 0
+    return 1 + max((d for d, _ in parts), default=0), max((n for _, n in parts), default=0)
+
+
+# Strings full of what could fool a reading of the bytes: brackets, quotes, backslashes.
+BRACKETY = st.text(alphabet='[]{}"\\aé ', max_size=25)
+BRACKETY_JSON = st.recursive(
+    st.integers() | BRACKETY,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(BRACKETY, children, max_size=4),
+    max_leaves=30,
+)
+
+
+@FUZZ
+@given(JSON | BRACKETY_JSON, st.booleans())
+def test_the_limits_agree_with_plain_recursion(value: Any, ascii_only: bool) -> None:
+    """``check_limits`` reads most bodies' limits from their bytes, not by a walk."""
+    body = json.dumps(value, ensure_ascii=ascii_only).encode()
+    depth, longest = _depth_and_longest(value)
+    expected = set()
+    if depth > LIMITS.max_depth:
+        expected.add("json_too_deep")
+    if longest > LIMITS.max_string_length:
+        expected.add("string_too_long")
+    try:
+        check_limits(json.loads(body), body, LIMITS)
+    except Problem as problem:
+        assert problem.code in expected
+    else:
+        assert not expected

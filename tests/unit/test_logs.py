@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 import structlog
 from pydantic import ValidationError
 
-from app.logs import Redactor, configure_logging
+from app.logs import MAX_LOGGED_FIELD, Redactor, clip, configure_logging
 from app.settings import Settings
 
 SECRET = "s3cret-value"
@@ -124,3 +125,62 @@ def test_log_level_and_format_settings_are_checked() -> None:
     for field, value in (("relay_log_level", "loud"), ("relay_log_format", "xml")):
         with pytest.raises(ValidationError, match=field):
             Settings(_env_file=None, **{field: value})  # type: ignore[call-arg]
+
+
+# A stranger chooses what a log line carries (a path, a header): every pattern must run in
+# time linear in it. Each text is built to make a backtracking pattern retry at every start.
+HOSTILE: dict[str, Callable[[int], str]] = {
+    "address-characters-then-at": lambda n: "GET /" + "a" * n + "@",
+    "dotted-then-at": lambda n: "a." * (n // 2) + "@",
+    "at-then-domain-without-dot": lambda n: "a@" + "b" * n,
+    "many-ats": lambda n: "a@" * (n // 2),
+    "percent-escapes": lambda n: "%41" * (n // 3) + "@",
+    "percent-at-end": lambda n: "a" * n + "%",
+    "plus-then-blanks": lambda n: "+1" + " " * n,
+    "credential-then-blanks": lambda n: "token: " + " " * n,
+    "bearer-then-blanks": lambda n: "bearer " * (n // 7),
+}
+
+
+def redaction_seconds(text: str) -> float:
+    redactor = Redactor(secrets=[SECRET])
+    best = float("inf")
+    for _ in range(3):  # the best of three: the machine is shared
+        started = time.perf_counter()
+        redactor.redact_text(text)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.mark.parametrize("build", HOSTILE.values(), ids=HOSTILE.keys())
+def test_redaction_is_linear_in_the_text(build: Callable[[int], str]) -> None:
+    small = redaction_seconds(build(32_768))
+    assert small < 0.25  # the quadratic e-mail pattern took 0.7 s here (2.9 s at 64 KB)
+    large = redaction_seconds(build(327_680))
+    assert large < 40 * max(small, 0.0005)  # ten times the text: ~10x linear, ~100x quadratic
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("/api/v2/users/jane.doe%40example.com/events", "/api/v2/users/***/events"),
+        ("/v1/customers?email=Jane.Doe%40Example.COM&x=1", "/v1/customers?email=***&x=1"),
+        ("/search?query=phone%3A%2B1%20415%20555%200100", "/search?query=phone:***"),
+        ("call %2B14155550100 now", "call *** now"),
+        ("/api/v2/users/jane.doe@example.com/events", "/api/v2/users/***/events"),
+        ("/x?token%3Dtok_live_42", "/x?token=***"),
+    ],
+)
+def test_percent_encoded_addresses_phones_and_credentials_are_masked(text: str, masked: str) -> None:
+    assert Redactor().redact_text(text) == masked
+
+
+@pytest.mark.parametrize("text", ["/a%20b/c%2Fd?q=100%25", "50% off", "%zz", "/users/12345%2F6/events"])
+def test_percent_encoded_text_without_anything_sensitive_is_left_as_it_was(text: str) -> None:
+    assert Redactor().redact_text(text) == text
+
+
+def test_clip_cuts_a_field_and_says_how_much() -> None:
+    assert clip("abc", 5) == "abc"
+    assert clip("a" * 10, 4) == "aaaa...(6 more characters)"
+    assert len(clip("x" * 100_000)) < MAX_LOGGED_FIELD + 40

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -196,11 +197,19 @@ def test_batch_merge_does_not_mutate_the_input() -> None:
     }
 
 
-def test_batch_events_do_not_share_merged_lists() -> None:
-    payload = {"xdm": {"identityMap": {"ECID": [{"id": "E-1"}]}}, "events": [{"xdm": {}}, {"xdm": {}}]}
-    first, second = normalise(payload).events
-    first["xdm"]["identityMap"]["ECID"].append({"id": "X"})
-    assert second["xdm"]["identityMap"] == {"ECID": [{"id": "E-1"}]}
+def test_batch_events_without_their_own_map_share_the_request_level_one() -> None:
+    """Shared, not copied: a large request-level map costs once per request, not per event."""
+    payload = {
+        "xdm": {"identityMap": {"ECID": [{"id": "E-1"}]}},
+        "meta": {"state": 1},
+        "events": [{"xdm": {}}, {"xdm": {}}, {"xdm": {"identityMap": {"Email": [{"id": "e"}]}}}],
+    }
+    first, second, third = normalise(payload).events
+    assert first["xdm"]["identityMap"] is second["xdm"]["identityMap"]
+    assert first["meta"] is second["meta"]
+    # an event with its own map gets a merged one, sharing the request-level lists
+    assert third["xdm"]["identityMap"] == {"Email": [{"id": "e"}], "ECID": [{"id": "E-1"}]}
+    assert third["xdm"]["identityMap"]["ECID"] is first["xdm"]["identityMap"]["ECID"]
     assert payload["xdm"]["identityMap"] == {"ECID": [{"id": "E-1"}]}
 
 
@@ -251,8 +260,7 @@ def test_merge_identity_maps_does_not_mutate_inputs() -> None:
     assert merged == {"ECID": [{"id": "1"}, {"id": "2"}], "Email": [{"id": "e"}]}
     assert own == own_before
     assert request == request_before
-    merged["Email"].append({"id": "more"})
-    assert request == request_before
+    assert merged["ECID"] is not own["ECID"]  # a namespace both have: a new list
 
 
 def test_merge_identity_maps_namespaces_are_case_sensitive() -> None:
@@ -434,3 +442,145 @@ def test_the_parsers_own_depth_limit_is_json_too_deep() -> None:
 def test_a_scalar_body_over_the_limits_is_unsupported_not_a_crash() -> None:
     """Found by hypothesis: the limit walk iterated over a top-level number."""
     assert limit_code(b"1.0000000000000002e+16") == "unsupported_payload"
+
+
+# ---------------------------------------------------------------------- identity caps
+
+CAPS = PayloadLimits(max_identities_per_namespace=3, max_identity_namespaces=3, max_identities=5)
+
+
+def ids(count: int, prefix: str = "i") -> list[dict[str, str]]:
+    return [{"id": f"{prefix}{n}"} for n in range(count)]
+
+
+def test_an_identity_map_within_the_caps_is_accepted() -> None:
+    single = {"xdm": {"identityMap": {"Email": ids(3), "ECID": ids(2)}}}
+    assert limit_code(dumps(single), CAPS) is None
+    batch = {
+        "xdm": {"identityMap": {"Email": ids(2)}},
+        "events": [{"xdm": {"identityMap": {"email": ids(1)}}}],
+    }
+    assert limit_code(dumps(batch), CAPS) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"xdm": {"identityMap": {"Email": ids(4)}}}, id="one-namespace"),
+        pytest.param({"xdm": {"identityMap": {"Email": ids(2), "EMAIL": ids(2)}}}, id="case-variants"),
+        pytest.param({"xdm": {"identityMap": {"a": [], "b": [], "c": [], "d": []}}}, id="namespaces"),
+        pytest.param({"xdm": {"identityMap": {"a": ids(3), "b": ids(3)}}}, id="in-all"),
+        pytest.param({"event": {"xdm": {"identityMap": {"a": ids(4)}}}}, id="wrapped"),
+        pytest.param({"eventType": "x", "identityMap": {"a": ids(4)}}, id="bare"),
+        pytest.param({"xdm": {"identityMap": {"a": ids(4)}}, "events": []}, id="request-level-alone"),
+        pytest.param(
+            {
+                "xdm": {"identityMap": {"Email": ids(2)}},
+                "events": [{"xdm": {"identityMap": {"email": ids(2)}}}],
+            },
+            id="own-plus-request-level-per-namespace",
+        ),
+        pytest.param(
+            {
+                "xdm": {"identityMap": {"a": ids(2), "b": ids(1)}},
+                "events": [{"xdm": {"identityMap": {"c": ids(3)}}}],
+            },
+            id="own-plus-request-level-in-all",
+        ),
+        pytest.param(
+            {
+                "xdm": {"identityMap": {"a": [], "b": []}},
+                "events": [{"xdm": {"identityMap": {"c": [], "d": []}}}],
+            },
+            id="own-plus-request-level-namespaces",
+        ),
+    ],
+)
+def test_identity_maps_over_the_caps_are_refused(body: dict[str, Any]) -> None:
+    with pytest.raises(Problem) as caught:
+        parse_payload(dumps(body), CAPS)
+    assert caught.value.code == "too_many_identities"
+    assert caught.value.status == 413
+    assert "RELAY_MAX_IDENTIT" in str(caught.value.detail)
+
+
+def test_the_request_level_map_is_counted_once_not_per_event() -> None:
+    body = {"xdm": {"identityMap": {"Email": ids(3)}}, "events": [{"xdm": {}}] * 3}
+    assert limit_code(dumps(body), replace(CAPS, max_events=3)) is None
+
+
+def test_without_limits_nothing_is_capped() -> None:
+    assert len(parse_payload(dumps({"xdm": {"identityMap": {"a": ids(500)}}})).events) == 1
+
+
+def test_merging_ids_that_are_not_strings_is_not_a_crash() -> None:
+    own = {"a": [{"id": ["x"]}, {"id": {"k": 1}}]}
+    request = {"a": [{"id": ["x"]}, {"id": ["y"]}]}
+    assert merge_identity_maps(own, request) == {"a": [{"id": ["x"]}, {"id": {"k": 1}}, {"id": ["y"]}]}
+
+
+def test_a_large_request_level_meta_is_refused() -> None:
+    body = {"meta": {f"k{n}": n for n in range(65)}, "events": [{"xdm": {}}]}
+    assert limit_code(dumps(body), PayloadLimits()) == "unsupported_payload"
+    body["meta"] = {f"k{n}": n for n in range(64)}
+    assert limit_code(dumps(body), PayloadLimits()) is None
+
+
+# ------------------------------------------------------------------ integers beyond 2^63
+
+
+@pytest.mark.parametrize(
+    "literal", ["-9223372036854775808", "9223372036854775807", "9223372036854775808", "18446744073709551615"]
+)
+def test_integers_orjson_keeps_exactly_are_kept(literal: str) -> None:
+    for body in (f'{{"xdm": {{"n": {literal}}}}}', f'{{"xdm":{{"n":[1,\n {literal}]}}}}'):
+        [event] = parse_payload(body.encode()).events
+        value = event["xdm"]["n"]
+        assert (value if isinstance(value, int) else value[-1]) == int(literal)
+
+
+@pytest.mark.parametrize(
+    "literal", ["18446744073709551616", "-9223372036854775809", "1" * 30, "-" + "9" * 300]
+)
+def test_integers_beyond_64_bits_are_refused_not_made_floats(literal: str) -> None:
+    for body in (
+        f'{{"xdm": {{"n": {literal}}}}}',
+        f"[{literal}]",
+        literal,
+        f'{{"xdm":{{"s":"\\\\","n":{literal}}}}}',
+    ):
+        with pytest.raises(Problem) as caught:
+            parse_json(body.encode())
+        assert caught.value.code == "invalid_json"
+        assert "send it as a string" in str(caught.value.detail)
+        assert len(str(caught.value.detail)) < 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"xdm": {"ecid": "123456789012345678901234567890", "s": "a: 123456789012345678901234567"}}',
+        b'{"xdm": {"f": 1.12345678901234567890123, "e": 1e-12345678901234567890, "g": 12345678901234567890123e2}}',
+    ],
+)
+def test_long_digit_runs_in_strings_fractions_and_exponents_are_not_integers(body: bytes) -> None:
+    assert parse_payload(body).events
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        pytest.param(b'{"xdm": {"a": "\\"[[[[[[\\""}}', None, id="escaped-quotes-around-brackets"),
+        pytest.param(
+            b'{"xdm": {"a": "\\"xxxxxxxxxx"}}', "string_too_long", id="escaped-quote-in-a-long-string"
+        ),
+        pytest.param(
+            b'{"xdm": {"a": "' + b"\\u00e9" * 10 + b'"}}', None, id="escapes-longer-than-their-text"
+        ),
+        pytest.param(b'{"xdm": {"a": [[{"b": "]]]]]]"}]]}}', None, id="closing-brackets-in-strings"),
+        pytest.param(b'{"xdm": {"a": [[[{"b": "{{{{{{"}]]]}}', "json_too_deep", id="six-deep-after-strings"),
+        pytest.param(b'{"xdm": {"a": "\\\\"}, "b": [[[[[]]]]]}', "json_too_deep", id="escaped-backslash"),
+    ],
+)
+def test_the_limits_read_from_the_bytes_agree_with_the_walk(body: bytes, code: str | None) -> None:
+    assert limit_code(body) == code
