@@ -67,7 +67,8 @@ def serve(
         log_level="warning",
         log_config=None,
         server_header=False,
-        proxy_headers=False,  # applied by the app to every route but ingest (RelayApp)
+        # the scheme a trusted proxy reports makes redirects absolute with the right scheme
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         # Past this many open connections (or requests in flight) uvicorn answers new requests
         # 503 itself, so that stalled clients cannot grow the process without bound.
         limit_concurrency=settings.relay_max_connections,

@@ -1,7 +1,9 @@
-"""The relay's pipeline: normalised events -> match -> render -> validate -> deliver.
+"""The relay's pipeline: request body -> parse -> plan (match, render, validate) -> accept
+(store) -> settle (wait for outcomes).
 
-``plan`` does everything that needs no network and yields one ``Outcome`` per (event,
-mapping); ``deliver`` sends the planned ones (or marks them ``dry_run``).
+``ingest`` runs it for one ingest request and records its metrics. ``plan`` does everything
+that needs no network and yields one ``Outcome`` per (event, mapping); ``accept`` stores the
+planned ones (the dispatcher sends them later); ``settle`` folds in what became of them.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from app.ids import new_id
 from app.mapping.expressions import ExpressionError
 from app.mapping.loader import Mapping, MappingSet
 from app.mapping.templates import RenderError
-from app.payloads import Event
+from app.metrics import MATCHED, STORED, RelayMetrics
+from app.payloads import Event, parse_payload
 from app.problems import Problem
+from app.relay import Relay
 
 # Outcome statuses, besides the store's queued, duplicate, dry_run, delivered and dead
 PLANNED, IGNORED, REJECTED = "planned", "ignored", "rejected"
@@ -267,3 +271,78 @@ def settle(outcomes: list[Outcome], deliveries: AbcMapping[str, Delivery]) -> li
 def as_preview(outcomes: list[Outcome]) -> list[Outcome]:
     """Planned outcomes as a preview shows them: what would be sent, nothing sent."""
     return [replace(o, status=DRY_RUN) if o.status == PLANNED else o for o in outcomes]
+
+
+@dataclass(slots=True)
+class Ingested:
+    """What became of one ingest request's events: their payload shape, count and outcomes."""
+
+    shape: str
+    events: int
+    outcomes: list[Outcome]
+
+
+async def ingest(
+    relay: Relay,
+    body: bytes,
+    *,
+    only: Mapping | None = None,
+    wait: float | None = None,
+    request_id: str | None = None,
+) -> Ingested:
+    """Parse, plan, store and (for up to ``wait`` seconds) settle one ingest request's body.
+
+    Raises ``Problem`` for a body that cannot be taken (nothing stored). ``only`` forces one
+    mapping and skips its ``when``. Every metric of the request's events is recorded here.
+    """
+    metrics = relay.metrics
+    mappings = relay.mappings  # one set for the whole request, even if a reload swaps it meanwhile
+    parsed = parse_payload(body, relay.limits)
+    planned = await plan_in_slices(
+        parsed.events, mappings, relay.destinations, only=only, observe_render=metrics.observe_render
+    )
+    metrics.received(parsed.shape, len(parsed.events))
+    _count_plan(metrics, planned)
+    settings = relay.settings
+    outcomes = await accept(
+        planned,
+        relay.store,
+        relay.destinations,
+        request_id=request_id,
+        max_pending=settings.relay_max_pending,
+        idempotency_ttl=settings.relay_idempotency_ttl,
+    )
+    _count_accepted(metrics, outcomes)
+    queued = [o for o in outcomes if o.status == QUEUED and o.delivery_id]
+    for destination in {str(o.destination) for o in queued}:
+        relay.dispatcher.notify(destination)
+    if wait and queued:
+        finished = await relay.waiters.wait(relay.store, [str(o.delivery_id) for o in queued], wait)
+        outcomes = settle(outcomes, finished)
+    return Ingested(parsed.shape, len(parsed.events), outcomes)
+
+
+def _count_plan(metrics: RelayMetrics, outcomes: list[Outcome]) -> None:
+    """Each event once (matched, ignored or rejected), and each mapping's result for it."""
+    ignored = 0
+    matched: dict[int, bool] = {}  # event index -> did at least one mapping plan a delivery
+    for outcome in outcomes:
+        if outcome.status == IGNORED:
+            ignored += 1
+            continue
+        planned = outcome.status == PLANNED
+        code = MATCHED if planned else outcome.problem.code if outcome.problem else REJECTED
+        metrics.mapping_result(str(outcome.mapping), code)
+        matched[outcome.event_index] = planned or matched.get(outcome.event_index, False)
+    hits = sum(matched.values())
+    metrics.routed(hits, ignored, len(matched) - hits)
+
+
+_ACCEPTED = {QUEUED: STORED, DUPLICATE: DUPLICATE, DRY_RUN: DRY_RUN}
+
+
+def _count_accepted(metrics: RelayMetrics, outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        result = _ACCEPTED.get(outcome.status)
+        if result is not None:
+            metrics.accepted(str(outcome.destination), str(outcome.mapping), result)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
 
 import structlog
 from fastapi import FastAPI
@@ -13,13 +12,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.api import deliveries, events, health, mappings, samples
 from app.api import metrics as metrics_route
+from app.api.fast_ingest import IngestShortcut
 from app.api.inbound import InboundGuard
-from app.api.ingest_route import PREFIX, IngestRoute
 from app.api.middleware import RequestContextMiddleware
 from app.api.openapi import complete_openapi
 from app.api.responses import problem_response
@@ -34,41 +31,6 @@ GC_THRESHOLD = 20_000  # allocations between young-generation collections (Pytho
 
 HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
               413: "payload_too_large"}  # fmt: skip
-
-
-class RelayApp(FastAPI):
-    """FastAPI for every route but ingest, which is answered before FastAPI's own stack.
-
-    The ingest route is what Adobe calls for every event of a site; going straight to its
-    handler (with the request-context middleware) skips routing, dependency solving and the
-    framework's middleware layers. Both go through ``InboundGuard`` first (repeated credential
-    headers, the body's deadline, closing connections whose body was not read).
-
-    The other routes go through uvicorn's ``ProxyHeadersMiddleware`` (``aep-relay serve``
-    turns uvicorn's own off): the scheme a proxy reports (``X-Forwarded-Proto`` from
-    ``FORWARDED_ALLOW_IPS``, default 127.0.0.1, as in uvicorn) makes the framework's redirects
-    absolute with the right scheme. Ingest reads neither the scheme nor the client address,
-    and skips its per-request header scan.
-    """
-
-    def __init__(self, *, body_timeout: float, trusted_proxies: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        # uvicorn's and Starlette's ASGI types differ only in how precisely they are spelled
-        self._rest = cast(
-            ASGIApp, ProxyHeadersMiddleware(cast(Any, super().__call__), trusted_hosts=trusted_proxies)
-        )
-        self._ingest = IngestRoute(self._rest)  # it logs and sets the request id itself
-        self._guarded = InboundGuard(self._route, body_timeout=body_timeout)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._guarded(scope, receive, send)
-
-    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(PREFIX):
-            scope["app"] = self
-            await self._ingest(scope, receive, send)
-            return
-        await self._rest(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, relay: Relay | None = None) -> FastAPI:
@@ -93,9 +55,7 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
             await relay.aclose()
             log.info("stopped")
 
-    app = RelayApp(
-        body_timeout=relay.settings.relay_body_timeout,
-        trusted_proxies=relay.settings.forwarded_allow_ips,
+    app = FastAPI(
         title="aep-relay",
         version="0.1.0",
         description="Adobe Experience Platform event forwarding -> Zendesk events.",
@@ -120,7 +80,10 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
     app.add_exception_handler(Problem, _on_problem)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http_exception)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
+    # outermost last: the shortcut runs inside the request context and the inbound guard
+    app.add_middleware(IngestShortcut)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(InboundGuard, body_timeout=relay.settings.relay_body_timeout)
     fastapi_openapi = app.openapi
     app.openapi = lambda: complete_openapi(fastapi_openapi())  # type: ignore[method-assign]
     return app

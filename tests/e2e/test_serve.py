@@ -57,7 +57,7 @@ def test_served_relay_without_credentials_is_dry_run_and_says_so(tmp_path: Path)
     relay.start()
     try:
         assert httpx.get(f"{relay.url}/readyz").json()["dry_run"] == {"zendesk": True, "yotpo": True}
-        # a TLS proxy on the same host: redirects keep its scheme (RelayApp, not uvicorn, reads it)
+        # a TLS proxy on the same host (FORWARDED_ALLOW_IPS): redirects keep its scheme
         moved = httpx.get(f"{relay.url}/readyz/", headers={"X-Forwarded-Proto": "https"})
         assert moved.status_code == 307
         assert moved.headers["location"] == f"https://127.0.0.1:{relay.port}/readyz"
