@@ -10,6 +10,7 @@ Keys, all under one prefix ``P`` (a ``{hash tag}``, so a Redis Cluster keeps the
 - ``P done``         sorted set of delivered and dry-run ids, scored by when they finished
 - ``P idem:<mapping>\\x1f<event_id>``  the first delivery id, expiring with the idempotency TTL
 - ``P dests``        set of destinations seen; ``P schema`` the schema version
+- ``P probe``        the time of the last readiness probe's write
 
 Times are epoch seconds passed in by the caller. Floats are handed to Redis as strings.
 """

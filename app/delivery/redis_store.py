@@ -35,6 +35,7 @@ from app.delivery.store import (
     StoreStats,
     StoreUnavailable,
 )
+from app.delivery.write_health import WriteHealth
 from app.destinations.base import OutboundRequest
 
 SCHEMA_VERSION = 1
@@ -54,6 +55,7 @@ class RedisStore:
         self.timeout = timeout
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
+        self.write_health = WriteHealth()
 
     @property
     def client(self) -> aioredis.Redis:
@@ -110,18 +112,31 @@ class RedisStore:
         return self._key(name)
 
     @asynccontextmanager
-    async def _errors(self) -> AsyncIterator[None]:
+    async def _errors(self, *, write: bool = False) -> AsyncIterator[None]:
+        """Redis's errors as ``StoreUnavailable``, each noted in ``write_health`` (a read that
+        cannot reach Redis counts: writes would fail too); a ``write`` that works is noted."""
         if self._client is None:
             raise StoreUnavailable("store is not open")
+        ticket = self.write_health.ticket()
         try:
             yield
         except RedisError as exc:
-            raise StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}") from None
+            failure = StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}")
         except OSError as exc:
-            raise StoreUnavailable(f"Redis: {exc}") from None
+            failure = StoreUnavailable(f"Redis: {exc}")
+        else:
+            if write:
+                self.write_health.succeeded(ticket)
+            return
+        self.write_health.failed(str(failure), ticket)
+        raise failure from None
+
+    async def probe(self) -> None:
+        async with self._errors(write=True):
+            await self.client.set(self._key("probe"), _num(time.time()))
 
     async def _script(self, name: str, args: Sequence[Any]) -> Any:
-        async with self._errors():
+        async with self._errors(write=True):
             # The schema key names the slot for a Redis Cluster; the scripts build the others.
             return await self._scripts[name](keys=[self._key("schema")], args=[self.prefix, *args])
 
