@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+import structlog
 from redis.exceptions import RedisError
 
 from app.delivery import redis_scripts as scripts
@@ -44,6 +45,8 @@ CLEANUP_BATCH = 1000
 DEFAULT_PREFIX = "aep-relay"
 MAX_CONNECTIONS = 64
 
+log = structlog.get_logger("app.delivery")
+
 
 class RedisStore:
     """The ``Store`` protocol on one Redis database (redis-py's asyncio client)."""
@@ -56,6 +59,10 @@ class RedisStore:
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self.write_health = WriteHealth()
+        # (destination, lease_until, token) of LEASE calls that failed: Redis may have run one
+        # and only its answer been lost (it went away meanwhile), so it is given back, if so,
+        # before the next lease instead of waiting out its expiry
+        self._unanswered_leases: list[tuple[str, str, str]] = []
 
     @property
     def client(self) -> aioredis.Redis:
@@ -85,7 +92,7 @@ class RedisStore:
         client = aioredis.Redis.from_pool(pool)  # the client owns (and closes) the pool
         self._scripts = {
             name: client.register_script(getattr(scripts, name))
-            for name in ("ENQUEUE", "LEASE", "FINISH", "REPLAY", "PURGE", "CLEANUP")
+            for name in ("ENQUEUE", "LEASE", "RELEASE_LEASE", "FINISH", "REPLAY", "PURGE", "CLEANUP")
         }
         self._client = client
         try:
@@ -161,11 +168,27 @@ class RedisStore:
         return [EnqueueResult(_text(status), _text(delivery_id)) for status, delivery_id in reply[1]]
 
     async def lease(self, destination: str, limit: int, lease_seconds: float) -> list[Delivery]:
+        if self._unanswered_leases:
+            await self._release_unanswered()
         now = time.time()
-        ids = await self._script(
-            "LEASE", [destination, _num(now), limit, _num(now + lease_seconds), uuid.uuid4().hex]
-        )
-        return await self.get_many([_text(i) for i in ids]) if ids else []
+        until, token = _num(now + lease_seconds), uuid.uuid4().hex
+        try:
+            leased = await self._script("LEASE", [destination, _num(now), limit, until, token])
+        except StoreUnavailable:
+            self._unanswered_leases.append((destination, until, token))
+            raise
+        return [_delivery(_text(i), dict(zip(row[::2], row[1::2], strict=True))) for i, row in leased]
+
+    async def _release_unanswered(self) -> None:
+        """Give back what the LEASE calls that failed took, if they ran; ``StoreUnavailable``
+        (keeping the rest) while Redis still fails."""
+        for unanswered in list(self._unanswered_leases):
+            destination, until, token = unanswered
+            released = await self._script("RELEASE_LEASE", [destination, until, token, _num(time.time())])
+            if unanswered in self._unanswered_leases:  # another lease call may have given it back
+                self._unanswered_leases.remove(unanswered)
+            if released:
+                log.info("unanswered_lease_given_back", destination=destination, deliveries=int(released))
 
     async def mark_delivered(self, delivery: Delivery, response: dict[str, Any]) -> bool:
         return await self._finish(delivery, "delivered", response=response)
