@@ -1,6 +1,8 @@
 """Background delivery: lease due deliveries, send them within the rate limit, record outcomes.
 
-One loop per destination, so a throttled or failing destination never holds up another.
+One loop per destination, so a throttled or failing destination never holds up another. An
+outcome the store cannot record is kept and recorded once it can (``outcomes.py``), before
+anything more is leased.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +18,12 @@ import structlog
 
 from app import logs
 from app.delivery.circuit import CLOSED, CircuitBreaker
+from app.delivery.outcomes import RELEASE, Outcome, UnrecordedOutcomes
 from app.delivery.ratelimit import RateLimiter
 from app.delivery.retry import RetryPolicy
-from app.delivery.store import Delivery, Store, StoreUnavailable
+from app.delivery.store import DEAD as DEAD_STATUS
+from app.delivery.store import DELIVERED as DELIVERED_STATUS
+from app.delivery.store import PENDING, Delivery, Store, StoreUnavailable
 from app.delivery.waiters import OutcomeWaiters
 from app.destinations.base import Delivered, Destination
 from app.metrics import DEAD, DELIVERED, OK, RETRY, RelayMetrics
@@ -75,6 +80,7 @@ class Dispatcher:
         self.waiters = waiters
         self.settings = settings
         self.metrics = metrics or RelayMetrics()
+        self.outcomes = UnrecordedOutcomes(store)
         self._wake = {name: asyncio.Event() for name in destinations}
         self.circuits = {
             name: CircuitBreaker(name, settings.circuit_failures, settings.circuit_probe_seconds)
@@ -97,6 +103,7 @@ class Dispatcher:
             if not destination.dry_run:
                 self._loops.append(asyncio.create_task(self._run(name), name=f"dispatch-{name}"))
         self._loops.append(asyncio.create_task(self._cleanup(), name="store-cleanup"))
+        self._loops.append(asyncio.create_task(self.outcomes.run(), name="record-outcomes"))
 
     def notify(self, destination: str) -> None:
         """New deliveries were stored for a destination: look now instead of at the next poll."""
@@ -105,8 +112,10 @@ class Dispatcher:
             event.set()
 
     async def stop(self) -> None:
-        """Stop leasing; let sends in flight finish within the grace period; give back the rest."""
+        """Stop leasing; let sends in flight finish within the grace period; give back the rest;
+        record what the store could not record before (once more, within the grace period)."""
         self._stopping = True
+        deadline = time.monotonic() + self.settings.shutdown_grace
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -115,6 +124,12 @@ class Dispatcher:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        if self.outcomes:
+            try:
+                await asyncio.wait_for(self.outcomes.flush(), max(1.0, deadline - time.monotonic()))
+            except (StoreUnavailable, TimeoutError) as exc:
+                # their leases run out and they are sent again: at least once, never lost
+                log.error("outcomes_lost_at_shutdown", count=len(self.outcomes), error=str(exc))
 
     async def _run(self, name: str) -> None:
         limiter, circuit = self.limiters[name], self.circuits[name]
@@ -135,9 +150,18 @@ class Dispatcher:
             wanted = circuit.allowed(lease_batch(limiter.current_rate_per_minute))
             taken = await self._take_slots(slots, wanted)
             try:
-                leased = await self.store.lease(name, taken, self.settings.lease_seconds)
+                if self.outcomes:  # first what is known: a lease could take those back
+                    await self.outcomes.flush()
+                leased = self.outcomes.take_over(
+                    await self.store.lease(name, taken, self.settings.lease_seconds)
+                )
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable as exc:
+                release_slots(slots, taken)
+                log.warning("lease_failed", destination=name, error=str(exc))
+                await asyncio.sleep(IDLE_POLL_SECONDS)
+                continue
             except Exception:
                 release_slots(slots, taken)
                 log.exception("lease_failed", destination=name)
@@ -183,14 +207,17 @@ class Dispatcher:
         return taken
 
     async def _give_back(self, deliveries: list[Delivery], slots: asyncio.Semaphore) -> None:
-        """Return leased deliveries that were not sent (due at once, their attempt not counted)."""
+        """Return leased deliveries that were not sent (due at once, their attempt not counted);
+        kept to give back later while the store fails."""
         release_slots(slots, len(deliveries))
-        with contextlib.suppress(StoreUnavailable):  # else their lease runs out: due again then
-            await asyncio.shield(asyncio.gather(*(self.store.release(d) for d in deliveries)))
+        await asyncio.shield(asyncio.gather(*(self.outcomes.record(Outcome(d, RELEASE)) for d in deliveries)))
 
     async def _idle(self, name: str) -> None:
         wake = self._wake[name]
-        due = await self.store.next_due(name)
+        try:
+            due = await self.store.next_due(name)
+        except StoreUnavailable:  # the next lease fails too, and waits; this loop must go on
+            due = None
         timeout = IDLE_POLL_SECONDS if due is None else min(IDLE_POLL_SECONDS, max(0.0, due - time.time()))
         if timeout > 0:
             with contextlib.suppress(TimeoutError):
@@ -228,25 +255,18 @@ class Dispatcher:
                 limit_per_minute=delivered.rate_limit,
                 remaining=delivered.rate_remaining,
             )
-            if await self.store.mark_delivered(delivery, delivered.response):
-                attempt.record(self.metrics, DELIVERED, OK)
-                self.metrics.deliveries_delivered.labels(name, delivery.mapping).inc()
-                self.waiters.finished(delivery.id)
+            noted = self._noted(attempt, DELIVERED, OK)
+            outcome = Outcome(delivery, DELIVERED_STATUS, response=delivered.response, then=noted)
+            await self.outcomes.record(outcome)
         except asyncio.CancelledError:
-            with contextlib.suppress(StoreUnavailable):
-                await asyncio.shield(self.store.release(delivery))
+            await asyncio.shield(self.outcomes.record(Outcome(delivery, RELEASE)))
             raise
-        except StoreUnavailable as exc:
-            # The outcome could not be recorded: the lease runs out and the delivery is sent
-            # again (at least once, never lost).
-            log.warning("outcome_not_recorded", error=str(exc), **attempt.fields())
         except Exception:
             log.exception("delivery_crashed", **attempt.fields())
             due = time.time() + self.policy.backoff(delivery.attempts)
             crashed = {"code": "internal_error", "detail": "the relay failed while sending"}
-            with contextlib.suppress(StoreUnavailable):  # else the lease runs out: sent again
-                if await self.store.mark_retry(delivery, due, crashed):
-                    attempt.record(self.metrics, RETRY, "internal_error")
+            noted = self._noted(attempt, RETRY, "internal_error")
+            await self.outcomes.record(Outcome(delivery, PENDING, due_at=due, problem=crashed, then=noted))
         finally:
             slots.release()
 
@@ -263,13 +283,29 @@ class Dispatcher:
         now = time.time()
         due = self.policy.next_attempt(problem, delivery.attempts, delivery.created_at, now)
         if due is None:
-            if await self.store.mark_dead(delivery, doc):
-                attempt.record(self.metrics, DEAD, problem.code, detail=problem.detail)
-                self.metrics.dead_letters.labels(attempt.destination, delivery.mapping, problem.code).inc()
-                self.waiters.finished(delivery.id)
+            noted = self._noted(attempt, DEAD, problem.code, detail=problem.detail)
+            await self.outcomes.record(Outcome(delivery, DEAD_STATUS, problem=doc, then=noted))
             return
-        if await self.store.mark_retry(delivery, due, doc):
-            attempt.record(self.metrics, RETRY, problem.code, retry_in=round(due - now, 3))
+        noted = self._noted(attempt, RETRY, problem.code, retry_in=round(due - now, 3))
+        await self.outcomes.record(Outcome(delivery, PENDING, due_at=due, problem=doc, then=noted))
+
+    def _noted(self, attempt: Attempt, outcome: str, code: str, **extra: Any) -> Callable[[bool], None]:
+        """What to do once an attempt's outcome is recorded (perhaps after a store outage): if
+        the lease was still held, count and log the attempt, and tell waiters of a final one."""
+
+        def note(held: bool) -> None:
+            if not held:
+                return
+            attempt.record(self.metrics, outcome, code, **extra)
+            delivery = attempt.delivery
+            if outcome == DELIVERED:
+                self.metrics.deliveries_delivered.labels(attempt.destination, delivery.mapping).inc()
+            elif outcome == DEAD:
+                self.metrics.dead_letters.labels(attempt.destination, delivery.mapping, code).inc()
+            if outcome in (DELIVERED, DEAD):
+                self.waiters.finished(delivery.id)
+
+        return note
 
     async def _cleanup(self) -> None:
         while True:

@@ -10,6 +10,7 @@ Keys, all under one prefix ``P`` (a ``{hash tag}``, so a Redis Cluster keeps the
 - ``P done``         sorted set of delivered and dry-run ids, scored by when they finished
 - ``P idem:<mapping>\\x1f<event_id>``  the first delivery id, expiring with the idempotency TTL
 - ``P dests``        set of destinations seen; ``P schema`` the schema version
+- ``P probe``        the time of the last readiness probe's write
 
 Times are epoch seconds passed in by the caller. Floats are handed to Redis as strings.
 """
@@ -65,7 +66,9 @@ return {'ok', results}
 """
 
 # ARGV: prefix, destination, now, limit, lease_until, lease_token
-# Returns the leased ids, earliest due first (expired leases count as due at their expiry).
+# Returns {id, {field, value, ...}} of each leased delivery, earliest due first (expired leases
+# count as due at their expiry). The rows come with the lease: a second round trip to read them
+# could fail (Redis going away) after this one took them, and they would wait out the lease.
 LEASE = """
 local P, dest, now, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local until_, token = ARGV[5], ARGV[6]
@@ -84,9 +87,32 @@ for j = 1, math.min(limit, #candidates) do
   local key = P .. 'd:' .. id
   redis.call('HSET', key, 'status', 'in_flight', 'lease_token', token, 'due_at', until_, 'updated_at', now)
   redis.call('HINCRBY', key, 'attempts', 1)
-  table.insert(leased, id)
+  table.insert(leased, {id, redis.call('HGETALL', key)})
 end
 return leased
+"""
+
+# ARGV: prefix, destination, lease_until, lease_token, now
+# Gives back (due now, the attempt not counted) what a LEASE call with this token took, for a
+# caller that never had its answer: the deliveries it took are the ones in its lease set scored
+# by its lease expiry that still hold its token. Returns how many.
+RELEASE_LEASE = """
+local P, dest, until_, token, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local lease_key = P .. 'lease:' .. dest
+local count = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', lease_key, until_, until_)) do
+  local key = P .. 'd:' .. id
+  local state = redis.call('HMGET', key, 'status', 'lease_token', 'attempts')
+  if state[1] == 'in_flight' and state[2] == token then
+    redis.call('ZREM', lease_key, id)
+    redis.call('HDEL', key, 'lease_token')
+    redis.call('HSET', key, 'status', 'pending', 'due_at', now, 'updated_at', now,
+      'attempts', math.max(tonumber(state[3]) - 1, 0))
+    redis.call('ZADD', P .. 'due:' .. dest, now, id)
+    count = count + 1
+  end
+end
+return count
 """
 
 # ARGV: prefix, id, lease_token, outcome (delivered|pending|dead|release), now, due_at,

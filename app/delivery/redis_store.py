@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+import structlog
 from redis.exceptions import RedisError
 
 from app.delivery import redis_scripts as scripts
@@ -35,6 +36,7 @@ from app.delivery.store import (
     StoreStats,
     StoreUnavailable,
 )
+from app.delivery.write_health import WriteHealth
 from app.destinations.base import OutboundRequest
 
 SCHEMA_VERSION = 1
@@ -42,6 +44,8 @@ SCAN_BATCH = 500  # dead letters read per round trip when filtering
 CLEANUP_BATCH = 1000
 DEFAULT_PREFIX = "aep-relay"
 MAX_CONNECTIONS = 64
+
+log = structlog.get_logger("app.delivery")
 
 
 class RedisStore:
@@ -54,6 +58,11 @@ class RedisStore:
         self.timeout = timeout
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
+        self.write_health = WriteHealth()
+        # (destination, lease_until, token) of LEASE calls that failed: Redis may have run one
+        # and only its answer been lost (it went away meanwhile), so it is given back, if so,
+        # before the next lease instead of waiting out its expiry
+        self._unanswered_leases: list[tuple[str, str, str]] = []
 
     @property
     def client(self) -> aioredis.Redis:
@@ -83,7 +92,7 @@ class RedisStore:
         client = aioredis.Redis.from_pool(pool)  # the client owns (and closes) the pool
         self._scripts = {
             name: client.register_script(getattr(scripts, name))
-            for name in ("ENQUEUE", "LEASE", "FINISH", "REPLAY", "PURGE", "CLEANUP")
+            for name in ("ENQUEUE", "LEASE", "RELEASE_LEASE", "FINISH", "REPLAY", "PURGE", "CLEANUP")
         }
         self._client = client
         try:
@@ -110,18 +119,31 @@ class RedisStore:
         return self._key(name)
 
     @asynccontextmanager
-    async def _errors(self) -> AsyncIterator[None]:
+    async def _errors(self, *, write: bool = False) -> AsyncIterator[None]:
+        """Redis's errors as ``StoreUnavailable``, each noted in ``write_health`` (a read that
+        cannot reach Redis counts: writes would fail too); a ``write`` that works is noted."""
         if self._client is None:
             raise StoreUnavailable("store is not open")
+        ticket = self.write_health.ticket()
         try:
             yield
         except RedisError as exc:
-            raise StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}") from None
+            failure = StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}")
         except OSError as exc:
-            raise StoreUnavailable(f"Redis: {exc}") from None
+            failure = StoreUnavailable(f"Redis: {exc}")
+        else:
+            if write:
+                self.write_health.succeeded(ticket)
+            return
+        self.write_health.failed(str(failure), ticket)
+        raise failure from None
+
+    async def probe(self) -> None:
+        async with self._errors(write=True):
+            await self.client.set(self._key("probe"), _num(time.time()))
 
     async def _script(self, name: str, args: Sequence[Any]) -> Any:
-        async with self._errors():
+        async with self._errors(write=True):
             # The schema key names the slot for a Redis Cluster; the scripts build the others.
             return await self._scripts[name](keys=[self._key("schema")], args=[self.prefix, *args])
 
@@ -146,11 +168,27 @@ class RedisStore:
         return [EnqueueResult(_text(status), _text(delivery_id)) for status, delivery_id in reply[1]]
 
     async def lease(self, destination: str, limit: int, lease_seconds: float) -> list[Delivery]:
+        if self._unanswered_leases:
+            await self._release_unanswered()
         now = time.time()
-        ids = await self._script(
-            "LEASE", [destination, _num(now), limit, _num(now + lease_seconds), uuid.uuid4().hex]
-        )
-        return await self.get_many([_text(i) for i in ids]) if ids else []
+        until, token = _num(now + lease_seconds), uuid.uuid4().hex
+        try:
+            leased = await self._script("LEASE", [destination, _num(now), limit, until, token])
+        except StoreUnavailable:
+            self._unanswered_leases.append((destination, until, token))
+            raise
+        return [_delivery(_text(i), dict(zip(row[::2], row[1::2], strict=True))) for i, row in leased]
+
+    async def _release_unanswered(self) -> None:
+        """Give back what the LEASE calls that failed took, if they ran; ``StoreUnavailable``
+        (keeping the rest) while Redis still fails."""
+        for unanswered in list(self._unanswered_leases):
+            destination, until, token = unanswered
+            released = await self._script("RELEASE_LEASE", [destination, until, token, _num(time.time())])
+            if unanswered in self._unanswered_leases:  # another lease call may have given it back
+                self._unanswered_leases.remove(unanswered)
+            if released:
+                log.info("unanswered_lease_given_back", destination=destination, deliveries=int(released))
 
     async def mark_delivered(self, delivery: Delivery, response: dict[str, Any]) -> bool:
         return await self._finish(delivery, "delivered", response=response)

@@ -42,6 +42,7 @@ from app.delivery.store import (
     StoreUnavailable,
 )
 from app.delivery.wal_sync import Outcome, WalSync, set_results
+from app.delivery.write_health import WriteHealth
 from app.destinations.base import OutboundRequest
 
 T = TypeVar("T")
@@ -150,6 +151,9 @@ class SqliteStore:
         self._counted_version: int | None = None
         self._keys = KeyIndex()
         self._keys_loaded = False
+        self.write_health = WriteHealth()
+        # the write_health ticket of the batch being flushed, and whether it committed a change
+        self._ticket, self._wrote = 0, False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -166,7 +170,9 @@ class SqliteStore:
         self._keys.clear()  # rebuilt from the rows on this connection
         self._keys_loaded = False
         if self.path != ":memory:":
-            self._sync = WalSync(self.path, flush=self._flush_log, synchronous=self._conn_synchronous)
+            self._sync = WalSync(
+                self.path, flush=self._flush_log, synchronous=self._conn_synchronous, health=self.write_health
+            )
             self._sync.start()
         try:
             await self._run(self._migrate)
@@ -244,6 +250,7 @@ class SqliteStore:
         conn = self._conn
         if not batch or conn is None:
             return
+        ticket = self.write_health.ticket()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -255,16 +262,21 @@ class SqliteStore:
                 return
             self._busy_since = None
             failure = StoreUnavailable(f"SQLite: {exc}")
+            self.write_health.failed(str(failure), ticket)
             set_results([(future, None, failure) for _, future in batch])  # nothing committed to flush
             return
         self._busy_since = None
-        self._answer(self._execute(conn, batch))
+        self._ticket, self._wrote = ticket, False
+        outcomes = self._execute(conn, batch)
+        self._answer(outcomes, ticket, self._wrote)
 
-    def _answer(self, outcomes: list[Outcome]) -> None:
+    def _answer(self, outcomes: list[Outcome], ticket: int, wrote: bool) -> None:
         if self._sync is None:  # in memory: nothing to flush
+            if wrote:
+                self.write_health.succeeded(ticket)
             set_results(outcomes)
         else:
-            self._sync.submit(outcomes)
+            self._sync.submit(outcomes, ticket, wrote)
 
     def _execute(self, conn: sqlite3.Connection, batch: Batch) -> list[Outcome]:
         """Run the batch in the transaction begun; if it breaks, each operation alone."""
@@ -281,7 +293,10 @@ class SqliteStore:
                 outcomes.extend(self._transaction(conn, [item]))
             except Exception as exc:  # its caller gets it
                 self._rollback(conn, saved)
-                failure = StoreUnavailable(f"SQLite: {exc}") if isinstance(exc, sqlite3.Error) else exc
+                failure: BaseException = exc
+                if isinstance(exc, sqlite3.Error):
+                    failure = StoreUnavailable(f"SQLite: {exc}")
+                    self.write_health.failed(str(failure), self._ticket)
                 outcomes.append((item[1], None, failure))
         return outcomes
 
@@ -290,6 +305,7 @@ class SqliteStore:
         ``Overloaded`` only when it wrote nothing or rolled its writes back (it fails alone);
         any other error breaks the whole transaction."""
         outcomes: list[Outcome] = []
+        changes = conn.total_changes  # counts statements rolled back too: compared after COMMIT
         self._keys.begin()
         if self._counted_version is not None and self._changed_elsewhere(conn):
             self._recount(conn)
@@ -304,6 +320,8 @@ class SqliteStore:
             except Overloaded as exc:
                 outcomes.append((future, None, exc))
         conn.execute("COMMIT")
+        if conn.total_changes != changes or any(operation is _probe for operation, _ in batch):
+            self._wrote = True  # for write_health, once the commit is synced
         return outcomes
 
     def _enqueue_together(self, conn: sqlite3.Connection, batch: Batch) -> dict[int, list[EnqueueResult]]:
@@ -446,6 +464,9 @@ class SqliteStore:
             return done
 
         return await self._run(finish)
+
+    async def probe(self) -> None:
+        await self._run(_probe)
 
     async def get(self, delivery_id: str) -> Delivery | None:
         found = await self.get_many([delivery_id])
@@ -606,6 +627,13 @@ class _Enqueue:
         conn.execute("RELEASE enqueue")
         store._pending += added
         return results
+
+
+def _probe(conn: sqlite3.Connection) -> None:
+    """A write that always changes a page (an ``UPDATE`` to the same value writes nothing):
+    the header's ``user_version``, which the relay does not otherwise use."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.execute(f"PRAGMA user_version = {(version + 1) % 2**31}")
 
 
 def _run_script(conn: sqlite3.Connection, script: str) -> None:

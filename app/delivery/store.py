@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from app.delivery.write_health import WriteHealth
 from app.destinations.base import OutboundRequest
 
 # Delivery statuses
@@ -127,6 +128,9 @@ class StoreUnavailable(Exception):
 class Store(Protocol):
     """Durable storage of deliveries; every method is safe to call from many tasks at once."""
 
+    write_health: WriteHealth
+    """Whether writes work now (``/readyz``): each backend notes its writes' outcomes here."""
+
     async def open(self) -> None:
         """Create or migrate the schema and start serving."""
         ...
@@ -187,6 +191,12 @@ class Store(Protocol):
         ...
 
     async def stats(self) -> StoreStats: ...
+
+    async def probe(self) -> None:
+        """Make one small durable write, noted in ``write_health``; ``StoreUnavailable`` when it
+        fails. Readiness asks for one while the store is failing, so that it sees the store
+        recover even when nothing else writes (a replica out of its Service gets no ingest)."""
+        ...
 
     async def cleanup(self, delivered_before: float) -> int:
         """Drop expired idempotency keys and finished deliveries older than a time."""

@@ -34,8 +34,10 @@ from typing import Any
 import structlog
 
 from app.delivery.store import StoreUnavailable
+from app.delivery.write_health import WriteHealth
 
 Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
+Commit = tuple[list[Outcome], int, bool]  # a transaction's outcomes, its write ticket, whether it wrote
 CHECKPOINT_EVERY = 64  # commits between checkpoints: the log stays at a few MB (3.5 MB at 32 rows a commit)
 
 log = structlog.get_logger("app.delivery")
@@ -50,21 +52,23 @@ class WalSync:
     """One thread per open store file: ``submit`` a committed batch's outcomes, and they are
     delivered to their futures after the log is flushed (when ``flush``) and in order."""
 
-    def __init__(self, db_path: str, *, flush: bool, synchronous: str) -> None:
+    def __init__(self, db_path: str, *, flush: bool, synchronous: str, health: WriteHealth) -> None:
         self.db_path = db_path
         self.flush = flush
         self.synchronous = synchronous
+        self.health = health  # a flush that fails is a failed write; one that works, a success
         self.commits = 0  # submitted by the store's event loop; read here
-        self._queue: queue.SimpleQueue[list[Outcome] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Commit | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="sqlite-sync", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, outcomes: list[Outcome]) -> None:
-        """Answer ``outcomes`` (of a committed transaction) once the commit is durable."""
+    def submit(self, outcomes: list[Outcome], ticket: int, wrote: bool) -> None:
+        """Answer ``outcomes`` (of a committed transaction) once the commit is durable; note in
+        ``health`` under the transaction's ``ticket`` whether it is (when it ``wrote``)."""
         self.commits += 1
-        self._queue.put(outcomes)
+        self._queue.put((outcomes, ticket, wrote))
 
     def stop(self) -> None:
         """Answer everything submitted, then end the thread (blocks until it has)."""
@@ -83,8 +87,10 @@ class WalSync:
                         batches.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                outcomes = [outcome for batch in batches if batch is not None for outcome in batch]
+                commits = [batch for batch in batches if batch is not None]
+                outcomes = [outcome for batch, _, _ in commits for outcome in batch]
                 if outcomes:
+                    last = max(ticket for _, ticket, _ in commits)
                     try:
                         if self.flush:
                             wal = wal if wal is not None else os.open(self.db_path + "-wal", os.O_RDONLY)
@@ -92,7 +98,12 @@ class WalSync:
                     except OSError as exc:
                         log.error("store_sync_failed", error=str(exc))
                         failure = StoreSyncFailed(f"cannot flush {self.db_path}-wal: {exc}")
+                        self.health.failed(str(failure), last)
                         outcomes = [(future, None, failure) for future, _, _ in outcomes]
+                    else:
+                        wrote = [ticket for _, ticket, wrote in commits if wrote]
+                        if wrote:
+                            self.health.succeeded(max(wrote))
                     _settle_all(outcomes)
                 if self.commits - checkpointed >= CHECKPOINT_EVERY:
                     checkpointed = self.commits

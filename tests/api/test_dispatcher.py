@@ -19,7 +19,7 @@ from app.delivery.dispatcher import Dispatcher, DispatchSettings, lease_batch
 from app.delivery.ratelimit import AdaptiveRateLimiter
 from app.delivery.retry import RetryPolicy
 from app.delivery.sqlite import SqliteStore
-from app.delivery.store import Delivery
+from app.delivery.store import Delivery, StoreUnavailable
 from app.delivery.waiters import OutcomeWaiters
 from app.destinations.zendesk import ZendeskConfig, ZendeskDestination
 from tests.conftest import zendesk_settings
@@ -48,6 +48,20 @@ class NotingStore(SqliteStore):
         return await super().release(delivery)
 
 
+class ReadsFailingStore(NotingStore):
+    """The real store, whose ``next_due`` fails on demand (as Redis's does while it is away)."""
+
+    def __init__(self, path: str, log: Log) -> None:
+        super().__init__(path, log)
+        self.failing = False
+
+    async def next_due(self, destination: str) -> float | None:
+        if self.failing:
+            self.log.append(("next_due_failed", destination))
+            raise StoreUnavailable("Redis: ConnectionError: Connection refused.")
+        return await super().next_due(destination)
+
+
 class NotingLimiter(AdaptiveRateLimiter):
     """The real in-process limiter, noting every grant."""
 
@@ -73,9 +87,10 @@ async def dispatching(
     count: int,
     scenario: Callable[[NotingStore, Dispatcher], Awaitable[None]],
     lease_seconds: float = 60.0,
+    make_store: Callable[[str, Log], NotingStore] = NotingStore,
 ) -> None:
     """Store ``count`` deliveries to the fake, run the dispatcher over them during ``scenario``."""
-    store = NotingStore(str(tmp_path / "relay.db"), log)
+    store = make_store(str(tmp_path / "relay.db"), log)
     await store.open()
     config = ZendeskConfig.from_settings(zendesk_settings(fake.base_url))
     zendesk = ZendeskDestination(config, dry_run=False)
@@ -199,3 +214,26 @@ def test_every_grant_is_answered_once_whatever_the_outcome(tmp_path: Path, fake_
     assert steps.count("granted") == 4  # three first attempts and the retry after the 500
     assert steps.count("answered") == 4
     assert not limiter._in_flight
+
+
+def test_a_store_failure_while_idle_does_not_end_delivery(tmp_path: Path, fake_zendesk: FakeZendesk) -> None:
+    """Idle, the loop leases nothing, then asks when the next delivery is due: a store that
+    fails there used to end the destination's loop for good, silently."""
+    log: Log = []
+
+    async def scenario(store: NotingStore, dispatcher: Dispatcher) -> None:
+        assert isinstance(store, ReadsFailingStore)
+        assert await until(lambda: len(fake_zendesk.accepted) == 1)
+        store.failing = True
+        assert await until(lambda: ("next_due_failed", "zendesk") in log, 5.0)
+        store.failing = False
+        first = (await store.get_many([d for step, d in log if step == "leased"]))[0]
+        await store.enqueue(
+            [new(body=first.request.body, path=first.request.path)], max_pending=BIG, idempotency_ttl=TTL
+        )
+        dispatcher.notify("zendesk")
+        assert await until(lambda: len(fake_zendesk.accepted) == 2, 5.0)
+
+    limiter = NotingLimiter(60_000, log)
+    asyncio.run(dispatching(tmp_path, fake_zendesk, limiter, log, 1, scenario, make_store=ReadsFailingStore))
+    assert statuses(tmp_path / "relay.db") == [("delivered", 1)] * 2
