@@ -40,6 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import (
+    ANONYMOUS,
+    ANONYMOUS_ID,
     BENCH,
     EXAMPLE,
     EXAMPLE_ID,
@@ -138,6 +140,12 @@ def main() -> None:
     parser.add_argument("a", help="side A: `relay` or `bare`, then tree=PATH and NAME=VALUE settings")
     parser.add_argument("b", help="side B, as A")
     parser.add_argument("--pairs", type=int, default=8, help="pairs of runs (default 8)")
+    parser.add_argument(
+        "--event",
+        choices=("purchase", "ignored"),
+        default="purchase",
+        help="the purchase (matched, stored) or the anonymous page view (ignored); default purchase",
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds a run (default 5)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--server-cores", default="0", help="taskset cores of both servers (default 0)")
@@ -160,13 +168,14 @@ def main() -> None:
     try:
         specs = {"A": Spec.parse(args.a), "B": Spec.parse(args.b)}
         with tempfile.TemporaryDirectory(prefix="aep-relay-ab-") as folder:
-            compare(specs, cfg, Path(folder))
+            compare(specs, cfg, Path(folder), ignored=args.event == "ignored")
     except BenchError as exc:
         sys.exit(str(exc))
 
 
-def compare(specs: dict[str, Spec], cfg: Config, work: Path) -> None:
-    template = make_template(EXAMPLE, EXAMPLE_ID, work / "purchase.template.json")
+def compare(specs: dict[str, Spec], cfg: Config, work: Path, *, ignored: bool = False) -> None:
+    example, example_id = (ANONYMOUS, ANONYMOUS_ID) if ignored else (EXAMPLE, EXAMPLE_ID)
+    template = make_template(example, example_id, work / "event.template.json")
     fake_port = free_port()
     fake_cmd = [sys.executable, str(BENCH / "fake_zendesk.py"), "--port", str(fake_port)]
     fake = TreeServer(
