@@ -15,6 +15,7 @@ from app.delivery.waiters import OutcomeWaiters
 from app.destinations.base import Destination
 from app.destinations.yotpo import YotpoConfig, YotpoDestination
 from app.destinations.zendesk import ZendeskConfig, ZendeskDestination
+from app.drafts.runner import DraftRunner
 from app.mapping.examples import run_examples
 from app.mapping.loader import MappingLoadError, MappingSet, load_mappings
 from app.metrics import RelayMetrics
@@ -115,6 +116,7 @@ class Relay:
     reloader: MappingReloader | None = None
     limits: PayloadLimits = field(default_factory=PayloadLimits)
     signatures: SignatureVerifier = field(default_factory=lambda: SignatureVerifier([]))
+    drafts: DraftRunner | None = None  # previews of drafts (``from_settings`` makes one)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Relay:
@@ -161,6 +163,7 @@ class Relay:
                 max_string_length=settings.relay_max_string_length,
             ),
             signatures=SignatureVerifier(settings.relay_signing_secrets),
+            drafts=DraftRunner(settings),
         )
         relay.reloader = MappingReloader(
             settings.relay_mappings_dir,
@@ -195,3 +198,5 @@ class Relay:
         await self.store.close()
         for destination in self.destinations.values():
             await destination.aclose()
+        if self.drafts is not None:
+            await self.drafts.aclose()

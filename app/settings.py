@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     relay_max_json_depth: int = Field(default=64, gt=0, le=512)  # deeper would strain Python's recursion
     relay_max_string_length: int = Field(default=65_536, gt=0)
     relay_signing_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # Draft previews run in a worker process: seconds each may take, and memory it may add.
+    relay_draft_timeout: float = Field(default=3.0, gt=0)
+    relay_draft_memory_bytes: int = Field(default=268_435_456, ge=16_777_216)
 
     zendesk_subdomain: str | None = None
     zendesk_email: str | None = None
