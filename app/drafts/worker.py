@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import resource
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -32,10 +33,12 @@ from app.payloads import PayloadLimits
 from app.problems import Problem
 from app.relay import build_destinations
 
+NICENESS = 10  # where the worker shares a core with its relay, ingest and delivery come first
 EXHAUSTED_MESSAGE = FRAME.pack(len(EXHAUSTED)) + EXHAUSTED  # built before memory can run out
 
 
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for the relay, which stops us
     read_fd, write_fd = int(argv[0]), int(argv[1])
     message = read_message(read_fd)
     if message is None:
@@ -49,6 +52,7 @@ def main(argv: list[str]) -> int:
         max_string_length=settings.relay_max_string_length,
     )
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a draft ended by a limit leaves no core file
+    os.nice(NICENESS)
     _limit_memory(config.memory_bytes)
     write_message(write_fd, READY)
     while (body := read_message(read_fd)) is not None:

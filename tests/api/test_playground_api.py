@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,17 @@ def test_a_draft_payload_is_held_to_the_limits_of_ingest(relay_client: Client) -
     problem(draft(client, ORDER_TEXT, '{"xdm": {"n": ' + nested + "}}"), 400, "json_too_deep")  # as text
     problem(draft(client, ORDER_TEXT, {"xdm": {"s": "x" * 70_000}}), 400, "string_too_long")
     problem(draft(client, ORDER_TEXT, {"events": [PURCHASE] * 3}), 413, "too_many_events")
+
+
+def test_drafts_beyond_those_running_or_waiting_are_answered_overloaded_at_once(relay_client: Client) -> None:
+    client = relay_client(make_settings(relay_draft_timeout=0.5))
+    largest = "max_by([@]" + " | [@, @][]" * 21 + ", &length(to_string(@)))"  # seconds of CPU
+    slow = f'destination: zendesk\nbody: {{event: "{{{{ length({largest}) }}}}"}}\n'
+    with ThreadPoolExecutor(12) as pool:
+        codes = [r.json()["code"] for r in pool.map(lambda _: draft(client, slow), range(12))]
+    assert set(codes) == {"draft_too_costly", "overloaded"}
+    assert codes.count("draft_too_costly") <= 8
+    assert draft(client, ORDER_TEXT).status_code == 200
 
 
 def test_a_draft_payload_may_be_its_text_and_bad_text_is_invalid_json(relay_client: Client) -> None:
