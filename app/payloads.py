@@ -147,6 +147,11 @@ def parse_payload(body: bytes, limits: PayloadLimits | None = None) -> ParsedPay
     payload = parse_json(body)
     if limits is None:
         return normalise(payload)
+    return normalise_within(payload, body, limits)
+
+
+def normalise_within(payload: Any, body: bytes, limits: PayloadLimits) -> ParsedPayload:
+    """``normalise`` a payload parsed from JSON text inside ``body``, within ``limits``."""
     check_limits(payload, body, limits)
     events = payload.get("events") if isinstance(payload, dict) else None
     if isinstance(events, list) and len(events) > limits.max_events:

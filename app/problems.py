@@ -6,7 +6,8 @@ The codes, grouped by where the problem arises::
                  forbidden, not_found, method_not_allowed, payload_too_large,
                  too_many_events, json_too_deep, string_too_long, invalid_signature,
                  request_timeout, too_many_identities
-    mapping      mapping_not_found, mapping_error, validation_failed, mapping_invalid
+    mapping      mapping_not_found, mapping_error, validation_failed, mapping_invalid,
+                 draft_too_costly
     delivery     duplicate, overloaded, store_unavailable
     destination  destination_rejected, destination_auth_failed, destination_not_found,
                  destination_conflict, rate_limited, destination_unavailable, timeout
@@ -46,6 +47,7 @@ CODES: dict[str, ProblemKind] = {
     "mapping_error": ProblemKind(422, "Mapping could not be applied to the event"),
     "validation_failed": ProblemKind(422, "Rendered body breaks the destination's rules"),
     "mapping_invalid": ProblemKind(422, "Mapping text does not compile"),
+    "draft_too_costly": ProblemKind(422, "Draft needs more time, memory or answer than a preview may use"),
     "duplicate": ProblemKind(409, "Event was already accepted"),
     "destination_rejected": ProblemKind(422, "Destination rejected the event"),
     "destination_auth_failed": ProblemKind(502, "Destination refused the relay's credentials"),

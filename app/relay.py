@@ -13,6 +13,7 @@ from app.delivery.store import Store
 from app.delivery.waiters import OutcomeWaiters
 from app.destinations.base import Destination
 from app.destinations.registry import BY_NAME, KINDS
+from app.drafts.runner import DraftRunner
 from app.mapping.examples import run_examples
 from app.mapping.loader import MappingLoadError, MappingSet, load_mappings
 from app.metrics import RelayMetrics
@@ -93,6 +94,7 @@ class Relay:
     reloader: MappingReloader | None = None
     limits: PayloadLimits = field(default_factory=PayloadLimits)
     signatures: SignatureVerifier = field(default_factory=lambda: SignatureVerifier([]))
+    drafts: DraftRunner | None = None  # previews of drafts (``from_settings`` makes one)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Relay:
@@ -148,6 +150,7 @@ class Relay:
                 body_only_until=settings.relay_signing_body_only_until,
                 on_accepted=metrics.signature_accepted,
             ),
+            drafts=DraftRunner(settings),
         )
         relay.reloader = MappingReloader(
             settings.relay_mappings_dir,
@@ -182,3 +185,5 @@ class Relay:
         await self.store.close()
         for destination in self.destinations.values():
             await destination.aclose()
+        if self.drafts is not None:
+            await self.drafts.aclose()

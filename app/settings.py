@@ -102,6 +102,9 @@ class Settings(BaseSettings):
 
     # uvicorn's name and default: proxies whose X-Forwarded-Proto sets the scheme of redirects
     forwarded_allow_ips: str = "127.0.0.1"
+    # Draft previews run in a worker process: seconds each may take, and memory it may add.
+    relay_draft_timeout: float = Field(default=3.0, gt=0)
+    relay_draft_memory_bytes: int = Field(default=268_435_456, ge=16_777_216)
 
     zendesk_subdomain: str | None = None
     zendesk_email: str | None = None

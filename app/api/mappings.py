@@ -12,10 +12,7 @@ from app.api.auth import require_ingest_token
 from app.api.body import read_limited_body
 from app.api.openapi import DRAFT_OPENAPI
 from app.api.responses import json_response
-from app.mapping.drafts import compile_draft
-from app.mapping.loader import Mapping, MappingLoadError, MappingSet
-from app.payloads import normalise, parse_json
-from app.pipeline import as_preview, plan
+from app.mapping.loader import Mapping
 from app.problems import Problem
 from app.relay import Relay
 
@@ -49,30 +46,17 @@ async def get_mapping(request: Request, name: str) -> Response:
     summary="Preview with a mapping's YAML text; never saves, stores or sends",
 )
 async def preview_draft(request: Request) -> Response:
-    """Compile ``mapping`` (YAML text) and answer as ``POST /v1/preview`` would with it alone."""
+    """Compile ``mapping`` (YAML text) and answer as ``POST /v1/preview`` would with it alone.
+
+    The draft is compiled and rendered in the relay's draft worker (``app.drafts``), within
+    ``RELAY_DRAFT_TIMEOUT`` and ``RELAY_DRAFT_MEMORY_BYTES``; this only passes the body on.
+    """
     relay = _authorised(request)
-    doc = parse_json(await read_limited_body(request, relay.settings.relay_max_body_bytes))
-    if not isinstance(doc, dict) or not isinstance(doc.get("mapping"), str) or "payload" not in doc:
-        detail = "Send a JSON object with `mapping` (YAML text) and `payload` (an Adobe payload)"
-        raise Problem("invalid_request", detail)
-    file_name = doc.get("file")
-    payload = doc["payload"]
-    # the payload's text is accepted too, so a page can send what was typed and get `invalid_json`
-    parsed = normalise(parse_json(payload.encode()) if isinstance(payload, str) else payload)
-    endpoints = {name: d.endpoints for name, d in relay.destinations.items()}
-    try:
-        draft = compile_draft(doc["mapping"], file_name if isinstance(file_name, str) else None, endpoints)
-    except MappingLoadError as exc:
-        errors = [{"file": str(i.file), "line": i.line, "reason": i.reason} for i in exc.issues]
-        raise Problem("mapping_invalid", str(exc), errors=errors) from None
-    outcomes = as_preview(plan(parsed.events, MappingSet.of((draft,)), relay.destinations))
-    return json_response(
-        {
-            "shape": parsed.shape,
-            "events": len(parsed.events),
-            "results": [o.to_dict(show_request=True) for o in outcomes],
-        }
-    )
+    body = await read_limited_body(request, relay.settings.relay_max_body_bytes)
+    if relay.drafts is None:
+        raise Problem("not_found", "This relay does not preview drafts")
+    answer = await relay.drafts.preview(body)
+    return Response(answer, 200, media_type="application/json")
 
 
 def _authorised(request: Request) -> Relay:

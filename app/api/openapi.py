@@ -95,11 +95,15 @@ DRAFT_OPENAPI: dict[str, Any] = {
     "responses": {
         "200": {"description": "As `POST /v1/preview`, for the draft mapping alone (its `when` is checked)",
                 "content": {"application/json": {"schema": _RESULTS_SCHEMA}}},
-        "400": _problem("invalid_json, unsupported_payload, invalid_request (no `mapping` or `payload`)"),
+        "400": _problem("invalid_json, unsupported_payload, invalid_request (no `mapping` or `payload`), "
+                        "json_too_deep, string_too_long (the payload, held to ingest's limits)"),
         "401": _problem("unauthorized"),
         "408": _problem("request_timeout: the body did not arrive within RELAY_BODY_TIMEOUT"),
-        "413": _problem("payload_too_large"),
-        "422": _problem("mapping_invalid: the text does not compile; `errors` lists `{file, line, reason}`"),
+        "413": _problem("payload_too_large, too_many_events"),
+        "422": _problem("mapping_invalid: the text does not compile, or is not plain YAML (anchors, "
+                        "aliases, tags); `errors` lists `{file, line, reason}`. draft_too_costly: past "
+                        "RELAY_DRAFT_TIMEOUT or RELAY_DRAFT_MEMORY_BYTES, or an answer over 8 MiB"),
+        "503": _problem("overloaded: too many draft previews waiting"),
     },
 }  # fmt: skip
 

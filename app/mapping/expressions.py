@@ -29,6 +29,8 @@ class Expression:
             self._compiled: CompiledExpression = compile_jmespath(self.source)
         except JMESPathError as exc:
             raise ExpressionError(f"invalid JMESPath `{self.source}`: {_reason(exc)}") from None
+        except ValueError:  # jmespath's lexer reads `[99...9]` with int(), which refuses 4300+ digits
+            raise ExpressionError(f"invalid JMESPath `{self.source}`: a number is too long") from None
         problem = check_functions(self._compiled.parsed)
         if problem:
             raise ExpressionError(f"invalid JMESPath `{self.source}`: {problem}")

@@ -6,6 +6,7 @@ rendered as text. Object keys and array items that render to null are dropped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -143,7 +144,9 @@ def split_tokens(text: str, keys: Keys = ()) -> list[str | Expression]:
     """Split text into literal pieces and compiled tokens.
 
     A token ends at the first ``}}`` after which its inside compiles, so expressions that
-    contain ``}}`` themselves (``{a: {b: c}}``) still work.
+    contain ``}}`` themselves (``{a: {b: c}}``) still work. That ``}}`` is found by one scan
+    over brackets and quoted parts, and the inside compiled once: text of n characters costs
+    O(n), not a compile at every ``}}``.
     """
     stripped = text.strip()
     if stripped.startswith(OPEN) and stripped.endswith(CLOSE):
@@ -163,22 +166,53 @@ def split_tokens(text: str, keys: Keys = ()) -> list[str | Expression]:
     return parts
 
 
+# What can open, close or hide a bracket in JMESPath: a whole quoted part (a raw string,
+# a quoted identifier or a JSON literal, each with backslash escapes, as jmespath's lexer
+# reads them), a quote left open, or a bracket. A quote left open is tried once, in linear time.
+_SIGNIFICANT = re.compile(
+    r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|`(?:[^`\\]|\\.)*`|['"`]|[\[{(]|[\]})]""", re.S
+)
+
+
 def _scan_token(text: str, start: int, keys: Keys) -> tuple[Expression, int]:
-    end = text.find(CLOSE, start + 2)
-    if end == -1:
-        raise TemplateError(keys, f"unclosed `{{{{` in {text!r}")
-    last_error = ""
-    while end != -1:
-        inner = text[start + 2 : end]
-        if inner.strip():
-            try:
-                return Expression(inner), end + 2
-            except ExpressionError as exc:
-                last_error = str(exc)
-        else:
-            last_error = "empty `{{ }}` token"
-        end = text.find(CLOSE, end + 1)
-    raise TemplateError(keys, last_error)
+    """The token opened at ``start`` and the position after its ``}}``.
+
+    The only ``}}`` an expression can end at is the first one outside quotes and brackets:
+    a longer inside would hold a closing bracket that nothing opened, and a shorter one an
+    open bracket or quote, and neither compiles.
+    """
+    end = _token_end(text, start + 2)
+    if end == -1:  # no such `}}`: compile up to the first one for the parser's own reason
+        end = text.find(CLOSE, start + 2)
+        if end == -1:
+            raise TemplateError(keys, f"unclosed `{{{{` in {text!r}")
+    inner = text[start + 2 : end]
+    if not inner.strip():
+        raise TemplateError(keys, "empty `{{ }}` token")
+    try:
+        return Expression(inner), end + 2
+    except ExpressionError as exc:
+        raise TemplateError(keys, str(exc)) from None
+
+
+def _token_end(text: str, position: int) -> int:
+    """Where the first ``}}`` outside quotes and brackets starts; -1 when there is none."""
+    depth = 0
+    for match in _SIGNIFICANT.finditer(text, position):
+        char = match.group()
+        if len(char) > 1:  # a quoted part
+            continue
+        if char in "'\"`":  # a quote never closed
+            return -1
+        if char in "[{(":
+            depth += 1
+        elif depth:
+            depth -= 1
+        elif char == "}" and text.startswith("}", match.end()):
+            return match.start()
+        else:  # a closing bracket that nothing opened
+            return -1
+    return -1
 
 
 def _evaluate(expression: Expression, path: str) -> Render:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,46 @@ def test_a_draft_with_aliases_is_refused_before_it_can_expand(relay_client: Clie
 def test_a_draft_nested_too_deeply_is_a_problem_not_a_crash(relay_client: Client) -> None:
     text = "destination: zendesk\nbody: " + "[" * 3000 + "]" * 3000 + "\n"
     assert "nested too deeply" in problem(draft(relay_client(), text), 422, "mapping_invalid")["detail"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("body:\n  event: !!binary aGVsbG8=\n", "YAML tags such as `!!binary` are not allowed"),
+        ("body:\n  event: !!set {a, b}\n", "YAML tags such as `!!set` are not allowed"),
+        ('body:\n  event: "{{ foo[' + "9" * 5000 + '] }}"\n', "a number is too long"),
+        ("body:\n  event: 99999999999999999999\n", "integers beyond 64 bits are not allowed"),
+    ],
+)
+def test_a_draft_with_values_json_cannot_hold_is_a_problem_with_its_line(
+    relay_client: Client, text: str, reason: str
+) -> None:
+    doc = problem(draft(relay_client(), "destination: zendesk\n" + text), 422, "mapping_invalid")
+    [error] = doc["errors"]
+    assert error["line"] == 3
+    assert reason in error["reason"]
+
+
+def test_a_draft_payload_is_held_to_the_limits_of_ingest(relay_client: Client) -> None:
+    client = relay_client(make_settings(relay_max_batch_events=2))
+    nested = '{"a": ' * 1000 + "1" + "}" * 1000
+    deep = f'{{"mapping": {json.dumps(ORDER_TEXT)}, "payload": {{"xdm": {{"n": {nested}}}}}}}'
+    response = client.post("/v1/preview/draft", content=deep, headers=auth())
+    problem(response, 400, "json_too_deep")
+    problem(draft(client, ORDER_TEXT, '{"xdm": {"n": ' + nested + "}}"), 400, "json_too_deep")  # as text
+    problem(draft(client, ORDER_TEXT, {"xdm": {"s": "x" * 70_000}}), 400, "string_too_long")
+    problem(draft(client, ORDER_TEXT, {"events": [PURCHASE] * 3}), 413, "too_many_events")
+
+
+def test_drafts_beyond_those_running_or_waiting_are_answered_overloaded_at_once(relay_client: Client) -> None:
+    client = relay_client(make_settings(relay_draft_timeout=0.5))
+    largest = "max_by([@]" + " | [@, @][]" * 21 + ", &length(to_string(@)))"  # seconds of CPU
+    slow = f'destination: zendesk\nbody: {{event: "{{{{ length({largest}) }}}}"}}\n'
+    with ThreadPoolExecutor(12) as pool:
+        codes = [r.json()["code"] for r in pool.map(lambda _: draft(client, slow), range(12))]
+    assert set(codes) == {"draft_too_costly", "overloaded"}
+    assert codes.count("draft_too_costly") <= 8
+    assert draft(client, ORDER_TEXT).status_code == 200
 
 
 def test_a_draft_payload_may_be_its_text_and_bad_text_is_invalid_json(relay_client: Client) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -393,6 +397,74 @@ def test_split_tokens_error_carries_path() -> None:
     with pytest.raises(TemplateError) as caught:
         split_tokens("x {{ y", ("a", "b"))
     assert caught.value.path == "a.b"
+
+
+def compiles_during(work: Callable[[], object]) -> int:
+    """How many expressions ``work`` compiles, counted by a profiler hook (nothing replaced)."""
+    compile_code = Expression.__init__.__code__
+    calls = 0
+
+    def count(frame: FrameType, event: str, _arg: object) -> None:
+        nonlocal calls
+        if event == "call" and frame.f_code is compile_code:
+            calls += 1
+
+    sys.setprofile(count)
+    try:
+        work()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ [" + " a }}" * 2000,  # many `}}`, none of which closes the bracket
+        "x {{ '" + " a }}" * 2000,  # a quote never closed
+        "{{ a ) " + " }}" * 2000,  # a closing bracket nothing opened
+        "{{ a }}" * 2000 + "{{ b",  # many good tokens, then an unclosed one
+    ],
+)
+def test_a_broken_token_is_compiled_once_however_many_closing_braces_follow(text: str) -> None:
+    def split() -> None:
+        with pytest.raises(TemplateError):
+            split_tokens(text)
+
+    tokens = text.count("{{")
+    assert compiles_during(split) <= tokens + 1  # one per token, plus the whole-string attempt
+
+
+def test_the_token_scan_grows_linearly_with_the_text() -> None:
+    def seconds(repeats: int) -> float:
+        text = "{{ [" + " a }}" * repeats
+        started = time.perf_counter()
+        with pytest.raises(TemplateError):
+            split_tokens(text)
+        return time.perf_counter() - started
+
+    small = min(seconds(1000) for _ in range(3))
+    large = min(seconds(8000) for _ in range(3))
+    assert large < 30 * small + 0.05  # quadratic would be 64 times; linear is 8
+
+
+@pytest.mark.parametrize(
+    ("text", "source", "rest"),
+    [
+        ("{{ {a: {b: c}} }}} tail", "{a: {b: c}}", "} tail"),
+        ("{{ 'x }} y' }} tail", "'x }} y'", " tail"),
+        ('{{ "q}}" }} tail', '"q}}"', " tail"),
+        ('{{ `"}}"` }} tail', '`"}}"`', " tail"),
+        ("{{ 'it\\'s }}' }} tail", "'it\\'s }}'", " tail"),
+        ("{{ a[?b == '}}'] }} tail", "a[?b == '}}']", " tail"),
+    ],
+)
+def test_a_token_ends_at_the_first_closing_braces_outside_quotes_and_brackets(
+    text: str, source: str, rest: str
+) -> None:
+    expression, *after = split_tokens(text)
+    assert isinstance(expression, Expression)
+    assert (expression.source, after) == (source, [rest])
 
 
 # ------------------------------------------------------------------------------ to_text
