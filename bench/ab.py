@@ -7,9 +7,9 @@ their own settings or from another checkout) run **at the same time**, both pinn
 ``--server-cores``, and take turns under ``wrk -c32`` (``bench/post_events.lua``, the purchase
 event, each request with its own random event id) from ``--client-cores``, where the fake
 Zendesk also runs. The order flips every pair, so neither side always runs first. Per pair it
-prints both sides' requests a second and server CPU a request, and B/A; at the end, the
-median of the pairs' B/A (with the range) and of their CPU a request A/B, and each side's
-write system calls and bytes written a request (``/proc/PID/io``: sockets and files).
+prints both sides' requests a second, server CPU a request and p99, and B/A; at the end, the
+median of the pairs' B/A (with the range), of their CPU a request A/B and of their p99 A/B,
+and each side's write system calls and bytes written a request (``/proc/PID/io``).
 
 A relay runs as ``bench/ingest.py --variant deliver`` runs it: the order mapping only, a
 SQLite file of its own, ``RELAY_LOG_LEVEL=warning``, the fake Zendesk at the default rate
@@ -184,6 +184,7 @@ def compare(specs: dict[str, Spec], cfg: Config, work: Path, *, ignored: bool = 
     sides = {name: side_server(spec, name, work, fake.url, cfg.server_cores) for name, spec in specs.items()}
     rps: dict[str, list[float]] = {"A": [], "B": []}
     cpu: dict[str, list[float]] = {"A": [], "B": []}
+    p99: dict[str, list[float]] = {"A": [], "B": []}
     io = {"A": [0, 0, 0], "B": [0, 0, 0]}  # bytes, write calls, requests
     with started([fake, *sides.values()]):
         fake.wait_ready(urllib.request.Request(f"{fake.url}/count"))
@@ -202,24 +203,32 @@ def compare(specs: dict[str, Spec], cfg: Config, work: Path, *, ignored: bool = 
                     raise BenchError(f"{name}: {run.statuses} {run.socket_errors}\n{server.tail()}")
                 rps[name].append(run.rps)
                 cpu[name].append(run.cpu_ms_per_request)
+                p99[name].append(run.p99_ms)
                 io[name][0] += after[0] - before[0]
                 io[name][1] += after[1] - before[1]
                 io[name][2] += run.requests
             a, b = rps["A"][-1], rps["B"][-1]
             print(
                 f"pair {pair + 1}: A {a:7.0f} req/s {cpu['A'][-1]:.4f} ms/req | "
-                f"B {b:7.0f} req/s {cpu['B'][-1]:.4f} ms/req | B/A {b / a:.3f}",
+                f"B {b:7.0f} req/s {cpu['B'][-1]:.4f} ms/req | B/A {b / a:.3f} | "
+                f"p99 A {p99['A'][-1]:.1f} B {p99['B'][-1]:.1f} ms",
                 flush=True,
             )
     ratios = [b / a for a, b in zip(rps["A"], rps["B"], strict=True)]
     cpu_ratios = [a / b for a, b in zip(cpu["A"], cpu["B"], strict=True)]
+    p99_ratios = [a / b for a, b in zip(p99["A"], p99["B"], strict=True)]
     print(
         f"B/A req/s: median {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f}) "
-        f"over {len(ratios)} pairs; CPU a request A/B: median {statistics.median(cpu_ratios):.3f}"
+        f"over {len(ratios)} pairs; CPU a request A/B: median {statistics.median(cpu_ratios):.3f}; "
+        f"p99 A/B: median {statistics.median(p99_ratios):.3f} "
+        f"(A {statistics.median(p99['A']):.1f} ms, B {statistics.median(p99['B']):.1f} ms)"
     )
     for name, (written, calls, requests) in io.items():
         print(f"{name}: {written / requests:.0f} bytes and {calls / requests:.2f} write calls a request")
-    print("BENCH_JSON " + json.dumps({"ratios": ratios, "cpu_ratios": cpu_ratios, "rps": rps, "cpu_ms": cpu}))
+    print(
+        "BENCH_JSON "
+        + json.dumps({"ratios": ratios, "cpu_ratios": cpu_ratios, "rps": rps, "cpu_ms": cpu, "p99_ms": p99})
+    )
 
 
 def ready_probe(spec: Spec, server: Server) -> urllib.request.Request:
