@@ -113,7 +113,7 @@ def test_someone_elses_cancellation_stays_a_cancellation() -> None:
     run(main())
 
 
-def test_many_bodies_share_one_sweep_and_each_meets_its_deadline() -> None:
+def test_many_bodies_each_meet_their_deadline() -> None:
     async def main() -> list[object]:
         guard = InboundGuard(read_then_answer, body_timeout=0.3)
         callers = [Caller(b"{", then_stall=n % 2 == 0) for n in range(50)]
