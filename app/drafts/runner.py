@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import pickle
-import subprocess
+import pickle  # nosec B403 - only dumps, for the worker this process starts; never loads
+import subprocess  # nosec B404 - starts our own worker module, no shell, no caller input
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -114,7 +114,7 @@ class _Worker:
         worker_reads, to_worker = os.pipe()
         from_worker, worker_writes = os.pipe()
         try:
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # nosec B603 - a fixed argv: this interpreter, our module
                 [sys.executable, "-m", "app.drafts.worker", str(worker_reads), str(worker_writes)],
                 pass_fds=(worker_reads, worker_writes),
                 stdin=subprocess.DEVNULL,

@@ -9,7 +9,7 @@ started it is gone. Either way the relay starts another.
 from __future__ import annotations
 
 import os
-import pickle
+import pickle  # nosec B403 - loads only its config, written by the relay that started it
 import resource
 import signal
 import sys
