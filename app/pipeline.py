@@ -59,6 +59,7 @@ class Outcome:
     event_id: str | None = None
     request: OutboundRequest | None = None
     violations: tuple[Violation, ...] = ()
+    warnings: tuple[Violation, ...] = ()
     problem: Problem | None = None
     response: dict[str, Any] = field(default_factory=dict)
     delivery_id: str | None = None
@@ -80,6 +81,8 @@ class Outcome:
         if self.request is not None and (show_request or self.status == DRY_RUN):
             doc["endpoint"] = self.request.describe()
             doc["body"] = self.request.body
+        if self.warnings:
+            doc["warnings"] = [w.to_dict() for w in self.warnings]
         if self.problem is not None:
             doc["problem"] = self.problem.to_dict()
         return doc
@@ -166,7 +169,9 @@ def plan_one(
         where = f"body.{exc.path}" if isinstance(exc, RenderError) and exc.path else None
         problem = _problem(mapping, event_id, "mapping_error", str(exc), field=where)
         return _outcome(index, mapping, event_id, REJECTED, problem=problem)
-    request, violations = destinations[mapping.destination].prepare(body, mapping.endpoint, params)
+    request, found = destinations[mapping.destination].prepare(body, mapping.endpoint, params)
+    violations = [v for v in found if not v.warning]
+    warnings = tuple(v for v in found if v.warning)
     if violations:
         problem = _problem(
             mapping,
@@ -176,9 +181,16 @@ def plan_one(
             violations=[v.to_dict() for v in violations],
         )
         return _outcome(
-            index, mapping, event_id, REJECTED, request=request, violations=tuple(violations), problem=problem
+            index,
+            mapping,
+            event_id,
+            REJECTED,
+            request=request,
+            violations=tuple(violations),
+            warnings=warnings,
+            problem=problem,
         )
-    return _outcome(index, mapping, event_id, PLANNED, request=request)
+    return _outcome(index, mapping, event_id, PLANNED, request=request, warnings=warnings)
 
 
 def _outcome(index: int, mapping: Mapping, event_id: str | None, status: str, **fields: Any) -> Outcome:

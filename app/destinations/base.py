@@ -21,10 +21,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Violation:
-    """One broken rule of a destination, at a field path such as ``event.source``."""
+    """One rule of a destination at a field path such as ``event.source``: broken (the API
+    would refuse the request, so it is not sent) or, as a ``warning``, only a recommendation
+    of the vendor's documents not followed (sent, and the result says so)."""
 
     path: str
     message: str
+    warning: bool = False
 
     def to_dict(self) -> dict[str, str]:
         return {"path": self.path, "message": self.message}
