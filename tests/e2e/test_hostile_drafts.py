@@ -3,9 +3,7 @@ worker, while ``/healthz`` keeps answering and the relay's own memory stays put.
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import EXAMPLES, ZENDESK_MAPPINGS
+from tests.e2e.loop_probe import LoopProbe
 from tests.e2e.relay_process import RelayProcess
 
 pytestmark = pytest.mark.e2e
@@ -23,69 +22,13 @@ TOKEN = "hostile-drafts-token"
 PURCHASE = json.loads((EXAMPLES / "purchase.json").read_bytes())
 ORDER_TEXT = (ZENDESK_MAPPINGS / "zendesk-order-completed.yaml").read_text()
 WORST_WAIT = 0.5  # seconds a /healthz probe may wait: generous, the machine is shared
-RSS_GROWTH = 50 * 1024 * 1024  # bytes the relay process may grow by during one attack
+RSS_GROWTH_MIB = 50  # the relay process may grow by during one attack
 DRAFT_TIMEOUT = 3.0  # RELAY_DRAFT_TIMEOUT
 
 
-class LoopProbe:
-    """Asks ``/healthz`` every 50 ms from a thread and samples the relay's VmRSS meanwhile:
-    ``worst_wait`` is the longest answer, ``rss_growth`` the most the process grew."""
-
-    def __init__(self, relay: RelayProcess) -> None:
-        assert relay.process is not None
-        self._port = relay.port
-        self._pid = relay.process.pid
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.worst_wait = 0.0
-        self.probes = 0
-        self.failure: str | None = None
-        self._rss_start = vm_rss(self._pid)
-        self._rss_peak = self._rss_start
-
-    @property
-    def rss_growth(self) -> int:
-        return self._rss_peak - self._rss_start
-
-    def __enter__(self) -> LoopProbe:
-        self._thread.start()
-        time.sleep(0.1)  # a first probe before the attack
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        time.sleep(0.1)  # and one after it
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            conn = http.client.HTTPConnection("127.0.0.1", self._port, timeout=60)
-            try:
-                conn.request("GET", "/healthz")
-                status = conn.getresponse().status
-                if status != 200:
-                    self.failure = f"/healthz answered {status}"
-            except (OSError, http.client.HTTPException) as exc:
-                self.failure = f"/healthz failed: {exc!r}"
-            finally:
-                conn.close()
-            self.worst_wait = max(self.worst_wait, time.monotonic() - started)
-            self.probes += 1
-            try:
-                self._rss_peak = max(self._rss_peak, vm_rss(self._pid))
-            except (OSError, LookupError):
-                self.failure = "the relay exited"
-                return
-            self._stop.wait(0.05)
-
-
-def vm_rss(pid: int) -> int:
-    """The resident memory of a process, in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise LookupError(f"no VmRSS for {pid}: a zombie")
+def probing(relay: RelayProcess) -> LoopProbe:
+    assert relay.process is not None
+    return LoopProbe(relay.port, relay.process.pid)
 
 
 def children(pid: int) -> set[int]:
@@ -137,10 +80,10 @@ def problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
 
 def assert_unharmed(relay: RelayProcess, probe: LoopProbe) -> None:
     """The loop answered throughout, the relay did not grow, and drafts still preview."""
-    assert probe.failure is None, probe.failure
-    assert probe.probes >= 2
-    assert probe.worst_wait < WORST_WAIT, f"/healthz waited {probe.worst_wait:.2f} s"
-    assert probe.rss_growth < RSS_GROWTH, f"the relay grew by {probe.rss_growth / 2**20:.0f} MB"
+    assert probe.failures == 0, f"{probe.failures} /healthz probes failed"
+    assert probe.answered >= 2
+    assert probe.worst < WORST_WAIT, f"/healthz waited {probe.worst:.2f} s"
+    assert probe.growth_mib < RSS_GROWTH_MIB, f"the relay grew by {probe.growth_mib:.0f} MiB"
     valid = post_draft(relay, ORDER_TEXT)
     assert valid.status_code == 200, valid.text
     assert valid.json()["results"][0]["status"] == "dry_run"
@@ -163,7 +106,7 @@ def test_an_expression_doubling_a_list_is_stopped_by_a_limit_of_the_worker(
     relay: RelayProcess, stages: int, reason: str
 ) -> None:
     # 14 stages: a 24 MB answer, over the answer limit; 24 stages would need gigabytes
-    with LoopProbe(relay) as probe:
+    with probing(relay) as probe:
         response = post_draft(relay, doubling(stages))
     assert reason in problem(response, 422, "draft_too_costly")["detail"]
     assert_unharmed(relay, probe)
@@ -177,7 +120,7 @@ def test_a_draft_that_computes_too_long_is_ended_at_the_timeout_and_its_worker_r
     # the event written out 2M times, one at a time: about 20 s of CPU in 16 MB
     largest = "max_by([@]" + " | [@, @][]" * 21 + ", &length(to_string(@)))"
     mapping = f'destination: zendesk\nbody: {{event: "{{{{ length({largest}) }}}}"}}\n'
-    with LoopProbe(relay) as probe:
+    with probing(relay) as probe:
         started = time.monotonic()
         response = post_draft(relay, mapping)
         took = time.monotonic() - started
@@ -193,7 +136,7 @@ def test_a_draft_that_computes_too_long_is_ended_at_the_timeout_and_its_worker_r
 def test_a_template_with_thousands_of_closing_braces_is_refused_at_once(relay: RelayProcess) -> None:
     # every `}}` used to be tried as the token's end with a compile: 2.2 s for 2000, hours at 1 MB
     template = "{{ [" + " a }}" * 40_000
-    with LoopProbe(relay) as probe:
+    with probing(relay) as probe:
         started = time.monotonic()
         response = post_draft(relay, f'destination: zendesk\nbody: {{event: "{template}"}}\n')
         took = time.monotonic() - started
@@ -209,7 +152,7 @@ def test_aliases_of_plain_values_are_refused_before_they_expand(relay: RelayProc
     # 106 KB that answered 50 MB: one 100 KB string, named 500 times
     aliases = ", ".join(["*s"] * 500)
     mapping = f"destination: zendesk\nbody:\n  a: &s {'x' * 100_000}\n  l: [{aliases}]\n"
-    with LoopProbe(relay) as probe:
+    with probing(relay) as probe:
         response = post_draft(relay, mapping)
     [error] = problem(response, 422, "mapping_invalid")["errors"]
     assert (error["line"], error["reason"]) == (3, "anchors and aliases (&, *) are not allowed")
@@ -239,7 +182,7 @@ def test_a_payload_nested_1000_deep_is_refused_as_ingest_refuses_it(relay: Relay
     nested = '{"a": ' * 1000 + "1" + "}" * 1000
     payload = '{"xdm": {"eventType": "commerce.purchases", "n": ' + nested + "}}"
     mapping = json.dumps('destination: zendesk\nbody: {event: "{{ @ }}"}\n')
-    with LoopProbe(relay) as probe:
+    with probing(relay) as probe:
         response = post_body(relay, f'{{"mapping": {mapping}, "payload": {payload}}}'.encode())
     assert "RELAY_MAX_JSON_DEPTH" in problem(response, 400, "json_too_deep")["detail"]
     assert_unharmed(relay, probe)

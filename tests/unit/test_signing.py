@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import io
 from datetime import date
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -54,15 +55,11 @@ def verify(
 
 
 def refused(
-    check: SignatureVerifier,
-    signature: str | None,
-    timestamp: str | None,
-    body: bytes = BODY,
-    method: str = "POST",
-    path: str = PATH,
+    check: SignatureVerifier, signature: str | None, timestamp: str | None, *args: Any, **kwargs: Any
 ) -> str:
+    """``verify``'s detail when it refuses (the other arguments as ``verify`` takes them)."""
     with pytest.raises(Problem) as caught:
-        verify(check, signature, timestamp, body, method, path)
+        verify(check, signature, timestamp, *args, **kwargs)
     assert caught.value.code == "invalid_signature"
     assert caught.value.status == 401
     return str(caught.value.detail)
