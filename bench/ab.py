@@ -9,7 +9,9 @@ event, each request with its own random event id) from ``--client-cores``, where
 Zendesk also runs. The order flips every pair, so neither side always runs first. Per pair it
 prints both sides' requests a second, server CPU a request and p99, and B/A; at the end, the
 median of the pairs' B/A (with the range), of their CPU a request A/B and of their p99 A/B,
-and each side's write system calls and bytes written a request (``/proc/PID/io``).
+and each side's write system calls and bytes written a request (``/proc/PID/io``). Each
+stored event holds a live idempotency key, so a longer ``--warmup`` measures a store holding
+many keys (the relay stores a few thousand events a second of warm-up).
 
 A relay runs as ``bench/ingest.py --variant deliver`` runs it: the order mapping only, a
 SQLite file of its own, ``RELAY_LOG_LEVEL=warning``, the fake Zendesk at the default rate
@@ -147,18 +149,21 @@ def main() -> None:
         help="the purchase (matched, stored) or the anonymous page view (ignored); default purchase",
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds a run (default 5)")
+    parser.add_argument(
+        "--warmup", type=float, default=WARMUP, help=f"seconds of load on each side first ({WARMUP:g})"
+    )
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--server-cores", default="0", help="taskset cores of both servers (default 0)")
     parser.add_argument("--client-cores", default="1", help="taskset cores of wrk and the fake (default 1)")
     args = parser.parse_args()
-    if args.pairs < 1 or args.seconds <= 0:
-        parser.error("need --pairs >= 1 and --seconds > 0")
+    if args.pairs < 1 or args.seconds <= 0 or args.warmup <= 0:
+        parser.error("need --pairs >= 1, --seconds > 0 and --warmup > 0")
     if shutil.which("wrk") is None:
         sys.exit("needs wrk (apt-get install wrk)")
     cfg = Config(
         rounds=args.pairs,
         seconds=args.seconds,
-        warmup=WARMUP,
+        warmup=args.warmup,
         connections=args.connections,
         threads=1,
         server_cores=args.server_cores or None,
