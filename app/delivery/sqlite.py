@@ -1,13 +1,13 @@
-"""SQLite store (the default): one WAL file, group commit on the event loop.
+"""SQLite store (the default): one WAL file, group commit in one writer thread.
 
-Operations run on the event loop's thread, on one connection: each ``_run`` adds its operation
-to a batch that is flushed once the loop's current step is done (the operations of every
-request that arrived together), in one transaction; when an operation breaks it, the batch is
-rolled back and each operation runs alone, so that one failure fails one caller. The callers
-are answered by the sync thread (``WalSync``) once the commit is on disk: many concurrent
-ingests thus cost one commit and one flush. Handing every batch to a writer thread cost about
-as much as the commit itself (bench/RESULTS.md, fifteenth session). Long read-only scans
-(``stats``) run on a connection of their own in a worker thread instead (``_read``).
+Operations queue on the event loop: each ``_run`` adds its operation to the next batch (the
+operations of every request that arrived while the last batch was written) and the store's
+writer thread runs the batch in one transaction on the store's one connection, SQLite at
+``synchronous=FULL`` (the commit flushes the log before the callers are answered). When an
+operation breaks the transaction, the batch is rolled back and each operation runs alone, so
+that one failure fails one caller. Many concurrent ingests thus cost one commit and one flush,
+and neither the SQL nor the flush stops the event loop. Long read-only scans (``stats``) run
+on a connection of their own in a worker thread (``_read``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
-from app.delivery.key_index import KeyIndex
 from app.delivery.store import (
     DEAD,
     DELIVERED,
@@ -41,21 +41,19 @@ from app.delivery.store import (
     StoreStats,
     StoreUnavailable,
 )
-from app.delivery.wal_sync import Outcome, WalSync, set_results
 from app.delivery.write_health import WriteHealth
 from app.destinations.base import OutboundRequest
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
 Batch = list[tuple[Operation, "asyncio.Future[Any]"]]
+Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]  # a future, its result or error
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Version 2 keeps each delivery's idempotency key (mapping + event id) in its own row: one
-# statement and one index per stored delivery instead of a second table (version 1).
-# Version 3 drops that index (`deliveries_idem`). Event ids are random (Adobe's are UUIDs), so
-# every insert wrote a random leaf of it: with 100,000 stored rows that tripled the cost of a
-# stored event (bench/RESULTS.md, fourteenth session). The live keys are indexed in memory
-# instead (`KeyIndex`), rebuilt from the rows when the store opens.
+# statement per stored delivery instead of a second table (version 1). Version 3 dropped the
+# key's index for an index in memory; version 4 indexes the keys in SQL again
+# (`deliveries_key`), not unique: a key whose TTL ran out may be taken by a later delivery.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -84,6 +82,7 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (destination, due_at)
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (updated_at) WHERE status = 'dead';
 CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (updated_at)
     WHERE status IN ('delivered', 'dry_run');
+CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (idem_key) WHERE idem_key IS NOT NULL;
 """
 # Version 1 stores: move the live keys into their deliveries, then drop the old table.
 MIGRATE_1_TO_2 = """
@@ -94,14 +93,16 @@ UPDATE deliveries SET idem_key = idempotency.key, idem_expires_at = idempotency.
 DROP TABLE idempotency;
 UPDATE schema_version SET version = 2;
 """
+# Version 2's index was unique; SCHEMA creates version 4's.
 MIGRATE_2_TO_3 = """
 DROP INDEX IF EXISTS deliveries_idem;
 UPDATE schema_version SET version = 3;
 """
-# Oldest first, so that of two rows holding a key (the first's TTL ran out) the later wins.
-LIVE_KEYS = (
-    "SELECT idem_key, id, idem_expires_at FROM deliveries WHERE idem_expires_at > ? ORDER BY idem_expires_at"
-)
+MIGRATE_3_TO_4 = """
+UPDATE schema_version SET version = 4;
+"""
+# The live holders of some keys (at most one a key: a key is taken only while it is free).
+HOLDERS = "SELECT idem_key, id FROM deliveries WHERE idem_key IN ({marks}) AND idem_expires_at > ?"
 COLUMNS = (
     "id, mapping, destination, event_id, request_id, method, path, body, status, attempts, due_at, "
     "lease_token, created_at, updated_at, last_problem, response"
@@ -112,10 +113,10 @@ INSERT_DELIVERY = (
     "body, status, attempts, due_at, created_at, updated_at, idem_key, idem_expires_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"
 )
-IDEM_KEY, IDEM_EXPIRES = 12, 13  # the idempotency key's place among INSERT_DELIVERY's parameters
+IDEM_KEY = 12  # the idempotency key's place among INSERT_DELIVERY's parameters
 INSERT_CHUNK = 32  # rows per multi-row INSERT (so at most 32 statement shapes are cached)
-BUSY_RETRY = 0.002  # seconds between tries while another connection holds the write lock
-BUSY_TIMEOUT = 10.0  # seconds of those tries before the batch's callers get StoreUnavailable
+KEYS_CHUNK = 32  # keys per look-up of their holders (HOLDERS), likewise
+BUSY_TIMEOUT = 10.0  # seconds a batch waits for another connection's write lock, then StoreUnavailable
 
 
 def sqlite_path(url: str) -> str:
@@ -131,29 +132,23 @@ class SqliteStore:
     def __init__(self, path: str, *, synchronous: str = "FULL", owner: bool = True) -> None:
         """``owner``: this process serves the store (the relay), so leases it finds in flight
         were its own before a restart and are due again; tools (the CLI) pass False.
-        ``synchronous``: SQLite's setting; ``FULL`` (or ``EXTRA``) flushes the log after each
-        commit before answering, from the sync thread (``WalSync``)."""
+        ``synchronous``: SQLite's setting; ``FULL`` (or ``EXTRA``) flushes the log in each
+        commit, before the callers are answered."""
         self.path = path
         self.synchronous = synchronous
         self.owner = owner
-        self._flush_log = synchronous.upper() in {"FULL", "EXTRA", "2", "3"}
-        # with the log's flush ours, SQLite's own commits need not flush (see WalSync)
-        self._conn_synchronous = "NORMAL" if self._flush_log else synchronous
         self._closing = False
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the one it serves, from open()
-        self._sync: WalSync | None = None
-        self._batch: Batch = []
+        self._writer: ThreadPoolExecutor | None = None  # one thread: every batch, in turn
+        self._batch: Batch = []  # operations waiting for the writer
+        self._writing = False  # a batch is in the writer's hands
         self._flush_handle: asyncio.Handle | None = None
-        self._busy_since: float | None = None
         self._pending = 0
         # PRAGMA data_version when the pending rows were counted; None before the schema exists
         self._counted_version: int | None = None
-        self._keys = KeyIndex()
-        self._keys_loaded = False
         self.write_health = WriteHealth()
-        # the write_health ticket of the batch being flushed, and whether it committed a change
-        self._ticket, self._wrote = 0, False
+        self._wrote = False  # whether the batch being written committed a change
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -163,17 +158,13 @@ class SqliteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.get_running_loop()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         try:
-            self._conn = self._connect()
+            self._conn = await self._loop.run_in_executor(self._writer, self._connect)
         except sqlite3.Error as exc:
+            self._writer.shutdown()
+            self._writer = None
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
-        self._keys.clear()  # rebuilt from the rows on this connection
-        self._keys_loaded = False
-        if self.path != ":memory:":
-            self._sync = WalSync(
-                self.path, flush=self._flush_log, synchronous=self._conn_synchronous, health=self.write_health
-            )
-            self._sync.start()
         try:
             await self._run(self._migrate)
         except BaseException:
@@ -184,21 +175,21 @@ class SqliteStore:
         if self._conn is None or self._closing:
             return
         self._closing = True
-        while self._flush_handle is not None:  # the last batch (retried while busy)
-            await asyncio.sleep(BUSY_RETRY)
-        if self._sync is not None:
-            await asyncio.to_thread(self._sync.stop)  # answers the batches it holds
-            self._sync = None
-        self._conn.close()
-        self._conn = None
+        while self._writing or self._flush_handle is not None:  # the batches already taken
+            await asyncio.sleep(0.001)
+        writer, conn = self._writer, self._conn
+        self._writer = self._conn = None
+        if writer is not None:
+            await asyncio.get_running_loop().run_in_executor(writer, conn.close)
+            writer.shutdown()
         self._closing = False
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._conn_synchronous}")
-        conn.execute("PRAGMA busy_timeout=0")  # a busy write lock is retried without blocking the loop
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # the sync thread checkpoints
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        # the writer thread waits out another connection's write lock (the CLI's), not the loop
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -210,6 +201,8 @@ class SqliteStore:
             _run_script(conn, MIGRATE_1_TO_2)
         if row is not None and row[0] <= 2:
             _run_script(conn, MIGRATE_2_TO_3)
+        if row is not None and row[0] <= 3:
+            _run_script(conn, MIGRATE_3_TO_4)
         _run_script(conn, SCHEMA)
         if row is None:
             conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
@@ -220,17 +213,9 @@ class SqliteStore:
                 f"WHERE status = '{IN_FLIGHT}'",
                 (time.time(),),
             )
-            self._load_keys(conn)  # now rather than in the first request
         self._recount(conn)
 
-    def _load_keys(self, conn: sqlite3.Connection) -> None:
-        """Index the live idempotency keys of the stored rows in memory (once per connection)."""
-        if not self._keys_loaded:
-            for key, delivery_id, expires_at in conn.execute(LIVE_KEYS, (time.time(),)):
-                self._keys.take(key, delivery_id, expires_at)
-            self._keys_loaded = True
-
-    # -- batches on the event loop ------------------------------------------------------
+    # -- batches: gathered on the event loop, written by the writer thread ---------------
 
     async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         # the loop the store was opened on: asyncio.get_running_loop() costs a getpid() call
@@ -239,44 +224,44 @@ class SqliteStore:
             raise StoreUnavailable("store is not open")
         future: asyncio.Future[T] = loop.create_future()
         self._batch.append((operation, future))
-        if self._flush_handle is None:
+        if not self._writing and self._flush_handle is None:
             self._flush_handle = loop.call_soon(self._flush)
         return await future
 
     def _flush(self) -> None:
-        """Run the waiting operations in one transaction (a loop callback)."""
+        """Hand the waiting operations to the writer (a loop callback, when it is idle)."""
         self._flush_handle = None
-        batch, self._batch = self._batch, []
-        conn = self._conn
-        if not batch or conn is None:
+        if self._writing or not self._batch or self._writer is None or self._loop is None:
             return
+        batch, self._batch = self._batch, []
+        self._writing = True
+        written = self._loop.run_in_executor(self._writer, self._write, batch)
+        written.add_done_callback(functools.partial(self._written, batch))
+
+    def _written(self, batch: Batch, done: asyncio.Future[list[Outcome]]) -> None:
+        """Answer the batch's callers; hand over what gathered meanwhile."""
+        self._writing = False
+        error = done.exception()
+        _set_results([(future, None, error) for _, future in batch] if error else done.result())
+        self._flush()
+
+    def _write(self, batch: Batch) -> list[Outcome]:
+        """Run the batch in one transaction (in the writer thread)."""
+        conn = self._conn
         ticket = self.write_health.ticket()
+        if conn is None:
+            return [(future, None, StoreUnavailable("store is not open")) for _, future in batch]
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            now = time.monotonic()
-            self._busy_since = self._busy_since or now
-            if _busy(exc) and now - self._busy_since < BUSY_TIMEOUT:
-                self._batch[:0] = batch  # before what came since, and tried again soon
-                self._flush_handle = asyncio.get_running_loop().call_later(BUSY_RETRY, self._flush)
-                return
-            self._busy_since = None
             failure = StoreUnavailable(f"SQLite: {exc}")
             self.write_health.failed(str(failure), ticket)
-            set_results([(future, None, failure) for _, future in batch])  # nothing committed to flush
-            return
-        self._busy_since = None
-        self._ticket, self._wrote = ticket, False
+            return [(future, None, failure) for _, future in batch]
+        self._wrote = False
         outcomes = self._execute(conn, batch)
-        self._answer(outcomes, ticket, self._wrote)
-
-    def _answer(self, outcomes: list[Outcome], ticket: int, wrote: bool) -> None:
-        if self._sync is None:  # in memory: nothing to flush
-            if wrote:
-                self.write_health.succeeded(ticket)
-            set_results(outcomes)
-        else:
-            self._sync.submit(outcomes, ticket, wrote)
+        if self._wrote:
+            self.write_health.succeeded(ticket)
+        return outcomes
 
     def _execute(self, conn: sqlite3.Connection, batch: Batch) -> list[Outcome]:
         """Run the batch in the transaction begun; if it breaks, each operation alone."""
@@ -296,7 +281,7 @@ class SqliteStore:
                 failure: BaseException = exc
                 if isinstance(exc, sqlite3.Error):
                     failure = StoreUnavailable(f"SQLite: {exc}")
-                    self.write_health.failed(str(failure), self._ticket)
+                    self.write_health.failed(str(failure))
                 outcomes.append((item[1], None, failure))
         return outcomes
 
@@ -306,7 +291,6 @@ class SqliteStore:
         any other error breaks the whole transaction."""
         outcomes: list[Outcome] = []
         changes = conn.total_changes  # counts statements rolled back too: compared after COMMIT
-        self._keys.begin()
         if self._counted_version is not None and self._changed_elsewhere(conn):
             self._recount(conn)
         together = self._enqueue_together(conn, batch)
@@ -321,7 +305,7 @@ class SqliteStore:
                 outcomes.append((future, None, exc))
         conn.execute("COMMIT")
         if conn.total_changes != changes or any(operation is _probe for operation, _ in batch):
-            self._wrote = True  # for write_health, once the commit is synced
+            self._wrote = True  # for write_health
         return outcomes
 
     def _enqueue_together(self, conn: sqlite3.Connection, batch: Batch) -> dict[int, list[EnqueueResult]]:
@@ -342,49 +326,23 @@ class SqliteStore:
             if call.new_pending and pending > call.max_pending:
                 return {}  # near the bound: duplicates must not count, so one by one
         now = time.time()
-        duplicates = self._store(conn, [row for call in calls for row in call.rows(now)], now)
+        duplicates = _store(conn, [row for call in calls for row in call.rows(now)], now)
         results = {id(call): call.results(duplicates) for call in calls}
         self._pending += sum(r.status == QUEUED for rs in results.values() for r in rs)
         return results
 
-    def _store(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], now: float) -> dict[str, str]:
-        """Insert the rows (``INSERT_DELIVERY`` parameters) whose idempotency key is free or absent.
-
-        Returns the others as {their id: the id of the delivery holding their key}.
-        """
-        self._load_keys(conn)
-        fresh: list[tuple[Any, ...]] = []
-        taken: dict[str, str] = {}  # delivery id -> key, of the rows that took their key here
-        duplicates: dict[str, str] = {}
-        for row in rows:
-            key = row[IDEM_KEY]
-            if key is not None:
-                holder = self._keys.holder(key, now)
-                if holder is not None and _holds(conn, holder, key, taken):
-                    duplicates[row[0]] = holder
-                    continue
-                self._keys.take(key, row[0], row[IDEM_EXPIRES])
-                taken[row[0]] = key
-            fresh.append(row)
-        _insert(conn, fresh)
-        return duplicates
-
-    def _saved(self) -> tuple[int, bool, int | None]:
+    def _saved(self) -> tuple[int, int | None]:
         """What a transaction changes outside SQLite, for ``_rollback`` to put back."""
-        return self._pending, self._keys_loaded, self._counted_version
+        return self._pending, self._counted_version
 
-    def _rollback(self, conn: sqlite3.Connection, saved: tuple[int, bool, int | None]) -> None:
-        """Roll back the open transaction, and the pending count and keys it changed."""
+    def _rollback(self, conn: sqlite3.Connection, saved: tuple[int, int | None]) -> None:
+        """Roll back the open transaction, and the pending count it changed."""
         with contextlib.suppress(sqlite3.Error):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
         # a count redone in the transaction goes with it: data_version has moved since the
         # restored one, so the next transaction counts again
-        self._pending, self._keys_loaded, self._counted_version = saved
-        if self._keys_loaded:
-            self._keys.undo()
-        else:  # loaded in the transaction that failed: load again next time
-            self._keys.clear()
+        self._pending, self._counted_version = saved
 
     def _recount(self, conn: sqlite3.Connection) -> None:
         self._pending = conn.execute(f"SELECT COUNT(*) FROM deliveries WHERE {ACTIVE}").fetchone()[0]  # nosec B608 - interpolates module constants and ? marks, never input
@@ -520,7 +478,7 @@ class SqliteStore:
     async def purge(self, where: DeadLetterFilter) -> int:
         def purge(conn: sqlite3.Connection) -> int:
             clause, params = _dead_filter(where)
-            # the events' keys go with their rows (`_holds`), so sending them again is not a `duplicate`
+            # the events' keys go with their rows, so sending them again is not a `duplicate`
             return conn.execute(f"DELETE FROM deliveries WHERE {clause}", params).rowcount  # nosec B608 - interpolates module constants and ? marks, never input
 
         return await self._run(purge)
@@ -560,7 +518,6 @@ class SqliteStore:
     async def cleanup(self, delivered_before: float) -> int:
         def cleanup(conn: sqlite3.Connection) -> int:
             now = time.time()
-            self._keys.prune(now)
             # a finished delivery stays while it holds a live idempotency key
             return conn.execute(
                 f"DELETE FROM deliveries WHERE status IN ('{DELIVERED}', '{DRY_RUN}') AND updated_at < ? "  # nosec B608 - interpolates module constants and ? marks, never input
@@ -615,18 +572,27 @@ class _Enqueue:
     def __call__(self, conn: sqlite3.Connection) -> list[EnqueueResult]:
         store, now = self.store, time.time()
         conn.execute("SAVEPOINT enqueue")
-        mark = store._keys.mark()
-        results = self.results(store._store(conn, self.rows(now), now))
+        results = self.results(_store(conn, self.rows(now), now))
         added = sum(r.status == QUEUED for r in results)
         if added and store._pending + added > self.max_pending:
             # only now is it known: duplicates store nothing, so they must not be refused
             conn.execute("ROLLBACK TO enqueue")
             conn.execute("RELEASE enqueue")
-            store._keys.undo(mark)
             raise Overloaded(store._pending, self.max_pending)
         conn.execute("RELEASE enqueue")
         store._pending += added
         return results
+
+
+def _set_results(outcomes: list[Outcome]) -> None:
+    """Settle each future (on the loop) unless its caller gave up on it."""
+    for future, result, error in outcomes:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 def _probe(conn: sqlite3.Connection) -> None:
@@ -644,25 +610,39 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
             conn.execute(statement, {"now": time.time()} if ":now" in statement else {})
 
 
-def _holds(conn: sqlite3.Connection, holder: str, key: str, taken: dict[str, str]) -> bool:
-    """Whether delivery ``holder`` (stored, or in ``taken`` to be) has ``key``. Not when it is
-    gone (a dead letter purged, perhaps by the CLI's own connection) or when only the keys'
-    hashes are equal."""
-    if holder in taken:
-        return taken[holder] == key
-    found = conn.execute("SELECT idem_key FROM deliveries WHERE id = ?", (holder,)).fetchone()
-    return found is not None and found[0] == key
+def _store(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], now: float) -> dict[str, str]:
+    """Insert the rows (``INSERT_DELIVERY`` parameters) whose idempotency key is free or absent.
+
+    Returns the others as {their id: the id of the delivery holding their key}.
+    """
+    keys = [row[IDEM_KEY] for row in rows if row[IDEM_KEY] is not None]
+    holders: dict[str, str] = {}
+    for chunk in _chunks(keys, KEYS_CHUNK):
+        holders.update(conn.execute(HOLDERS.format(marks=",".join("?" * len(chunk))), [*chunk, now]))
+    fresh: list[tuple[Any, ...]] = []
+    duplicates: dict[str, str] = {}
+    for row in rows:
+        key = row[IDEM_KEY]
+        if key is not None:
+            holder = holders.get(key)
+            if holder is not None:
+                duplicates[row[0]] = holder
+                continue
+            holders[key] = row[0]  # taken: a second row with it in these rows is a duplicate
+        fresh.append(row)
+    _insert(conn, fresh)
+    return duplicates
 
 
 def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     """Insert ``INSERT_DELIVERY`` rows, up to ``INSERT_CHUNK`` to a statement."""
-    for chunk in _chunks(rows):
+    for chunk in _chunks(rows, INSERT_CHUNK):
         conn.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row])
 
 
-def _chunks(items: list[T]) -> list[list[T]]:
-    """``items`` in runs of at most ``INSERT_CHUNK``."""
-    return [items[start : start + INSERT_CHUNK] for start in range(0, len(items), INSERT_CHUNK)]
+def _chunks(items: list[T], size: int) -> list[list[T]]:
+    """``items`` in runs of at most ``size``."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 @functools.cache

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from app.delivery.key_index import _unpack
 from app.delivery.sqlite import SqliteStore
 from app.delivery.store import (
     DUPLICATE,
@@ -42,7 +41,7 @@ def _query(path: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
-def test_file_is_in_wal_mode_with_schema_version_3(tmp_path: Path) -> None:
+def test_file_is_in_wal_mode_with_schema_version_4(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "relay.db"
 
     async def touch(s: Store) -> None:
@@ -51,11 +50,11 @@ def test_file_is_in_wal_mode_with_schema_version_3(tmp_path: Path) -> None:
     run(SqliteStore(str(path)), touch)
     assert path.is_file()
     assert _query(path, "PRAGMA journal_mode") == [("wal",)]
-    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(4,)]
     assert _query(path, "SELECT COUNT(*) FROM deliveries") == [(1,)]
     # Opening again migrates nothing twice.
     run(SqliteStore(str(path)), touch)
-    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(4,)]
     assert _query(path, "SELECT COUNT(*) FROM deliveries") == [(2,)]
 
 
@@ -130,8 +129,8 @@ def test_a_duplicate_among_concurrent_enqueues_is_left_out_of_their_insert(tmp_p
     results = run(store, scenario)
     assert results[0] == [EnqueueResult(DUPLICATE, first.id)]
     assert all(rs[0].status == QUEUED for rs in results[1:])
-    # the duplicate's holder was read to confirm it; the 38 others inserted in two statements
-    assert sum(sql.startswith("SELECT idem_key FROM deliveries WHERE id") for sql in store.statements) == 1
+    # the keys' holders were looked up together; the 38 others inserted in two statements
+    assert sum(sql.startswith("SELECT idem_key, id FROM deliveries") for sql in store.statements) == 2
     inserts = [sql for sql in store.statements if sql.startswith("INSERT INTO deliveries")]
     assert [sql.count("'pending'") for sql in inserts] == [32, 6]
     assert _query(tmp_path / "relay.db", "SELECT COUNT(*) FROM deliveries") == [(39,)]
@@ -272,7 +271,7 @@ def test_a_call_racing_close_is_answered(tmp_path: Path) -> None:
 
 def _the_live_key_holds_and_the_expired_one_is_free(path: Path) -> None:
     """After a migration: events "evt-live" (held by "live") and "evt-gone" (expired) sent again
-    are a duplicate and a new delivery, and the store is at schema 3."""
+    are a duplicate and a new delivery, and the store is at schema 4."""
     again_live = new(event_id="evt-live")
     again_gone = new(event_id="evt-gone")
 
@@ -283,7 +282,7 @@ def _the_live_key_holds_and_the_expired_one_is_free(path: Path) -> None:
         EnqueueResult(DUPLICATE, "live"),
         EnqueueResult(QUEUED, again_gone.id),
     ]
-    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(4,)]
 
 
 # The version 1 layout, as the relay created it before idempotency keys moved into deliveries.
@@ -374,7 +373,7 @@ def _version_2_store(path: Path, now: float) -> None:
             )
 
 
-def test_a_version_2_store_drops_its_key_index_and_keeps_its_live_keys(tmp_path: Path) -> None:
+def test_a_version_2_store_trades_its_unique_key_index_and_keeps_its_live_keys(tmp_path: Path) -> None:
     path = tmp_path / "relay.db"
     _version_2_store(path, time.time())
     _the_live_key_holds_and_the_expired_one_is_free(path)
@@ -385,6 +384,7 @@ def test_a_version_2_store_drops_its_key_index_and_keeps_its_live_keys(tmp_path:
         ("deliveries_due",),
         ("deliveries_dead",),
         ("deliveries_finished",),
+        ("deliveries_key",),
     ]
 
 
@@ -407,36 +407,34 @@ def test_the_latest_holder_of_a_key_holds_it_after_a_restart(tmp_path: Path) -> 
     assert run(SqliteStore(path), second_life) == [EnqueueResult(DUPLICATE, second.id)]
 
 
-def _live_keys(s: SqliteStore) -> Any:
-    """The in-memory key index: (hash, holder) pairs."""
-    return s._run(lambda _conn: sorted((digest, _unpack(held)[0]) for digest, held in s._keys._held.items()))
-
-
 def test_a_write_that_fails_gives_its_keys_back(tmp_path: Path) -> None:
     kept = new(event_id="evt-kept")
     big = [new(event_id=f"evt-{i}", body={"x": "y" * 50_000}) for i in range(3)]
+    again = [new(event_id=f"evt-{i}") for i in range(3)]
 
-    async def scenario(s: Store) -> list[tuple[str, str]]:
+    async def scenario(s: Store) -> list[str]:
         assert isinstance(s, SqliteStore)
         await s.enqueue([kept], max_pending=BIG, idempotency_ttl=TTL)
         await s._run(lambda conn: conn.execute("PRAGMA max_page_count = 1").fetchall())
         with pytest.raises(StoreUnavailable):
             await s.enqueue(big, max_pending=BIG, idempotency_ttl=TTL)
-        return list(await _live_keys(s))
+        await s._run(lambda conn: conn.execute("PRAGMA max_page_count = 1073741823").fetchall())
+        results = await s.enqueue([*again, new(event_id="evt-kept")], max_pending=BIG, idempotency_ttl=TTL)
+        return [r.status for r in results]
 
-    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [(hash("m1\x1fevt-kept"), kept.id)]
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [QUEUED, QUEUED, QUEUED, DUPLICATE]
 
 
 def test_a_refused_enqueue_holds_no_key(tmp_path: Path) -> None:
     first = new(event_id="evt-1")
+    again = new(event_id="evt-1")
 
-    async def scenario(s: Store) -> list[tuple[str, str]]:
-        assert isinstance(s, SqliteStore)
+    async def scenario(s: Store) -> list[EnqueueResult]:
         with pytest.raises(Overloaded):
             await s.enqueue([first], max_pending=0, idempotency_ttl=TTL)
-        return list(await _live_keys(s))
+        return await s.enqueue([again], max_pending=BIG, idempotency_ttl=TTL)
 
-    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == []
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [EnqueueResult(QUEUED, again.id)]
 
 
 def test_a_dead_letter_purged_by_another_process_frees_its_key(tmp_path: Path) -> None:
@@ -464,16 +462,12 @@ def test_a_dead_letter_purged_by_another_process_frees_its_key(tmp_path: Path) -
     assert asyncio.run(scenario()) == [EnqueueResult(QUEUED, again.id)]
 
 
-def test_a_key_that_only_shares_its_hash_with_a_live_key_is_not_a_duplicate(tmp_path: Path) -> None:
-    first = new(event_id="evt-a")
-    other = new(event_id="evt-b")
-
-    async def scenario(s: Store) -> list[EnqueueResult]:
-        assert isinstance(s, SqliteStore)
-        await s.enqueue([first], max_pending=BIG, idempotency_ttl=TTL)
-        # as if evt-b's key had the same 64-bit hash as evt-a's
-        s._keys.take("m1\x1fevt-a", first.id, time.time() + 3600)
-        s._keys._held[hash("m1\x1fevt-b")] = s._keys._held[hash("m1\x1fevt-a")]
-        return await s.enqueue([other], max_pending=BIG, idempotency_ttl=TTL)
-
-    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [EnqueueResult(QUEUED, other.id)]
+def test_a_version_3_store_indexes_its_keys_and_keeps_its_live_keys(tmp_path: Path) -> None:
+    """A store as a schema 3 relay left it (keys indexed in memory, none in SQL)."""
+    path = tmp_path / "relay.db"
+    _version_2_store(path, time.time())
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DROP INDEX deliveries_idem")
+        conn.execute("UPDATE schema_version SET version = 3")
+    _the_live_key_holds_and_the_expired_one_is_free(path)
+    assert _query(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'deliveries_key'") == [(1,)]
