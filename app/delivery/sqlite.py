@@ -21,10 +21,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from app.delivery.key_index import MemoryKeys
 from app.delivery.store import (
     DEAD,
     DELIVERED,
@@ -49,11 +50,11 @@ Operation = Callable[[sqlite3.Connection], Any]
 Batch = list[tuple[Operation, "asyncio.Future[Any]"]]
 Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]  # a future, its result or error
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 3
 # Version 2 keeps each delivery's idempotency key (mapping + event id) in its own row: one
-# statement per stored delivery instead of a second table (version 1). Version 3 dropped the
-# key's index for an index in memory; version 4 indexes the keys in SQL again
-# (`deliveries_key`), not unique: a key whose TTL ran out may be taken by a later delivery.
+# statement per stored delivery instead of a second table (version 1). Version 3 drops its
+# unique index: how the keys are looked up is the store's `keys` (`Keys`), which creates the
+# index it needs (`deliveries_key`) or drops it when it opens.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -82,7 +83,6 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (destination, due_at)
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (updated_at) WHERE status = 'dead';
 CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (updated_at)
     WHERE status IN ('delivered', 'dry_run');
-CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (idem_key) WHERE idem_key IS NOT NULL;
 """
 # Version 1 stores: move the live keys into their deliveries, then drop the old table.
 MIGRATE_1_TO_2 = """
@@ -93,14 +93,12 @@ UPDATE deliveries SET idem_key = idempotency.key, idem_expires_at = idempotency.
 DROP TABLE idempotency;
 UPDATE schema_version SET version = 2;
 """
-# Version 2's index was unique; SCHEMA creates version 4's.
+# Version 2's index was unique: a key whose TTL ran out may be taken by a later delivery.
 MIGRATE_2_TO_3 = """
 DROP INDEX IF EXISTS deliveries_idem;
 UPDATE schema_version SET version = 3;
 """
-MIGRATE_3_TO_4 = """
-UPDATE schema_version SET version = 4;
-"""
+KEY_INDEX = "CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (idem_key) WHERE idem_key IS NOT NULL"
 # The live holders of some keys (at most one a key: a key is taken only while it is free).
 HOLDERS = "SELECT idem_key, id FROM deliveries WHERE idem_key IN ({marks}) AND idem_expires_at > ?"
 COLUMNS = (
@@ -113,10 +111,46 @@ INSERT_DELIVERY = (
     "body, status, attempts, due_at, created_at, updated_at, idem_key, idem_expires_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"
 )
-IDEM_KEY = 12  # the idempotency key's place among INSERT_DELIVERY's parameters
+IDEM_KEY, IDEM_EXPIRES = 12, 13  # the idempotency key's place among INSERT_DELIVERY's parameters
 INSERT_CHUNK = 32  # rows per multi-row INSERT (so at most 32 statement shapes are cached)
 KEYS_CHUNK = 32  # keys per look-up of their holders (HOLDERS), likewise
 BUSY_TIMEOUT = 10.0  # seconds a batch waits for another connection's write lock, then StoreUnavailable
+
+
+class Keys(Protocol):
+    """How the store finds the live holders of idempotency keys (the writer thread calls it)."""
+
+    def prepare(self, conn: sqlite3.Connection, *, load: bool) -> None:
+        """At open, in the migration's transaction: the indexes it needs; ``load``: the store
+        will take keys (the relay's, not the CLI's)."""
+
+    def holders(self, conn: sqlite3.Connection, keys: list[str], now: float) -> dict[str, str]:
+        """The stored deliveries holding ``keys`` until after ``now``: {key: delivery id}."""
+
+    def took(self, key: str, delivery_id: str, expires_at: float) -> None:
+        """``delivery_id`` is being stored with ``key`` until ``expires_at``."""
+
+    def prune(self, now: float) -> int:
+        """Forget what expired by ``now`` (cleanup); returns how many."""
+
+
+class SqlKeys:
+    """The keys looked up in the rows' own column through an index (``deliveries_key``)."""
+
+    def prepare(self, conn: sqlite3.Connection, *, load: bool) -> None:
+        conn.execute(KEY_INDEX)
+
+    def holders(self, conn: sqlite3.Connection, keys: list[str], now: float) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(keys, KEYS_CHUNK):
+            found.update(conn.execute(HOLDERS.format(marks=",".join("?" * len(chunk))), [*chunk, now]))
+        return found
+
+    def took(self, key: str, delivery_id: str, expires_at: float) -> None:
+        pass  # the row's own column
+
+    def prune(self, now: float) -> int:
+        return 0  # the rows' cleanup
 
 
 def sqlite_path(url: str) -> str:
@@ -129,14 +163,18 @@ def sqlite_path(url: str) -> str:
 class SqliteStore:
     """The ``Store`` protocol on one SQLite file in WAL mode."""
 
-    def __init__(self, path: str, *, synchronous: str = "FULL", owner: bool = True) -> None:
+    def __init__(
+        self, path: str, *, synchronous: str = "FULL", owner: bool = True, keys: Keys | None = None
+    ) -> None:
         """``owner``: this process serves the store (the relay), so leases it finds in flight
         were its own before a restart and are due again; tools (the CLI) pass False.
         ``synchronous``: SQLite's setting; ``FULL`` (or ``EXTRA``) flushes the log in each
-        commit, before the callers are answered."""
+        commit, before the callers are answered. ``keys``: how idempotency keys are looked up;
+        by default in memory (``MemoryKeys``, the fast path), else ``SqlKeys()``."""
         self.path = path
         self.synchronous = synchronous
         self.owner = owner
+        self._keys: Keys = keys or MemoryKeys()
         self._closing = False
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the one it serves, from open()
@@ -201,8 +239,6 @@ class SqliteStore:
             _run_script(conn, MIGRATE_1_TO_2)
         if row is not None and row[0] <= 2:
             _run_script(conn, MIGRATE_2_TO_3)
-        if row is not None and row[0] <= 3:
-            _run_script(conn, MIGRATE_3_TO_4)
         _run_script(conn, SCHEMA)
         if row is None:
             conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
@@ -213,6 +249,7 @@ class SqliteStore:
                 f"WHERE status = '{IN_FLIGHT}'",
                 (time.time(),),
             )
+        self._keys.prepare(conn, load=self.owner)
         self._recount(conn)
 
     # -- batches: gathered on the event loop, written by the writer thread ---------------
@@ -326,10 +363,31 @@ class SqliteStore:
             if call.new_pending and pending > call.max_pending:
                 return {}  # near the bound: duplicates must not count, so one by one
         now = time.time()
-        duplicates = _store(conn, [row for call in calls for row in call.rows(now)], now)
+        duplicates = self._store(conn, [row for call in calls for row in call.rows(now)], now)
         results = {id(call): call.results(duplicates) for call in calls}
         self._pending += sum(r.status == QUEUED for rs in results.values() for r in rs)
         return results
+
+    def _store(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], now: float) -> dict[str, str]:
+        """Insert the rows (``INSERT_DELIVERY`` parameters) whose idempotency key is free or absent.
+
+        Returns the others as {their id: the id of the delivery holding their key}.
+        """
+        holders = self._keys.holders(conn, [row[IDEM_KEY] for row in rows if row[IDEM_KEY] is not None], now)
+        fresh: list[tuple[Any, ...]] = []
+        duplicates: dict[str, str] = {}
+        for row in rows:
+            key = row[IDEM_KEY]
+            if key is not None:
+                holder = holders.get(key)
+                if holder is not None:
+                    duplicates[row[0]] = holder
+                    continue
+                holders[key] = row[0]  # a second row with it among these is a duplicate
+                self._keys.took(key, row[0], row[IDEM_EXPIRES])
+            fresh.append(row)
+        _insert(conn, fresh)
+        return duplicates
 
     def _saved(self) -> tuple[int, int | None]:
         """What a transaction changes outside SQLite, for ``_rollback`` to put back."""
@@ -518,6 +576,7 @@ class SqliteStore:
     async def cleanup(self, delivered_before: float) -> int:
         def cleanup(conn: sqlite3.Connection) -> int:
             now = time.time()
+            self._keys.prune(now)
             # a finished delivery stays while it holds a live idempotency key
             return conn.execute(
                 f"DELETE FROM deliveries WHERE status IN ('{DELIVERED}', '{DRY_RUN}') AND updated_at < ? "  # nosec B608 - interpolates module constants and ? marks, never input
@@ -572,7 +631,7 @@ class _Enqueue:
     def __call__(self, conn: sqlite3.Connection) -> list[EnqueueResult]:
         store, now = self.store, time.time()
         conn.execute("SAVEPOINT enqueue")
-        results = self.results(_store(conn, self.rows(now), now))
+        results = self.results(store._store(conn, self.rows(now), now))
         added = sum(r.status == QUEUED for r in results)
         if added and store._pending + added > self.max_pending:
             # only now is it known: duplicates store nothing, so they must not be refused
@@ -608,30 +667,6 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
             conn.execute(statement, {"now": time.time()} if ":now" in statement else {})
-
-
-def _store(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], now: float) -> dict[str, str]:
-    """Insert the rows (``INSERT_DELIVERY`` parameters) whose idempotency key is free or absent.
-
-    Returns the others as {their id: the id of the delivery holding their key}.
-    """
-    keys = [row[IDEM_KEY] for row in rows if row[IDEM_KEY] is not None]
-    holders: dict[str, str] = {}
-    for chunk in _chunks(keys, KEYS_CHUNK):
-        holders.update(conn.execute(HOLDERS.format(marks=",".join("?" * len(chunk))), [*chunk, now]))
-    fresh: list[tuple[Any, ...]] = []
-    duplicates: dict[str, str] = {}
-    for row in rows:
-        key = row[IDEM_KEY]
-        if key is not None:
-            holder = holders.get(key)
-            if holder is not None:
-                duplicates[row[0]] = holder
-                continue
-            holders[key] = row[0]  # taken: a second row with it in these rows is a duplicate
-        fresh.append(row)
-    _insert(conn, fresh)
-    return duplicates
 
 
 def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import pytest
 
 from app.delivery.redis_store import RedisStore
-from app.delivery.sqlite import SqliteStore
+from app.delivery.sqlite import SqliteStore, SqlKeys
 from app.delivery.store import PENDING, Delivery, NewDelivery, Store
 from app.destinations.base import OutboundRequest
 from tests.fakes.redis_server import RedisServer
@@ -48,6 +48,12 @@ def _sqlite_file(tmp_path: Path) -> Backend:
     return Backend("sqlite-file", lambda: SqliteStore(path), single_owner=True)
 
 
+def _sqlite_sql_keys(tmp_path: Path) -> Backend:
+    """The store with its idempotency keys looked up in SQL instead of memory (``SqlKeys``)."""
+    path = str(tmp_path / "store" / "relay.db")
+    return Backend("sqlite-sql-keys", lambda: SqliteStore(path, keys=SqlKeys()), single_owner=True)
+
+
 def _redis(tmp_path: Path, server: RedisServer) -> Backend:
     prefix = f"test-{uuid.uuid4().hex}"  # a fresh keyspace per test on the session's server
     return Backend("redis", lambda: RedisStore(server.url, prefix=prefix), single_owner=False)
@@ -55,6 +61,7 @@ def _redis(tmp_path: Path, server: RedisServer) -> Backend:
 
 BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Backend]] = {
     "sqlite-file": lambda tmp_path, request: _sqlite_file(tmp_path),
+    "sqlite-sql-keys": lambda tmp_path, request: _sqlite_sql_keys(tmp_path),
     "redis": lambda tmp_path, request: _redis(tmp_path, request.getfixturevalue("redis_server")),
 }
 

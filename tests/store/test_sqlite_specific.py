@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.delivery.sqlite import SqliteStore
+from app.delivery.sqlite import SqliteStore, SqlKeys
 from app.delivery.store import (
     DUPLICATE,
     QUEUED,
@@ -41,7 +41,7 @@ def _query(path: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
-def test_file_is_in_wal_mode_with_schema_version_4(tmp_path: Path) -> None:
+def test_file_is_in_wal_mode_with_schema_version_3(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "relay.db"
 
     async def touch(s: Store) -> None:
@@ -50,11 +50,11 @@ def test_file_is_in_wal_mode_with_schema_version_4(tmp_path: Path) -> None:
     run(SqliteStore(str(path)), touch)
     assert path.is_file()
     assert _query(path, "PRAGMA journal_mode") == [("wal",)]
-    assert _query(path, "SELECT version FROM schema_version") == [(4,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
     assert _query(path, "SELECT COUNT(*) FROM deliveries") == [(1,)]
     # Opening again migrates nothing twice.
     run(SqliteStore(str(path)), touch)
-    assert _query(path, "SELECT version FROM schema_version") == [(4,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
     assert _query(path, "SELECT COUNT(*) FROM deliveries") == [(2,)]
 
 
@@ -129,8 +129,8 @@ def test_a_duplicate_among_concurrent_enqueues_is_left_out_of_their_insert(tmp_p
     results = run(store, scenario)
     assert results[0] == [EnqueueResult(DUPLICATE, first.id)]
     assert all(rs[0].status == QUEUED for rs in results[1:])
-    # the keys' holders were looked up together; the 38 others inserted in two statements
-    assert sum(sql.startswith("SELECT idem_key, id FROM deliveries") for sql in store.statements) == 2
+    # the duplicate's holder was read to confirm it; the 38 others inserted in two statements
+    assert sum(sql.startswith("SELECT idem_key FROM deliveries WHERE id") for sql in store.statements) == 1
     inserts = [sql for sql in store.statements if sql.startswith("INSERT INTO deliveries")]
     assert [sql.count("'pending'") for sql in inserts] == [32, 6]
     assert _query(tmp_path / "relay.db", "SELECT COUNT(*) FROM deliveries") == [(39,)]
@@ -271,7 +271,7 @@ def test_a_call_racing_close_is_answered(tmp_path: Path) -> None:
 
 def _the_live_key_holds_and_the_expired_one_is_free(path: Path) -> None:
     """After a migration: events "evt-live" (held by "live") and "evt-gone" (expired) sent again
-    are a duplicate and a new delivery, and the store is at schema 4."""
+    are a duplicate and a new delivery, and the store is at schema 3."""
     again_live = new(event_id="evt-live")
     again_gone = new(event_id="evt-gone")
 
@@ -282,7 +282,7 @@ def _the_live_key_holds_and_the_expired_one_is_free(path: Path) -> None:
         EnqueueResult(DUPLICATE, "live"),
         EnqueueResult(QUEUED, again_gone.id),
     ]
-    assert _query(path, "SELECT version FROM schema_version") == [(4,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
 
 
 # The version 1 layout, as the relay created it before idempotency keys moved into deliveries.
@@ -373,7 +373,7 @@ def _version_2_store(path: Path, now: float) -> None:
             )
 
 
-def test_a_version_2_store_trades_its_unique_key_index_and_keeps_its_live_keys(tmp_path: Path) -> None:
+def test_a_version_2_store_drops_its_key_index_and_keeps_its_live_keys(tmp_path: Path) -> None:
     path = tmp_path / "relay.db"
     _version_2_store(path, time.time())
     _the_live_key_holds_and_the_expired_one_is_free(path)
@@ -384,7 +384,6 @@ def test_a_version_2_store_trades_its_unique_key_index_and_keeps_its_live_keys(t
         ("deliveries_due",),
         ("deliveries_dead",),
         ("deliveries_finished",),
-        ("deliveries_key",),
     ]
 
 
@@ -462,12 +461,22 @@ def test_a_dead_letter_purged_by_another_process_frees_its_key(tmp_path: Path) -
     assert asyncio.run(scenario()) == [EnqueueResult(QUEUED, again.id)]
 
 
-def test_a_version_3_store_indexes_its_keys_and_keeps_its_live_keys(tmp_path: Path) -> None:
-    """A store as a schema 3 relay left it (keys indexed in memory, none in SQL)."""
+def test_keys_looked_up_in_sql_have_their_index_only_while_in_use(tmp_path: Path) -> None:
+    """The plain alternative to the keys in memory (tests/store runs every behaviour test on
+    both): its index is made when it opens a store, and dropped when the default opens it."""
     path = tmp_path / "relay.db"
     _version_2_store(path, time.time())
-    with closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute("DROP INDEX deliveries_idem")
-        conn.execute("UPDATE schema_version SET version = 3")
-    _the_live_key_holds_and_the_expired_one_is_free(path)
-    assert _query(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'deliveries_key'") == [(1,)]
+    key_index = "SELECT COUNT(*) FROM sqlite_master WHERE name = 'deliveries_key'"
+    again_live, again_gone = new(event_id="evt-live"), new(event_id="evt-gone")
+
+    async def scenario(s: Store) -> list[EnqueueResult]:
+        return await s.enqueue([again_live, again_gone], max_pending=BIG, idempotency_ttl=TTL)
+
+    assert run(SqliteStore(str(path), keys=SqlKeys()), scenario) == [
+        EnqueueResult(DUPLICATE, "live"),
+        EnqueueResult(QUEUED, again_gone.id),
+    ]
+    assert _query(path, key_index) == [(1,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
+    run(SqliteStore(str(path)), lambda s: s.stats())
+    assert _query(path, key_index) == [(0,)]
