@@ -3,12 +3,14 @@ packing, and why every hit is confirmed against the holder's row."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 from app.delivery.key_index import MemoryKeys
-from app.delivery.sqlite import SqliteStore
-from app.delivery.store import QUEUED, EnqueueResult, Store
+from app.delivery.sqlite import SqliteStore, SqlKeys
+from app.delivery.store import DUPLICATE, QUEUED, EnqueueResult, Store
 from app.ids import new_id
 from tests.store.conftest import BIG, TTL, new, run
 
@@ -71,3 +73,23 @@ def test_a_key_that_only_shares_its_hash_with_a_live_key_is_not_a_duplicate(tmp_
         return await s.enqueue([other], max_pending=BIG, idempotency_ttl=TTL)
 
     assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [EnqueueResult(QUEUED, other.id)]
+
+
+def test_the_sql_index_on_keys_is_dropped_when_they_move_to_memory(tmp_path: Path) -> None:
+    """Each insert would pay for an index that nothing reads."""
+    path = tmp_path / "relay.db"
+    key_index = "SELECT COUNT(*) FROM sqlite_master WHERE name = 'deliveries_key'"
+    first, again = new(event_id="evt-1"), new(event_id="evt-1")
+
+    async def enqueue_first(s: Store) -> None:
+        await s.enqueue([first], max_pending=BIG, idempotency_ttl=TTL)
+
+    async def enqueue_again(s: Store) -> list[EnqueueResult]:
+        return await s.enqueue([again], max_pending=BIG, idempotency_ttl=TTL)
+
+    run(SqliteStore(str(path), keys=SqlKeys()), enqueue_first)
+    assert run(SqliteStore(str(path), keys=MemoryKeys()), enqueue_again) == [
+        EnqueueResult(DUPLICATE, first.id)
+    ]
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute(key_index).fetchone() == (0,)
