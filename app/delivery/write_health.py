@@ -24,7 +24,7 @@ class WriteFailure:
 
 
 class WriteHealth:
-    """Notes of one store's write outcomes; safe to call from the store's sync thread too."""
+    """Notes of one store's write outcomes; safe to call from the store's writer thread too."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
