@@ -692,11 +692,6 @@ def _idempotency_key(delivery: NewDelivery) -> str | None:
     return None if delivery.event_id is None else f"{delivery.mapping}\x1f{delivery.event_id}"
 
 
-def _busy(exc: sqlite3.Error) -> bool:
-    """Whether another connection holds the lock (SQLITE_BUSY or SQLITE_LOCKED)."""
-    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-
-
 def _dead_filter(where: DeadLetterFilter) -> tuple[str, list[Any]]:
     clauses: list[str] = [f"status = '{DEAD}'"]
     params: list[Any] = []
