@@ -186,7 +186,8 @@ class SqliteStore:
         # PRAGMA data_version when the pending rows were counted; None before the schema exists
         self._counted_version: int | None = None
         self.write_health = WriteHealth()
-        self._wrote = False  # whether the batch being written committed a change
+        # the write_health ticket of the batch being written, and whether it committed a change
+        self._ticket, self._wrote = 0, False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -294,7 +295,7 @@ class SqliteStore:
             failure = StoreUnavailable(f"SQLite: {exc}")
             self.write_health.failed(str(failure), ticket)
             return [(future, None, failure) for _, future in batch]
-        self._wrote = False
+        self._ticket, self._wrote = ticket, False
         outcomes = self._execute(conn, batch)
         if self._wrote:
             self.write_health.succeeded(ticket)
@@ -318,7 +319,7 @@ class SqliteStore:
                 failure: BaseException = exc
                 if isinstance(exc, sqlite3.Error):
                     failure = StoreUnavailable(f"SQLite: {exc}")
-                    self.write_health.failed(str(failure))
+                    self.write_health.failed(str(failure), self._ticket)
                 outcomes.append((item[1], None, failure))
         return outcomes
 
