@@ -15,8 +15,9 @@ import typer
 
 from app.delivery import open_store
 from app.delivery.sqlite import sqlite_path
-from app.delivery.store import DEAD, DeadLetterFilter, Delivery, Store, StoreUnavailable
+from app.delivery.store import DeadLetterFilter, Delivery, Store, StoreUnavailable
 from app.settings import ConfigError, Settings
+from app.status import DeliveryStatus, ResultStatus
 
 # The serving and mapping machinery (FastAPI, the destinations' HTTP clients, the compiler) is
 # imported by the commands that use it, so that `dlq` and `--help` start in a fraction of the time.
@@ -118,7 +119,7 @@ def mappings_render(
     """Print the body MAPPING renders for each event of PAYLOAD, and any validation problem."""
     from app.mapping.loader import MappingSet
     from app.payloads import parse_payload
-    from app.pipeline import REJECTED, as_preview, plan
+    from app.pipeline import as_preview, plan
     from app.problems import Problem
 
     settings = _settings()
@@ -132,7 +133,7 @@ def mappings_render(
     typer.echo(
         orjson.dumps([o.to_dict(show_request=True) for o in outcomes], option=orjson.OPT_INDENT_2).decode()
     )
-    if any(o.status == REJECTED for o in outcomes):
+    if any(o.status == ResultStatus.REJECTED for o in outcomes):
         raise typer.Exit(1)
 
 
@@ -223,7 +224,7 @@ def dlq_show(delivery_id: Annotated[str, typer.Argument(help="Dead-letter id")])
         return await store.get(delivery_id)
 
     letter = _with_store(run)
-    if letter is None or letter.status != DEAD:
+    if letter is None or letter.status != DeliveryStatus.DEAD:
         typer.echo(f"no dead letter {delivery_id!r}", err=True)
         raise typer.Exit(1)
     typer.echo(orjson.dumps(_dead_doc(letter, with_body=True), option=orjson.OPT_INDENT_2).decode())

@@ -18,17 +18,11 @@ from prometheus_client.exposition import choose_encoder
 
 from app.delivery.circuit import STATES as CIRCUIT_STATES
 from app.delivery.store import Store
+from app.status import Routing
 
 log = structlog.get_logger("app.metrics")
 
 SHAPES = ("single", "wrapped", "batch", "bare")
-# Per-event routing results (every received event is counted in exactly one).
-MATCHED, IGNORED, REJECTED = "matched", "ignored", "rejected"
-# Per-delivery results of storing a matched event.
-STORED, DUPLICATE, DRY_RUN = "stored", "duplicate", "dry_run"
-# Per-attempt outcomes.
-DELIVERED, RETRY, DEAD = "delivered", "retry", "dead"
-OK = "ok"  # the code of an attempt that succeeded
 
 STORE_CACHE_SECONDS = 5.0
 INGEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -159,7 +153,7 @@ class RelayMetrics:
         # series that exist at zero from the start, so that rates and alerts see them
         for shape in SHAPES:
             self.events_received.labels(shape)
-        for result in (MATCHED, IGNORED, REJECTED):
+        for result in Routing:
             self.events_routed.labels(result)
         self._store_refreshed = 0.0
         self._store_lock = asyncio.Lock()
@@ -171,7 +165,11 @@ class RelayMetrics:
 
     def routed(self, matched: int, ignored: int, rejected: int) -> None:
         """Count each received event once: matched, ignored or rejected."""
-        for result, count in ((MATCHED, matched), (IGNORED, ignored), (REJECTED, rejected)):
+        for result, count in (
+            (Routing.MATCHED, matched),
+            (Routing.IGNORED, ignored),
+            (Routing.REJECTED, rejected),
+        ):
             if count:
                 self.events_routed.labels(result).inc(count)
 

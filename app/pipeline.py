@@ -16,12 +16,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.delivery.store import (
-    DEAD,
-    DELIVERED,
-    DRY_RUN,
-    DUPLICATE,
-    PENDING,
-    QUEUED,
     Delivery,
     NewDelivery,
     Overloaded,
@@ -33,13 +27,12 @@ from app.ids import new_id
 from app.mapping.expressions import ExpressionError
 from app.mapping.loader import Mapping, MappingSet
 from app.mapping.templates import RenderError
-from app.metrics import MATCHED, STORED, RelayMetrics
+from app.metrics import RelayMetrics
 from app.payloads import Event, parse_payload
 from app.problems import Problem
 from app.relay import Relay
+from app.status import Acceptance, DeliveryStatus, ResultStatus, Routing
 
-# Outcome statuses, besides the store's queued, duplicate, dry_run, delivered and dead
-PLANNED, IGNORED, REJECTED = "planned", "ignored", "rejected"
 OVERLOAD_RETRY_AFTER = 5.0
 # Events planned between two yields to the event loop (``plan_in_slices``): a batch of a
 # thousand matched events takes 100 ms or more to plan, which every other request would wait.
@@ -78,7 +71,7 @@ class Outcome:
             doc["delivery_id"] = self.delivery_id
         if self.response:
             doc.update(self.response)
-        if self.request is not None and (show_request or self.status == DRY_RUN):
+        if self.request is not None and (show_request or self.status == ResultStatus.DRY_RUN):
             doc["endpoint"] = self.request.describe()
             doc["body"] = self.request.body
         if self.warnings:
@@ -113,7 +106,7 @@ def plan(
                 outcomes.append(outcome)
                 matched += 1
         if not matched:
-            outcomes.append(Outcome(event_index=index, status=IGNORED))
+            outcomes.append(Outcome(event_index=index, status=ResultStatus.IGNORED))
     return outcomes
 
 
@@ -168,7 +161,7 @@ def plan_one(
     except (ExpressionError, RenderError) as exc:
         where = f"body.{exc.path}" if isinstance(exc, RenderError) and exc.path else None
         problem = _problem(mapping, event_id, "mapping_error", str(exc), field=where)
-        return _outcome(index, mapping, event_id, REJECTED, problem=problem)
+        return _outcome(index, mapping, event_id, ResultStatus.REJECTED, problem=problem)
     request, found = destinations[mapping.destination].prepare(body, mapping.endpoint, params)
     violations = [v for v in found if not v.warning]
     warnings = tuple(v for v in found if v.warning)
@@ -184,13 +177,13 @@ def plan_one(
             index,
             mapping,
             event_id,
-            REJECTED,
+            ResultStatus.REJECTED,
             request=request,
             violations=tuple(violations),
             warnings=warnings,
             problem=problem,
         )
-    return _outcome(index, mapping, event_id, PLANNED, request=request, warnings=warnings)
+    return _outcome(index, mapping, event_id, ResultStatus.PLANNED, request=request, warnings=warnings)
 
 
 def _outcome(index: int, mapping: Mapping, event_id: str | None, status: str, **fields: Any) -> Outcome:
@@ -233,7 +226,7 @@ async def accept(
 
     Raises ``Problem`` ``overloaded`` (nothing stored) or ``store_unavailable``.
     """
-    planned = [o for o in outcomes if o.status == PLANNED and o.request is not None]
+    planned = [o for o in outcomes if o.status == ResultStatus.PLANNED and o.request is not None]
     if not planned:
         return outcomes
     new = [
@@ -244,7 +237,7 @@ async def accept(
             o.event_id,
             o.request,  # type: ignore[arg-type]  # filtered above
             request_id,
-            DRY_RUN if destinations[str(o.destination)].dry_run else PENDING,
+            DeliveryStatus.DRY_RUN if destinations[str(o.destination)].dry_run else DeliveryStatus.PENDING,
         )
         for o in planned
     ]
@@ -259,7 +252,7 @@ async def accept(
     for outcome, result in zip(planned, results, strict=True):
         outcome.status = result.status
         outcome.delivery_id = result.delivery_id
-        if result.status == DUPLICATE:
+        if result.status == ResultStatus.DUPLICATE:
             outcome.request = None
     return outcomes
 
@@ -268,21 +261,25 @@ def settle(outcomes: list[Outcome], deliveries: AbcMapping[str, Delivery]) -> li
     """Outcomes updated with what became of their deliveries while the caller waited."""
     settled = []
     for outcome in outcomes:
-        delivery = deliveries.get(outcome.delivery_id or "") if outcome.status == QUEUED else None
-        if delivery is None or delivery.status not in (DELIVERED, DEAD):
+        delivery = (
+            deliveries.get(outcome.delivery_id or "") if outcome.status == ResultStatus.QUEUED else None
+        )
+        if delivery is None or delivery.status not in (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD):
             settled.append(outcome)
-        elif delivery.status == DELIVERED:
+        elif delivery.status == DeliveryStatus.DELIVERED:
             response = {k: v for k, v in (delivery.response or {}).items() if k != "status"}
-            settled.append(replace(outcome, status=DELIVERED, response=response))
+            settled.append(replace(outcome, status=ResultStatus.DELIVERED, response=response))
         else:
             problem = Problem.from_dict(delivery.last_problem or {"code": "internal_error"})
-            settled.append(replace(outcome, status=DEAD, problem=problem))
+            settled.append(replace(outcome, status=ResultStatus.DEAD, problem=problem))
     return settled
 
 
 def as_preview(outcomes: list[Outcome]) -> list[Outcome]:
     """Planned outcomes as a preview shows them: what would be sent, nothing sent."""
-    return [replace(o, status=DRY_RUN) if o.status == PLANNED else o for o in outcomes]
+    return [
+        replace(o, status=ResultStatus.DRY_RUN) if o.status == ResultStatus.PLANNED else o for o in outcomes
+    ]
 
 
 @dataclass(slots=True)
@@ -325,7 +322,7 @@ async def ingest(
         idempotency_ttl=settings.relay_idempotency_ttl,
     )
     _count_accepted(metrics, outcomes)
-    queued = [o for o in outcomes if o.status == QUEUED and o.delivery_id]
+    queued = [o for o in outcomes if o.status == ResultStatus.QUEUED and o.delivery_id]
     for destination in {str(o.destination) for o in queued}:
         relay.dispatcher.notify(destination)
     if wait and queued:
@@ -339,18 +336,22 @@ def _count_plan(metrics: RelayMetrics, outcomes: list[Outcome]) -> None:
     ignored = 0
     matched: dict[int, bool] = {}  # event index -> did at least one mapping plan a delivery
     for outcome in outcomes:
-        if outcome.status == IGNORED:
+        if outcome.status == ResultStatus.IGNORED:
             ignored += 1
             continue
-        planned = outcome.status == PLANNED
-        code = MATCHED if planned else outcome.problem.code if outcome.problem else REJECTED
+        planned = outcome.status == ResultStatus.PLANNED
+        code = Routing.MATCHED if planned else outcome.problem.code if outcome.problem else Routing.REJECTED
         metrics.mapping_result(str(outcome.mapping), code)
         matched[outcome.event_index] = planned or matched.get(outcome.event_index, False)
     hits = sum(matched.values())
     metrics.routed(hits, ignored, len(matched) - hits)
 
 
-_ACCEPTED = {QUEUED: STORED, DUPLICATE: DUPLICATE, DRY_RUN: DRY_RUN}
+_ACCEPTED: dict[str, str] = {
+    ResultStatus.QUEUED: Acceptance.STORED,
+    ResultStatus.DUPLICATE: Acceptance.DUPLICATE,
+    ResultStatus.DRY_RUN: Acceptance.DRY_RUN,
+}
 
 
 def _count_accepted(metrics: RelayMetrics, outcomes: list[Outcome]) -> None:

@@ -11,9 +11,10 @@ from starlette.responses import Response
 
 from app.api.auth import bearer_token, require_admin_token, require_ingest_token, token_matches
 from app.api.responses import json_response
-from app.delivery.store import DEAD, DeadLetterFilter
+from app.delivery.store import DeadLetterFilter
 from app.problems import Problem
 from app.relay import Relay
+from app.status import DeliveryStatus
 
 router = APIRouter()
 
@@ -78,7 +79,7 @@ async def list_dead_letters(
 async def get_dead_letter(request: Request, delivery_id: str) -> Response:
     relay = _admin(request)
     delivery = await relay.store.get(delivery_id)
-    if delivery is None or delivery.status != DEAD:
+    if delivery is None or delivery.status != DeliveryStatus.DEAD:
         raise Problem("not_found", f"No dead letter {delivery_id!r}")
     return json_response(delivery.to_dict(with_body=True))
 

@@ -20,13 +20,13 @@ from app.api.auth import authenticate_headers, request_path
 from app.api.body import read_limited_body
 from app.api.openapi import INGEST_OPENAPI, PREVIEW_OPENAPI
 from app.api.responses import json_response, problem_response
-from app.delivery.store import DEAD, QUEUED
 from app.mapping.loader import Mapping
 from app.payloads import parse_payload
-from app.pipeline import IGNORED, REJECTED, Outcome, as_preview, plan
+from app.pipeline import Outcome, as_preview, plan
 from app.problems import Problem
 from app.relay import Relay
 from app.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from app.status import ResultStatus
 
 MAX_WAIT = 30.0
 
@@ -97,10 +97,14 @@ def ingest_response(outcomes: list[Outcome], request_id: str | None) -> Response
     nothing failed; the first problem (with all results) when everything that matched
     failed (rejected or dead); 207 Multi-Status when results are mixed."""
     results = [outcome.to_dict() for outcome in outcomes]
-    failed = [o.problem for o in outcomes if o.status in (REJECTED, DEAD) and o.problem is not None]
+    failed = [
+        o.problem
+        for o in outcomes
+        if o.status in (ResultStatus.REJECTED, ResultStatus.DEAD) and o.problem is not None
+    ]
     if not failed:
-        status = 202 if any(o.status == QUEUED for o in outcomes) else 200
-    elif len(failed) == sum(o.status != IGNORED for o in outcomes):
+        status = 202 if any(o.status == ResultStatus.QUEUED for o in outcomes) else 200
+    elif len(failed) == sum(o.status != ResultStatus.IGNORED for o in outcomes):
         return problem_response(failed[0], request_id=request_id, results=results)
     else:
         status = 207

@@ -21,13 +21,12 @@ from app.delivery.circuit import CLOSED, CircuitBreaker
 from app.delivery.outcomes import RELEASE, Outcome, UnrecordedOutcomes
 from app.delivery.ratelimit import RateLimiter
 from app.delivery.retry import RetryPolicy
-from app.delivery.store import DEAD as DEAD_STATUS
-from app.delivery.store import DELIVERED as DELIVERED_STATUS
-from app.delivery.store import PENDING, Delivery, Store, StoreUnavailable
+from app.delivery.store import Delivery, Store, StoreUnavailable
 from app.delivery.waiters import OutcomeWaiters
 from app.destinations.base import Delivered, Destination
-from app.metrics import DEAD, DELIVERED, OK, RETRY, RelayMetrics
+from app.metrics import RelayMetrics
 from app.problems import Problem
+from app.status import SUCCESS_CODE, AttemptOutcome, DeliveryStatus
 
 log = structlog.get_logger("app.delivery")
 
@@ -255,8 +254,8 @@ class Dispatcher:
                 limit_per_minute=delivered.rate_limit,
                 remaining=delivered.rate_remaining,
             )
-            noted = self._noted(attempt, DELIVERED, OK)
-            outcome = Outcome(delivery, DELIVERED_STATUS, response=delivered.response, then=noted)
+            noted = self._noted(attempt, AttemptOutcome.DELIVERED, SUCCESS_CODE)
+            outcome = Outcome(delivery, DeliveryStatus.DELIVERED, response=delivered.response, then=noted)
             await self.outcomes.record(outcome)
         except asyncio.CancelledError:
             await asyncio.shield(self.outcomes.record(Outcome(delivery, RELEASE)))
@@ -265,8 +264,10 @@ class Dispatcher:
             log.exception("delivery_crashed", **attempt.fields())
             due = time.time() + self.policy.backoff(delivery.attempts)
             crashed = {"code": "internal_error", "detail": "the relay failed while sending"}
-            noted = self._noted(attempt, RETRY, "internal_error")
-            await self.outcomes.record(Outcome(delivery, PENDING, due_at=due, problem=crashed, then=noted))
+            noted = self._noted(attempt, AttemptOutcome.RETRY, "internal_error")
+            await self.outcomes.record(
+                Outcome(delivery, DeliveryStatus.PENDING, due_at=due, problem=crashed, then=noted)
+            )
         finally:
             slots.release()
 
@@ -283,11 +284,13 @@ class Dispatcher:
         now = time.time()
         due = self.policy.next_attempt(problem, delivery.attempts, delivery.created_at, now)
         if due is None:
-            noted = self._noted(attempt, DEAD, problem.code, detail=problem.detail)
-            await self.outcomes.record(Outcome(delivery, DEAD_STATUS, problem=doc, then=noted))
+            noted = self._noted(attempt, AttemptOutcome.DEAD, problem.code, detail=problem.detail)
+            await self.outcomes.record(Outcome(delivery, DeliveryStatus.DEAD, problem=doc, then=noted))
             return
-        noted = self._noted(attempt, RETRY, problem.code, retry_in=round(due - now, 3))
-        await self.outcomes.record(Outcome(delivery, PENDING, due_at=due, problem=doc, then=noted))
+        noted = self._noted(attempt, AttemptOutcome.RETRY, problem.code, retry_in=round(due - now, 3))
+        await self.outcomes.record(
+            Outcome(delivery, DeliveryStatus.PENDING, due_at=due, problem=doc, then=noted)
+        )
 
     def _noted(self, attempt: Attempt, outcome: str, code: str, **extra: Any) -> Callable[[bool], None]:
         """What to do once an attempt's outcome is recorded (perhaps after a store outage): if
@@ -298,11 +301,11 @@ class Dispatcher:
                 return
             attempt.record(self.metrics, outcome, code, **extra)
             delivery = attempt.delivery
-            if outcome == DELIVERED:
+            if outcome == AttemptOutcome.DELIVERED:
                 self.metrics.deliveries_delivered.labels(attempt.destination, delivery.mapping).inc()
-            elif outcome == DEAD:
+            elif outcome == AttemptOutcome.DEAD:
                 self.metrics.dead_letters.labels(attempt.destination, delivery.mapping, code).inc()
-            if outcome in (DELIVERED, DEAD):
+            if outcome in (AttemptOutcome.DELIVERED, AttemptOutcome.DEAD):
                 self.waiters.finished(delivery.id)
 
         return note
@@ -347,7 +350,7 @@ class Attempt:
         """Count the attempt and log its one line (a warning when it ends in the dead letters)."""
         metrics.delivery_attempts.labels(self.destination, outcome, code).inc()
         seconds = self.seconds if self.seconds is not None else time.perf_counter() - self.started
-        emit = log.warning if outcome == DEAD else log.info
+        emit = log.warning if outcome == AttemptOutcome.DEAD else log.info
         emit(
             "delivery",
             outcome=outcome,

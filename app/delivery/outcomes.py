@@ -19,7 +19,8 @@ from typing import Any
 
 import structlog
 
-from app.delivery.store import DEAD, DELIVERED, PENDING, Delivery, Store, StoreUnavailable
+from app.delivery.store import Delivery, Store, StoreUnavailable
+from app.status import DeliveryStatus
 
 log = structlog.get_logger("app.delivery")
 
@@ -42,11 +43,11 @@ class Outcome:
 
     async def record(self, store: Store) -> bool:
         """Record it; False when the lease was lost. ``StoreUnavailable`` when it could not."""
-        if self.status == DELIVERED:
+        if self.status == DeliveryStatus.DELIVERED:
             done = await store.mark_delivered(self.delivery, self.response or {})
-        elif self.status == PENDING:
+        elif self.status == DeliveryStatus.PENDING:
             done = await store.mark_retry(self.delivery, self.due_at, self.problem or {})
-        elif self.status == DEAD:
+        elif self.status == DeliveryStatus.DEAD:
             done = await store.mark_dead(self.delivery, self.problem or {})
         else:
             done = await store.release(self.delivery)

@@ -27,7 +27,6 @@ from redis.exceptions import RedisError
 
 from app.delivery import redis_scripts as scripts
 from app.delivery.store import (
-    DEAD,
     DeadLetterFilter,
     Delivery,
     EnqueueResult,
@@ -38,6 +37,7 @@ from app.delivery.store import (
 )
 from app.delivery.write_health import WriteHealth
 from app.destinations.base import OutboundRequest
+from app.status import DeliveryStatus
 
 SCHEMA_VERSION = 1
 SCAN_BATCH = 500  # dead letters read per round trip when filtering
@@ -197,7 +197,7 @@ class RedisStore:
         return await self._finish(delivery, "pending", due_at=due_at, problem=problem)
 
     async def mark_dead(self, delivery: Delivery, problem: dict[str, Any]) -> bool:
-        return await self._finish(delivery, DEAD, problem=problem)
+        return await self._finish(delivery, DeliveryStatus.DEAD, problem=problem)
 
     async def release(self, delivery: Delivery) -> bool:
         return await self._finish(delivery, "release")
@@ -256,7 +256,7 @@ class RedisStore:
     async def _dead(self, where: DeadLetterFilter) -> AsyncIterator[Delivery]:
         """Dead letters matching the filter, newest first."""
         if where.ids:
-            candidates = [d for d in await self.get_many(list(where.ids)) if d.status == DEAD]
+            candidates = [d for d in await self.get_many(list(where.ids)) if d.status == DeliveryStatus.DEAD]
             for delivery in sorted(candidates, key=lambda d: d.updated_at, reverse=True):
                 if _matches(delivery, where):
                     yield delivery
@@ -273,7 +273,7 @@ class RedisStore:
                 return
             offset += len(ids)
             for delivery in await self.get_many([_text(i) for i in ids if isinstance(i, bytes | str)]):
-                if delivery.status == DEAD and _matches(delivery, where):
+                if delivery.status == DeliveryStatus.DEAD and _matches(delivery, where):
                     yield delivery
 
     async def replay(self, where: DeadLetterFilter) -> int:

@@ -27,13 +27,6 @@ import orjson
 
 from app.delivery.key_index import MemoryKeys
 from app.delivery.store import (
-    DEAD,
-    DELIVERED,
-    DRY_RUN,
-    DUPLICATE,
-    IN_FLIGHT,
-    PENDING,
-    QUEUED,
     DeadLetterFilter,
     Delivery,
     EnqueueResult,
@@ -44,6 +37,7 @@ from app.delivery.store import (
 )
 from app.delivery.write_health import WriteHealth
 from app.destinations.base import OutboundRequest
+from app.status import DeliveryStatus, ResultStatus
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
@@ -105,7 +99,7 @@ COLUMNS = (
     "id, mapping, destination, event_id, request_id, method, path, body, status, attempts, due_at, "
     "lease_token, created_at, updated_at, last_problem, response"
 )
-ACTIVE = f"status IN ('{PENDING}', '{IN_FLIGHT}')"
+ACTIVE = f"status IN ('{DeliveryStatus.PENDING}', '{DeliveryStatus.IN_FLIGHT}')"
 INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, mapping, destination, event_id, request_id, method, path, "
     "body, status, attempts, due_at, created_at, updated_at, idem_key, idem_expires_at) "
@@ -246,8 +240,8 @@ class SqliteStore:
         if self.owner:
             # One relay serves an SQLite store: what was in flight when it stopped is due now.
             conn.execute(
-                f"UPDATE deliveries SET status = '{PENDING}', lease_token = NULL, due_at = ? "  # nosec B608 - interpolates module constants and ? marks, never input
-                f"WHERE status = '{IN_FLIGHT}'",
+                f"UPDATE deliveries SET status = '{DeliveryStatus.PENDING}', lease_token = NULL, due_at = ? "  # nosec B608 - interpolates module constants and ? marks, never input
+                f"WHERE status = '{DeliveryStatus.IN_FLIGHT}'",
                 (time.time(),),
             )
         self._keys.prepare(conn, load=self.owner)
@@ -366,7 +360,7 @@ class SqliteStore:
         now = time.time()
         duplicates = self._store(conn, [row for call in calls for row in call.rows(now)], now)
         results = {id(call): call.results(duplicates) for call in calls}
-        self._pending += sum(r.status == QUEUED for rs in results.values() for r in rs)
+        self._pending += sum(r.status == ResultStatus.QUEUED for rs in results.values() for r in rs)
         return results
 
     def _store(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], now: float) -> dict[str, str]:
@@ -424,7 +418,7 @@ class SqliteStore:
         def lease(conn: sqlite3.Connection) -> list[Delivery]:
             now = time.time()
             rows = conn.execute(
-                f"UPDATE deliveries SET status = '{IN_FLIGHT}', lease_token = ?, due_at = ?, "  # nosec B608 - interpolates module constants and ? marks, never input
+                f"UPDATE deliveries SET status = '{DeliveryStatus.IN_FLIGHT}', lease_token = ?, due_at = ?, "  # nosec B608 - interpolates module constants and ? marks, never input
                 "attempts = attempts + 1, updated_at = ? "
                 f"WHERE id IN (SELECT id FROM deliveries WHERE {ACTIVE} AND destination = ? "
                 "AND due_at <= ? ORDER BY due_at LIMIT ?) "
@@ -436,20 +430,20 @@ class SqliteStore:
         return await self._run(lease)
 
     async def mark_delivered(self, delivery: Delivery, response: dict[str, Any]) -> bool:
-        return await self._finish(delivery, DELIVERED, None, None, response)
+        return await self._finish(delivery, DeliveryStatus.DELIVERED, None, None, response)
 
     async def mark_retry(self, delivery: Delivery, due_at: float, problem: dict[str, Any]) -> bool:
-        return await self._finish(delivery, PENDING, due_at, problem, None)
+        return await self._finish(delivery, DeliveryStatus.PENDING, due_at, problem, None)
 
     async def mark_dead(self, delivery: Delivery, problem: dict[str, Any]) -> bool:
-        return await self._finish(delivery, DEAD, None, problem, None)
+        return await self._finish(delivery, DeliveryStatus.DEAD, None, problem, None)
 
     async def release(self, delivery: Delivery) -> bool:
         def release(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                f"UPDATE deliveries SET status = '{PENDING}', lease_token = NULL, due_at = ?, "  # nosec B608 - interpolates module constants and ? marks, never input
+                f"UPDATE deliveries SET status = '{DeliveryStatus.PENDING}', lease_token = NULL, due_at = ?, "  # nosec B608 - interpolates module constants and ? marks, never input
                 "attempts = MAX(attempts - 1, 0), updated_at = ? "
-                f"WHERE id = ? AND lease_token = ? AND status = '{IN_FLIGHT}'",
+                f"WHERE id = ? AND lease_token = ? AND status = '{DeliveryStatus.IN_FLIGHT}'",
                 (time.time(), time.time(), delivery.id, delivery.lease_token),
             )
             return cursor.rowcount == 1
@@ -469,14 +463,14 @@ class SqliteStore:
                 "UPDATE deliveries SET status = ?, due_at = ?, lease_token = NULL, updated_at = ?, "  # nosec B608 - interpolates module constants and ? marks, never input
                 "last_code = COALESCE(?, last_code), last_problem = COALESCE(?, last_problem), "
                 "response = COALESCE(?, response) "
-                f"WHERE id = ? AND lease_token = ? AND status = '{IN_FLIGHT}'",
+                f"WHERE id = ? AND lease_token = ? AND status = '{DeliveryStatus.IN_FLIGHT}'",
                 (
                     status, due_at, time.time(), problem.get("code") if problem else None,
                     _json(problem), _json(response), delivery.id, delivery.lease_token,
                 ),
             )  # fmt: skip
             done = cursor.rowcount == 1
-            if done and status != PENDING:
+            if done and status != DeliveryStatus.PENDING:
                 self._pending -= 1
             return done
 
@@ -525,8 +519,8 @@ class SqliteStore:
             clause, params = _dead_filter(where)
             now = time.time()
             cursor = conn.execute(
-                f"UPDATE deliveries SET status = '{PENDING}', attempts = 0, due_at = ?, updated_at = ?, "  # nosec B608 - interpolates module constants and ? marks, never input
-                f"lease_token = NULL WHERE {clause}",
+                f"UPDATE deliveries SET status = '{DeliveryStatus.PENDING}', attempts = 0, "  # nosec B608 - interpolates module constants and ? marks, never input
+                f"due_at = ?, updated_at = ?, lease_token = NULL WHERE {clause}",
                 [now, now, *params],
             )
             self._pending += cursor.rowcount
@@ -548,7 +542,8 @@ class SqliteStore:
                 f"SELECT destination, COUNT(*), MIN(created_at) FROM deliveries WHERE {ACTIVE} "  # nosec B608 - interpolates module constants and ? marks, never input
                 "GROUP BY destination"
             ).fetchall()
-            dead = conn.execute(f"SELECT COUNT(*) FROM deliveries WHERE status = '{DEAD}'").fetchone()[0]  # nosec B608 - interpolates module constants and ? marks, never input
+            count_dead = f"SELECT COUNT(*) FROM deliveries WHERE status = '{DeliveryStatus.DEAD}'"  # nosec B608 - interpolates module constants and ? marks, never input
+            dead = conn.execute(count_dead).fetchone()[0]
             return StoreStats(
                 pending={r[0]: r[1] for r in rows}, oldest_pending_at={r[0]: r[2] for r in rows}, dead=dead
             )
@@ -580,7 +575,8 @@ class SqliteStore:
             self._keys.prune(now)
             # a finished delivery stays while it holds a live idempotency key
             return conn.execute(
-                f"DELETE FROM deliveries WHERE status IN ('{DELIVERED}', '{DRY_RUN}') AND updated_at < ? "  # nosec B608 - interpolates module constants and ? marks, never input
+                f"DELETE FROM deliveries WHERE status IN ('{DeliveryStatus.DELIVERED}', "  # nosec B608 - interpolates module constants and ? marks, never input
+                f"'{DeliveryStatus.DRY_RUN}') AND updated_at < ? "
                 "AND (idem_expires_at IS NULL OR idem_expires_at <= ?)",
                 (delivered_before, now),
             ).rowcount
@@ -606,15 +602,16 @@ class _Enqueue:
         self.deliveries = deliveries
         self.max_pending = max_pending
         self.idempotency_ttl = idempotency_ttl
-        self.new_pending = sum(d.status == PENDING for d in deliveries)
+        self.new_pending = sum(d.status == DeliveryStatus.PENDING for d in deliveries)
 
     def rows(self, now: float) -> list[tuple[Any, ...]]:
         """The ``INSERT_DELIVERY`` parameters of each delivery."""
         expires_at = now + self.idempotency_ttl
+        pending = DeliveryStatus.PENDING
         return [
             (
                 d.id, d.mapping, d.destination, d.event_id, d.request_id, d.request.method, d.request.path,
-                orjson.dumps(d.request.body), d.status, now if d.status == PENDING else None, now, now,
+                orjson.dumps(d.request.body), d.status, now if d.status == pending else None, now, now,
                 key := _idempotency_key(d), None if key is None else expires_at,
             )
             for d in self.deliveries
@@ -623,9 +620,11 @@ class _Enqueue:
     def results(self, duplicates: dict[str, str]) -> list[EnqueueResult]:
         """What enqueue answers once the rows are stored, given the duplicates ``_store`` found."""
         return [
-            EnqueueResult(DUPLICATE, duplicates[d.id])
+            EnqueueResult(ResultStatus.DUPLICATE, duplicates[d.id])
             if d.id in duplicates
-            else EnqueueResult(QUEUED if d.status == PENDING else DRY_RUN, d.id)
+            else EnqueueResult(
+                ResultStatus.QUEUED if d.status == DeliveryStatus.PENDING else ResultStatus.DRY_RUN, d.id
+            )
             for d in self.deliveries
         ]
 
@@ -633,7 +632,7 @@ class _Enqueue:
         store, now = self.store, time.time()
         conn.execute("SAVEPOINT enqueue")
         results = self.results(store._store(conn, self.rows(now), now))
-        added = sum(r.status == QUEUED for r in results)
+        added = sum(r.status == ResultStatus.QUEUED for r in results)
         if added and store._pending + added > self.max_pending:
             # only now is it known: duplicates store nothing, so they must not be refused
             conn.execute("ROLLBACK TO enqueue")
@@ -694,7 +693,7 @@ def _idempotency_key(delivery: NewDelivery) -> str | None:
 
 
 def _dead_filter(where: DeadLetterFilter) -> tuple[str, list[Any]]:
-    clauses: list[str] = [f"status = '{DEAD}'"]
+    clauses: list[str] = [f"status = '{DeliveryStatus.DEAD}'"]
     params: list[Any] = []
     for column, value in (
         ("destination", where.destination),

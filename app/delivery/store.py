@@ -13,11 +13,7 @@ from typing import Any, Protocol
 
 from app.delivery.write_health import WriteHealth
 from app.destinations.base import OutboundRequest
-
-# Delivery statuses
-PENDING, IN_FLIGHT, DELIVERED, DEAD, DRY_RUN = "pending", "in_flight", "delivered", "dead", "dry_run"
-# What enqueue says of each delivery
-QUEUED, DUPLICATE = "queued", "duplicate"
+from app.status import DeliveryStatus
 
 
 @dataclass(slots=True)  # not frozen: built for every stored event, and frozen costs 2.5x
@@ -30,7 +26,7 @@ class NewDelivery:
     event_id: str | None
     request: OutboundRequest
     request_id: str | None = None
-    status: str = PENDING
+    status: str = DeliveryStatus.PENDING
 
 
 @dataclass(frozen=True)
@@ -65,7 +61,7 @@ class Delivery:
             "updated_at": self.updated_at,
             "endpoint": self.request.describe(),
         }
-        if self.status in (PENDING, IN_FLIGHT) and self.due_at is not None:
+        if self.status in (DeliveryStatus.PENDING, DeliveryStatus.IN_FLIGHT) and self.due_at is not None:
             doc["next_attempt_at"] = self.due_at
         if self.request_id:
             doc["request_id"] = self.request_id

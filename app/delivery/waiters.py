@@ -7,9 +7,10 @@ import contextlib
 import time
 from collections.abc import Sequence
 
-from app.delivery.store import DEAD, DELIVERED, DRY_RUN, Delivery, Store
+from app.delivery.store import Delivery, Store
+from app.status import DeliveryStatus
 
-FINAL = frozenset({DELIVERED, DEAD, DRY_RUN})
+FINAL = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.DEAD, DeliveryStatus.DRY_RUN})
 POLL_SECONDS = 0.5  # another replica may finish a delivery; look in the store this often
 
 

@@ -21,8 +21,9 @@ import httpx
 import pytest
 
 from app.delivery.sqlite import SqliteStore
-from app.delivery.store import DEAD, DELIVERED, PENDING, Delivery, NewDelivery
+from app.delivery.store import Delivery, NewDelivery
 from app.destinations.base import OutboundRequest
+from app.status import DeliveryStatus
 from tests.conftest import EXAMPLES
 from tests.e2e.relay_process import ROOT, RelayProcess
 from tests.fakes.zendesk import ERROR_BODIES, FakeZendesk
@@ -167,7 +168,7 @@ def test_list_json_lines_and_limit(db: Path) -> None:
     docs = [json.loads(line) for line in done.stdout.splitlines()]
     assert sorted(d["id"] for d in docs) == IDS
     doc = next(d for d in docs if d["id"] == "dl-a")
-    assert doc["status"] == DEAD and doc["attempts"] == 1
+    assert doc["status"] == DeliveryStatus.DEAD and doc["attempts"] == 1
     assert doc["last_problem"]["code"] == "destination_rejected"
     assert doc["dead_at"].endswith("Z")
     assert "body" not in doc
@@ -227,7 +228,7 @@ def test_show_prints_body_problem_and_upstream(db: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("{\n  ")  # indented
     doc = json.loads(done.stdout)
-    assert doc["id"] == "dl-a" and doc["status"] == DEAD
+    assert doc["id"] == "dl-a" and doc["status"] == DeliveryStatus.DEAD
     assert doc["body"] == body(LETTERS[0])
     assert doc["last_problem"]["detail"] == LETTERS[0].detail
     assert doc["last_problem"]["upstream"]["status"] == 400
@@ -261,11 +262,11 @@ def test_replay_by_id_makes_it_pending_again(db: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "replayed 1"
     after = get(db, *IDS)
-    assert after["dl-a"].status == PENDING
+    assert after["dl-a"].status == DeliveryStatus.PENDING
     assert after["dl-a"].attempts == 0
     assert after["dl-a"].due_at is not None and after["dl-a"].due_at <= time.time()
     assert after["dl-a"].request == before.request
-    assert after["dl-b"].status == DEAD and after["dl-c"].status == DEAD
+    assert after["dl-b"].status == DeliveryStatus.DEAD and after["dl-c"].status == DeliveryStatus.DEAD
     assert listed(db) == ["dl-b", "dl-c"]
 
 
@@ -275,21 +276,29 @@ def test_replay_several_ids_and_report_unknown_ones(db: Path) -> None:
     assert done.stdout.strip() == "replayed 2"
     assert "ghost" in done.stderr
     after = get(db, *IDS)
-    assert [after[i].status for i in IDS] == [PENDING, PENDING, DEAD]
+    assert [after[i].status for i in IDS] == [
+        DeliveryStatus.PENDING,
+        DeliveryStatus.PENDING,
+        DeliveryStatus.DEAD,
+    ]
 
 
 def test_replay_by_filter(db: Path) -> None:
     done = cli(db, "dlq", "replay", "--destination", "zendesk")
     assert (done.returncode, done.stdout.strip()) == (0, "replayed 2")
     after = get(db, *IDS)
-    assert [after[i].status for i in IDS] == [PENDING, PENDING, DEAD]
+    assert [after[i].status for i in IDS] == [
+        DeliveryStatus.PENDING,
+        DeliveryStatus.PENDING,
+        DeliveryStatus.DEAD,
+    ]
     assert after["dl-a"].attempts == after["dl-b"].attempts == 0
 
 
 def test_replay_all(db: Path) -> None:
     done = cli(db, "dlq", "replay", "--all")
     assert (done.returncode, done.stdout.strip()) == (0, "replayed 3")
-    assert {d.status for d in get(db, *IDS).values()} == {PENDING}
+    assert {d.status for d in get(db, *IDS).values()} == {DeliveryStatus.PENDING}
 
 
 def test_purge_by_id_and_by_filter(db: Path) -> None:
@@ -362,10 +371,10 @@ def test_the_cli_works_next_to_a_running_relay(fake_zendesk: FakeZendesk, tmp_pa
                 headers={"Authorization": "Bearer e2e-token"},
                 timeout=5,
             ).json()["status"]
-            if status == DELIVERED:
+            if status == DeliveryStatus.DELIVERED:
                 break
             time.sleep(0.05)
-        assert status == DELIVERED
+        assert status == DeliveryStatus.DELIVERED
         assert len(fake_zendesk.accepted) == 1
         assert listed(db) == []
     finally:

@@ -22,8 +22,9 @@ import pytest
 
 from app.delivery.redis_store import RedisStore
 from app.delivery.sqlite import SqliteStore, SqlKeys
-from app.delivery.store import PENDING, Delivery, NewDelivery, Store
+from app.delivery.store import Delivery, NewDelivery, Store
 from app.destinations.base import OutboundRequest
+from app.status import DeliveryStatus
 from tests.fakes.redis_server import RedisServer
 
 T = TypeVar("T")
@@ -98,7 +99,7 @@ def new(
     method: str = "POST",
     path: str = "/api/v2/events",
     request_id: str | None = None,
-    status: str = PENDING,
+    status: str = DeliveryStatus.PENDING,
     id: str | None = None,
 ) -> NewDelivery:
     """A NewDelivery with a fresh id (and a unique event id unless one is given)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from app.delivery.store import DUPLICATE, PENDING, QUEUED, EnqueueResult, Store
+from app.delivery.store import EnqueueResult, Store
+from app.status import DeliveryStatus, ResultStatus
 from tests.store.conftest import BIG, TTL, new, run
 
 
@@ -15,11 +16,11 @@ def test_200_concurrent_enqueues_all_succeed(store: Store) -> None:
         results = await asyncio.gather(
             *(s.enqueue(batch, max_pending=BIG, idempotency_ttl=TTL) for batch in batches)
         )
-        assert results == [[EnqueueResult(QUEUED, batch[0].id)] for batch in batches]
+        assert results == [[EnqueueResult(ResultStatus.QUEUED, batch[0].id)] for batch in batches]
         assert len({r[0].delivery_id for r in results}) == 200
         stored = await s.get_many([batch[0].id for batch in batches])
         assert len(stored) == 200
-        assert {d.status for d in stored} == {PENDING}
+        assert {d.status for d in stored} == {DeliveryStatus.PENDING}
         assert (await s.stats()).pending == {f"dest-{i}": 50 for i in range(4)}
 
     run(store, scenario)
@@ -33,12 +34,14 @@ def test_concurrent_enqueues_of_one_event_queue_exactly_one(store: Store) -> Non
             *(s.enqueue([d], max_pending=BIG, idempotency_ttl=TTL) for d in racers)
         )
         flat = [r for rs in results for r in rs]
-        queued = [r for r in flat if r.status == QUEUED]
+        queued = [r for r in flat if r.status == ResultStatus.QUEUED]
         assert len(queued) == 1
         winner = queued[0].delivery_id
         assert winner in {d.id for d in racers}
         assert sorted(flat, key=lambda r: r.status) == sorted(
-            [EnqueueResult(DUPLICATE, winner)] * 19 + [EnqueueResult(QUEUED, winner)], key=lambda r: r.status
+            [EnqueueResult(ResultStatus.DUPLICATE, winner)] * 19
+            + [EnqueueResult(ResultStatus.QUEUED, winner)],
+            key=lambda r: r.status,
         )
         assert [d.id for d in await s.get_many([d.id for d in racers])] == [winner]
         assert (await s.stats()).pending == {"zendesk": 1}

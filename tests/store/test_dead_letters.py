@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import time
 
-from app.delivery.store import (
-    DEAD,
-    DELIVERED,
-    DRY_RUN,
-    PENDING,
-    DeadLetterFilter,
-    Delivery,
-    Store,
-    StoreStats,
-)
+from app.delivery.store import DeadLetterFilter, Delivery, Store, StoreStats
+from app.status import DeliveryStatus
 from tests.store.conftest import BIG, TTL, new, run, tick
 
 
@@ -30,7 +22,7 @@ async def make_dead(s: Store, destination: str, mapping: str, code: str) -> Deli
     assert await s.mark_dead(leased[0], problem(code)) is True
     got = await s.get(d.id)
     assert got is not None
-    assert got.status == DEAD
+    assert got.status == DeliveryStatus.DEAD
     await tick()
     return got
 
@@ -100,7 +92,7 @@ def test_replay_moves_dead_letters_back_to_pending(store: Store) -> None:
         assert await s.replay(DeadLetterFilter(destination="zendesk")) == 2
         after = time.time()
         for d in await s.get_many([d1.id, d2.id]):
-            assert d.status == PENDING
+            assert d.status == DeliveryStatus.PENDING
             assert d.attempts == 0
             assert d.lease_token is None
             assert d.due_at is not None
@@ -147,7 +139,11 @@ def test_stats_counts_pending_and_in_flight_per_destination_and_dead(store: Stor
         await s.enqueue(z, max_pending=BIG, idempotency_ttl=TTL)
         await tick()
         y = [new(destination="yotpo") for _ in range(2)]
-        await s.enqueue([*y, new(destination="yotpo", status=DRY_RUN)], max_pending=BIG, idempotency_ttl=TTL)
+        await s.enqueue(
+            [*y, new(destination="yotpo", status=DeliveryStatus.DRY_RUN)],
+            max_pending=BIG,
+            idempotency_ttl=TTL,
+        )
         stored = {d.id: d for d in await s.get_many([d.id for d in (*z, *y)])}
 
         stats = await s.stats()
@@ -175,7 +171,7 @@ def test_stats_counts_pending_and_in_flight_per_destination_and_dead(store: Stor
 def test_cleanup_drops_finished_deliveries_older_than_the_cutoff(store: Store) -> None:
     async def scenario(s: Store) -> None:
         old = [new(), new()]
-        old_dry = new(status=DRY_RUN)
+        old_dry = new(status=DeliveryStatus.DRY_RUN)
         # keys that expire before the cutoff: a live key may keep its delivery (SQLite)
         await s.enqueue([*old, old_dry], max_pending=BIG, idempotency_ttl=0.001)
         leased = {d.id: d for d in await s.lease("zendesk", 10, 30.0)}
@@ -187,7 +183,7 @@ def test_cleanup_drops_finished_deliveries_older_than_the_cutoff(store: Store) -
         cutoff = time.time()
         await tick()
         recent = new(destination="yotpo")
-        recent_dry = new(status=DRY_RUN)
+        recent_dry = new(status=DeliveryStatus.DRY_RUN)
         await s.enqueue([recent, recent_dry], max_pending=BIG, idempotency_ttl=TTL)
         [leased_recent] = await s.lease("yotpo", 10, 30.0)
         assert await s.mark_delivered(leased_recent, {"status": 200}) is True
@@ -198,10 +194,10 @@ def test_cleanup_drops_finished_deliveries_older_than_the_cutoff(store: Store) -
         kept = {
             d.id: d.status for d in await s.get_many([old[1].id, still_pending.id, recent.id, recent_dry.id])
         }
-        assert kept[old[1].id] == DEAD  # dead letters wait for a replay or purge
-        assert kept[recent_dry.id] == DRY_RUN
-        assert kept[still_pending.id] == PENDING
-        assert kept[recent.id] == DELIVERED
+        assert kept[old[1].id] == DeliveryStatus.DEAD  # dead letters wait for a replay or purge
+        assert kept[recent_dry.id] == DeliveryStatus.DRY_RUN
+        assert kept[still_pending.id] == DeliveryStatus.PENDING
+        assert kept[recent.id] == DeliveryStatus.DELIVERED
         assert len(kept) == 4
         assert await s.cleanup(cutoff) == 0
 

@@ -6,19 +6,8 @@ import time
 
 import pytest
 
-from app.delivery.store import (
-    DEAD,
-    DELIVERED,
-    DRY_RUN,
-    DUPLICATE,
-    IN_FLIGHT,
-    PENDING,
-    DeadLetterFilter,
-    Delivery,
-    EnqueueResult,
-    Overloaded,
-    Store,
-)
+from app.delivery.store import DeadLetterFilter, Delivery, EnqueueResult, Overloaded, Store
+from app.status import DeliveryStatus, ResultStatus
 from tests.store.conftest import BIG, TTL, Backend, new, run
 
 BODY = {"text": "Grüße \x00 注文 🚀", "n": [1, 2.5, None, True]}
@@ -30,7 +19,7 @@ def test_everything_survives_a_restart(backend: Backend) -> None:
     delivered = new(destination="zendesk", mapping="orders", event_id="evt-d")
     dead = new(destination="zendesk", mapping="orders", event_id="evt-x")
     flying = new(destination="yotpo", mapping="reviews", event_id="evt-f", body=BODY)
-    dry = new(destination="zendesk", status=DRY_RUN, event_id="evt-dry")
+    dry = new(destination="zendesk", status=DeliveryStatus.DRY_RUN, event_id="evt-dry")
     all_ids = [d.id for d in (pending, retry, delivered, dead, flying, dry)]
     due = time.time() + 600
 
@@ -46,7 +35,7 @@ def test_everything_survives_a_restart(backend: Backend) -> None:
         return {d.id: d for d in await s.get_many(all_ids)}, in_flight
 
     before, in_flight = run(backend.make(), first_life)
-    assert before[flying.id].status == IN_FLIGHT
+    assert before[flying.id].status == DeliveryStatus.IN_FLIGHT
 
     async def second_life(s: Store) -> None:
         after = {d.id: d for d in await s.get_many(all_ids)}
@@ -61,15 +50,18 @@ def test_everything_survives_a_restart(backend: Backend) -> None:
         # Idempotency keys survive too.
         again = new(destination="zendesk", mapping="orders", event_id="evt-d")
         assert await s.enqueue([again], max_pending=BIG, idempotency_ttl=TTL) == [
-            EnqueueResult(DUPLICATE, delivered.id)
+            EnqueueResult(ResultStatus.DUPLICATE, delivered.id)
         ]
         stats = await s.stats()
         assert (stats.pending, stats.dead) == ({"zendesk": 2, "yotpo": 1}, 1)
-        assert (after[pending.id].status, after[retry.id].status) == (PENDING, PENDING)
+        assert (after[pending.id].status, after[retry.id].status) == (
+            DeliveryStatus.PENDING,
+            DeliveryStatus.PENDING,
+        )
 
         if backend.single_owner:
             was_flying = after[flying.id]
-            assert was_flying.status == PENDING
+            assert was_flying.status == DeliveryStatus.PENDING
             assert was_flying.lease_token is None
             assert was_flying.attempts == 1
             assert was_flying.request.body == BODY
@@ -83,8 +75,8 @@ def test_everything_survives_a_restart(backend: Backend) -> None:
         [zendesk_due] = await s.lease("zendesk", 10, 30.0)
         assert zendesk_due.id == pending.id  # the retry is not due for 10 minutes
         assert await s.mark_delivered(zendesk_due, {"status": 200}) is True
-        assert (await s.get(delivered.id)).status == DELIVERED  # type: ignore[union-attr]
-        assert (await s.get(dead.id)).status == DEAD  # type: ignore[union-attr]
+        assert (await s.get(delivered.id)).status == DeliveryStatus.DELIVERED  # type: ignore[union-attr]
+        assert (await s.get(dead.id)).status == DeliveryStatus.DEAD  # type: ignore[union-attr]
 
     run(backend.make(), second_life)
 

@@ -7,18 +7,9 @@ import time
 
 import pytest
 
-from app.delivery.store import (
-    DRY_RUN,
-    DUPLICATE,
-    PENDING,
-    QUEUED,
-    DeadLetterFilter,
-    EnqueueResult,
-    Overloaded,
-    Store,
-    StoreStats,
-)
+from app.delivery.store import DeadLetterFilter, EnqueueResult, Overloaded, Store, StoreStats
 from app.destinations.base import OutboundRequest
+from app.status import DeliveryStatus, ResultStatus
 from tests.store.conftest import BIG, TTL, WAIT_LIMIT, new, run
 
 BODY = {
@@ -51,7 +42,10 @@ def test_enqueue_queues_and_round_trips_every_field(store: Store) -> None:
         before = time.time()
         results = await s.enqueue([first, second], max_pending=BIG, idempotency_ttl=TTL)
         after = time.time()
-        assert results == [EnqueueResult(QUEUED, first.id), EnqueueResult(QUEUED, second.id)]
+        assert results == [
+            EnqueueResult(ResultStatus.QUEUED, first.id),
+            EnqueueResult(ResultStatus.QUEUED, second.id),
+        ]
 
         got = await s.get(first.id)
         assert got is not None
@@ -62,7 +56,7 @@ def test_enqueue_queues_and_round_trips_every_field(store: Store) -> None:
         assert got.request_id == "req-123"
         assert got.request == OutboundRequest("PATCH", "/api/v2/user_profiles/events?x=ä", BODY)
         assert got.request.body["event"]["properties"]["nul"] == "a\x00b"
-        assert got.status == PENDING
+        assert got.status == DeliveryStatus.PENDING
         assert got.attempts == 0
         assert got.lease_token is None
         assert got.last_problem is None
@@ -82,7 +76,7 @@ def test_enqueue_queues_and_round_trips_every_field(store: Store) -> None:
         assert other.event_id is None
         assert other.request_id is None
         assert other.request == OutboundRequest("PUT", "/api/v2/events", ["x\x00", "é"])
-        assert other.status == PENDING
+        assert other.status == DeliveryStatus.PENDING
 
     run(store, scenario)
 
@@ -98,22 +92,25 @@ def test_get_unknown_and_get_many_empty(store: Store) -> None:
 
 
 def test_dry_run_is_stored_but_never_leased(store: Store) -> None:
-    dry = new(status=DRY_RUN, destination="zendesk", body={"k": "v"})
+    dry = new(status=DeliveryStatus.DRY_RUN, destination="zendesk", body={"k": "v"})
     real = new(destination="zendesk")
 
     async def scenario(s: Store) -> None:
         results = await s.enqueue([dry, real], max_pending=BIG, idempotency_ttl=TTL)
-        assert results == [EnqueueResult(DRY_RUN, dry.id), EnqueueResult(QUEUED, real.id)]
+        assert results == [
+            EnqueueResult(DeliveryStatus.DRY_RUN, dry.id),
+            EnqueueResult(ResultStatus.QUEUED, real.id),
+        ]
         got = await s.get(dry.id)
         assert got is not None
-        assert got.status == DRY_RUN
+        assert got.status == DeliveryStatus.DRY_RUN
         assert got.request == OutboundRequest("POST", "/api/v2/events", {"k": "v"})
         assert got.attempts == 0
 
         leased = await s.lease("zendesk", 10, 30.0)
         assert [d.id for d in leased] == [real.id]
         assert await s.lease("zendesk", 10, 30.0) == []
-        assert (await s.get(dry.id)).status == DRY_RUN  # type: ignore[union-attr]
+        assert (await s.get(dry.id)).status == DeliveryStatus.DRY_RUN  # type: ignore[union-attr]
         stats = await s.stats()
         assert stats.pending == {"zendesk": 1}  # the leased one; the dry run is not pending
 
@@ -122,9 +119,9 @@ def test_dry_run_is_stored_but_never_leased(store: Store) -> None:
 
 def test_dry_run_only_store_has_nothing_due(store: Store) -> None:
     async def scenario(s: Store) -> None:
-        dry = new(status=DRY_RUN, destination="zendesk")
+        dry = new(status=DeliveryStatus.DRY_RUN, destination="zendesk")
         assert await s.enqueue([dry], max_pending=BIG, idempotency_ttl=TTL) == [
-            EnqueueResult(DRY_RUN, dry.id)
+            EnqueueResult(DeliveryStatus.DRY_RUN, dry.id)
         ]
         assert await s.next_due("zendesk") is None
         assert await s.lease("zendesk", 10, 30.0) == []
@@ -143,13 +140,13 @@ def test_same_mapping_and_event_id_is_a_duplicate_of_the_first(store: Store) -> 
 
     async def scenario(s: Store) -> None:
         assert await s.enqueue([first], max_pending=BIG, idempotency_ttl=TTL) == [
-            EnqueueResult(QUEUED, first.id)
+            EnqueueResult(ResultStatus.QUEUED, first.id)
         ]
         assert await s.enqueue([again], max_pending=BIG, idempotency_ttl=TTL) == [
-            EnqueueResult(DUPLICATE, first.id)
+            EnqueueResult(ResultStatus.DUPLICATE, first.id)
         ]
         assert await s.enqueue([third], max_pending=BIG, idempotency_ttl=TTL) == [
-            EnqueueResult(DUPLICATE, first.id)
+            EnqueueResult(ResultStatus.DUPLICATE, first.id)
         ]
         assert await s.get(again.id) is None
         assert await s.get(third.id) is None
@@ -169,9 +166,9 @@ def test_duplicate_within_one_enqueue_call(store: Store) -> None:
     async def scenario(s: Store) -> None:
         results = await s.enqueue([a, b, c], max_pending=BIG, idempotency_ttl=TTL)
         assert results == [
-            EnqueueResult(QUEUED, a.id),
-            EnqueueResult(DUPLICATE, a.id),
-            EnqueueResult(QUEUED, c.id),
+            EnqueueResult(ResultStatus.QUEUED, a.id),
+            EnqueueResult(ResultStatus.DUPLICATE, a.id),
+            EnqueueResult(ResultStatus.QUEUED, c.id),
         ]
         assert sorted(d.id for d in await s.get_many([a.id, b.id, c.id])) == sorted([a.id, c.id])
 
@@ -185,9 +182,15 @@ def test_different_mapping_same_event_id_is_not_a_duplicate(store: Store) -> Non
     c = new(mapping="orders-v2", event_id="evt-1", destination="zendesk")
 
     async def scenario(s: Store) -> None:
-        assert await s.enqueue([a], max_pending=BIG, idempotency_ttl=TTL) == [EnqueueResult(QUEUED, a.id)]
-        assert await s.enqueue([b], max_pending=BIG, idempotency_ttl=TTL) == [EnqueueResult(QUEUED, b.id)]
-        assert await s.enqueue([c], max_pending=BIG, idempotency_ttl=TTL) == [EnqueueResult(QUEUED, c.id)]
+        assert await s.enqueue([a], max_pending=BIG, idempotency_ttl=TTL) == [
+            EnqueueResult(ResultStatus.QUEUED, a.id)
+        ]
+        assert await s.enqueue([b], max_pending=BIG, idempotency_ttl=TTL) == [
+            EnqueueResult(ResultStatus.QUEUED, b.id)
+        ]
+        assert await s.enqueue([c], max_pending=BIG, idempotency_ttl=TTL) == [
+            EnqueueResult(ResultStatus.QUEUED, c.id)
+        ]
         assert len(await s.get_many([a.id, b.id, c.id])) == 3
 
     run(store, scenario)
@@ -199,9 +202,9 @@ def test_no_event_id_is_never_a_duplicate(store: Store) -> None:
 
     async def scenario(s: Store) -> None:
         results = await s.enqueue(batch, max_pending=BIG, idempotency_ttl=TTL)
-        assert results == [EnqueueResult(QUEUED, d.id) for d in batch]
+        assert results == [EnqueueResult(ResultStatus.QUEUED, d.id) for d in batch]
         assert await s.enqueue([later], max_pending=BIG, idempotency_ttl=TTL) == [
-            EnqueueResult(QUEUED, later.id)
+            EnqueueResult(ResultStatus.QUEUED, later.id)
         ]
         assert (await s.stats()).pending == {"zendesk": 4}
 
@@ -209,15 +212,15 @@ def test_no_event_id_is_never_a_duplicate(store: Store) -> None:
 
 
 def test_dry_run_is_remembered_for_idempotency(store: Store) -> None:
-    dry = new(mapping="orders", event_id="evt-1", status=DRY_RUN)
-    again = new(mapping="orders", event_id="evt-1", status=DRY_RUN)
+    dry = new(mapping="orders", event_id="evt-1", status=DeliveryStatus.DRY_RUN)
+    again = new(mapping="orders", event_id="evt-1", status=DeliveryStatus.DRY_RUN)
 
     async def scenario(s: Store) -> None:
         assert await s.enqueue([dry], max_pending=BIG, idempotency_ttl=TTL) == [
-            EnqueueResult(DRY_RUN, dry.id)
+            EnqueueResult(DeliveryStatus.DRY_RUN, dry.id)
         ]
         assert await s.enqueue([again], max_pending=BIG, idempotency_ttl=TTL) == [
-            EnqueueResult(DUPLICATE, dry.id)
+            EnqueueResult(ResultStatus.DUPLICATE, dry.id)
         ]
 
     run(store, scenario)
@@ -229,28 +232,31 @@ def test_after_the_ttl_the_same_key_is_queued_again(store: Store) -> None:
     async def scenario(s: Store) -> None:
         before = time.time()
         assert await s.enqueue([first], max_pending=BIG, idempotency_ttl=1.0) == [
-            EnqueueResult(QUEUED, first.id)
+            EnqueueResult(ResultStatus.QUEUED, first.id)
         ]
         early = new(mapping="orders", event_id="evt-ttl")
         [early_result] = await s.enqueue([early], max_pending=BIG, idempotency_ttl=1.0)
         if time.time() < before + 1.0:  # it ran while the key was live (a loaded machine may be slower)
-            assert early_result == EnqueueResult(DUPLICATE, first.id)
+            assert early_result == EnqueueResult(ResultStatus.DUPLICATE, first.id)
         else:
-            assert early_result in (EnqueueResult(DUPLICATE, first.id), EnqueueResult(QUEUED, early.id))
-        holder = first.id if early_result.status == DUPLICATE else early.id
+            assert early_result in (
+                EnqueueResult(ResultStatus.DUPLICATE, first.id),
+                EnqueueResult(ResultStatus.QUEUED, early.id),
+            )
+        holder = first.id if early_result.status == ResultStatus.DUPLICATE else early.id
         deadline = time.monotonic() + WAIT_LIMIT
         while True:
             await asyncio.sleep(0.02)
             later = new(mapping="orders", event_id="evt-ttl")
             [result] = await s.enqueue([later], max_pending=BIG, idempotency_ttl=TTL)
-            if result.status == QUEUED or time.monotonic() > deadline:
+            if result.status == ResultStatus.QUEUED or time.monotonic() > deadline:
                 break
-            assert result == EnqueueResult(DUPLICATE, holder)
-        assert result == EnqueueResult(QUEUED, later.id)
+            assert result == EnqueueResult(ResultStatus.DUPLICATE, holder)
+        assert result == EnqueueResult(ResultStatus.QUEUED, later.id)
         # The new delivery owns the key now, for its own (long) TTL.
         last = new(mapping="orders", event_id="evt-ttl")
         assert await s.enqueue([last], max_pending=BIG, idempotency_ttl=TTL) == [
-            EnqueueResult(DUPLICATE, later.id)
+            EnqueueResult(ResultStatus.DUPLICATE, later.id)
         ]
         assert len(await s.get_many([first.id, later.id])) == 2
 
@@ -262,11 +268,15 @@ def test_after_the_ttl_the_same_key_is_queued_again(store: Store) -> None:
 
 def test_overloaded_stores_nothing_from_that_call(store: Store) -> None:
     stored = [new(event_id=f"evt-{i}") for i in range(3)]
-    refused = [new(event_id="evt-new-a"), new(event_id="evt-new-b", status=DRY_RUN), new(event_id=None)]
+    refused = [
+        new(event_id="evt-new-a"),
+        new(event_id="evt-new-b", status=DeliveryStatus.DRY_RUN),
+        new(event_id=None),
+    ]
 
     async def scenario(s: Store) -> None:
         assert await s.enqueue(stored, max_pending=4, idempotency_ttl=TTL) == [
-            EnqueueResult(QUEUED, d.id) for d in stored
+            EnqueueResult(ResultStatus.QUEUED, d.id) for d in stored
         ]
         # 3 pending + 2 new pending > 4: refused as a whole, the dry run included.
         with pytest.raises(Overloaded) as caught:
@@ -276,10 +286,10 @@ def test_overloaded_stores_nothing_from_that_call(store: Store) -> None:
         assert await s.get_many([d.id for d in refused]) == []
         assert (await s.stats()).pending == {"zendesk": 3}
         # Nothing of the refused call was remembered: its event ids are new later on.
-        retry = [new(event_id="evt-new-a"), new(event_id="evt-new-b", status=DRY_RUN)]
+        retry = [new(event_id="evt-new-a"), new(event_id="evt-new-b", status=DeliveryStatus.DRY_RUN)]
         assert await s.enqueue(retry, max_pending=BIG, idempotency_ttl=TTL) == [
-            EnqueueResult(QUEUED, retry[0].id),
-            EnqueueResult(DRY_RUN, retry[1].id),
+            EnqueueResult(ResultStatus.QUEUED, retry[0].id),
+            EnqueueResult(DeliveryStatus.DRY_RUN, retry[1].id),
         ]
 
     run(store, scenario)
@@ -289,15 +299,15 @@ def test_bound_is_inclusive_and_counts_only_pending(store: Store) -> None:
     async def scenario(s: Store) -> None:
         two = [new(), new()]
         assert await s.enqueue(two, max_pending=2, idempotency_ttl=TTL) == [
-            EnqueueResult(QUEUED, d.id) for d in two
+            EnqueueResult(ResultStatus.QUEUED, d.id) for d in two
         ]
         with pytest.raises(Overloaded) as caught:
             await s.enqueue([new()], max_pending=2, idempotency_ttl=TTL)
         assert (caught.value.pending, caught.value.bound) == (2, 2)
         # Dry runs are kept only, never sent: they do not count against the bound.
-        dry = [new(status=DRY_RUN) for _ in range(5)]
+        dry = [new(status=DeliveryStatus.DRY_RUN) for _ in range(5)]
         assert await s.enqueue(dry, max_pending=2, idempotency_ttl=TTL) == [
-            EnqueueResult(DRY_RUN, d.id) for d in dry
+            EnqueueResult(DeliveryStatus.DRY_RUN, d.id) for d in dry
         ]
         # Other destinations share the bound.
         with pytest.raises(Overloaded):
@@ -322,7 +332,9 @@ def test_finished_deliveries_free_the_bound_and_retries_do_not(store: Store) -> 
         assert await s.mark_delivered(leased[1], {"status": 200}) is True
         assert await s.mark_dead(leased[2], {"code": "bad_request"}) is True
         one = new()
-        assert await s.enqueue([one], max_pending=3, idempotency_ttl=TTL) == [EnqueueResult(QUEUED, one.id)]
+        assert await s.enqueue([one], max_pending=3, idempotency_ttl=TTL) == [
+            EnqueueResult(ResultStatus.QUEUED, one.id)
+        ]
         assert (await s.stats()).pending == {"zendesk": 2}
         # A replayed dead letter is pending again and counts.
         assert await s.replay(DeadLetterFilter(ids=(leased[2].id,))) == 1
@@ -340,7 +352,7 @@ def test_duplicates_do_not_count_against_the_bound(store: Store) -> None:
     async def scenario(s: Store) -> None:
         await s.enqueue([first], max_pending=1, idempotency_ttl=TTL)
         assert await s.enqueue([again], max_pending=1, idempotency_ttl=TTL) == [
-            EnqueueResult(DUPLICATE, first.id)
+            EnqueueResult(ResultStatus.DUPLICATE, first.id)
         ]
 
     run(store, scenario)

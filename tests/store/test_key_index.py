@@ -10,8 +10,9 @@ from pathlib import Path
 
 from app.delivery.key_index import MemoryKeys
 from app.delivery.sqlite import SqliteStore, SqlKeys
-from app.delivery.store import DUPLICATE, QUEUED, EnqueueResult, Store
+from app.delivery.store import EnqueueResult, Store
 from app.ids import new_id
+from app.status import ResultStatus
 from tests.store.conftest import BIG, TTL, new, run
 
 
@@ -72,7 +73,9 @@ def test_a_key_that_only_shares_its_hash_with_a_live_key_is_not_a_duplicate(tmp_
         s._keys._held[hash("m1\x1fevt-b")] = s._keys._held[hash("m1\x1fevt-a")]
         return await s.enqueue([other], max_pending=BIG, idempotency_ttl=TTL)
 
-    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [EnqueueResult(QUEUED, other.id)]
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [
+        EnqueueResult(ResultStatus.QUEUED, other.id)
+    ]
 
 
 def test_the_sql_index_on_keys_is_dropped_when_they_move_to_memory(tmp_path: Path) -> None:
@@ -89,7 +92,7 @@ def test_the_sql_index_on_keys_is_dropped_when_they_move_to_memory(tmp_path: Pat
 
     run(SqliteStore(str(path), keys=SqlKeys()), enqueue_first)
     assert run(SqliteStore(str(path), keys=MemoryKeys()), enqueue_again) == [
-        EnqueueResult(DUPLICATE, first.id)
+        EnqueueResult(ResultStatus.DUPLICATE, first.id)
     ]
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute(key_index).fetchone() == (0,)

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from app.delivery.store import DEAD, DELIVERED, IN_FLIGHT, PENDING, Delivery, Store
+from app.delivery.store import Delivery, Store
+from app.status import DeliveryStatus
 from tests.store.conftest import BIG, TTL, lease_until, new, run
 
 PROBLEM = {"code": "upstream_unavailable", "status": 503, "detail": "Zendesk said 503 — réessayer"}
@@ -26,7 +27,7 @@ def test_lease_takes_due_deliveries_of_that_destination_only(store: Store) -> No
         after = time.time()
         assert sorted(d.id for d in leased) == sorted(d.id for d in zendesk)
         for d in leased:
-            assert d.status == IN_FLIGHT
+            assert d.status == DeliveryStatus.IN_FLIGHT
             assert d.attempts == 1
             assert d.destination == "zendesk"
             assert isinstance(d.lease_token, str)
@@ -34,7 +35,7 @@ def test_lease_takes_due_deliveries_of_that_destination_only(store: Store) -> No
             assert d.request.body == {"n": 1}
             stored = await s.get(d.id)
             assert stored is not None
-            assert stored.status == IN_FLIGHT
+            assert stored.status == DeliveryStatus.IN_FLIGHT
             assert stored.attempts == 1
             assert stored.lease_token == d.lease_token
             assert before <= stored.updated_at <= after
@@ -42,7 +43,7 @@ def test_lease_takes_due_deliveries_of_that_destination_only(store: Store) -> No
         assert await s.lease("nowhere", 10, 30.0) == []
         # yotpo's deliveries were not touched.
         for d in await s.get_many([d.id for d in yotpo]):
-            assert (d.status, d.attempts, d.lease_token) == (PENDING, 0, None)
+            assert (d.status, d.attempts, d.lease_token) == (DeliveryStatus.PENDING, 0, None)
         assert sorted(d.id for d in await s.lease("yotpo", 10, 30.0)) == sorted(d.id for d in yotpo)
 
     run(store, scenario)
@@ -92,7 +93,7 @@ def test_expired_lease_is_leased_again_with_a_new_token(store: Store) -> None:
         else:  # a loaded machine took over a second, so the lease had run out
             [second] = again
         assert second.id == d.id
-        assert second.status == IN_FLIGHT
+        assert second.status == DeliveryStatus.IN_FLIGHT
         assert second.attempts == 2
         assert second.lease_token is not None
         assert second.lease_token != first.lease_token
@@ -112,7 +113,7 @@ def test_mark_delivered_records_the_response(store: Store) -> None:
         after = time.time()
         got = await s.get(d.id)
         assert got is not None
-        assert got.status == DELIVERED
+        assert got.status == DeliveryStatus.DELIVERED
         assert got.response == RESPONSE
         assert got.lease_token is None
         assert got.attempts == 1
@@ -124,7 +125,7 @@ def test_mark_delivered_records_the_response(store: Store) -> None:
         # The lease is used up: a second outcome is refused.
         assert await s.mark_delivered(leased, RESPONSE) is False
         assert await s.mark_dead(leased, PROBLEM) is False
-        assert (await s.get(d.id)).status == DELIVERED  # type: ignore[union-attr]
+        assert (await s.get(d.id)).status == DeliveryStatus.DELIVERED  # type: ignore[union-attr]
 
     run(store, scenario)
 
@@ -138,7 +139,7 @@ def test_mark_dead_records_the_problem(store: Store) -> None:
         assert await s.mark_dead(leased, PROBLEM) is True
         got = await s.get(d.id)
         assert got is not None
-        assert got.status == DEAD
+        assert got.status == DeliveryStatus.DEAD
         assert got.last_problem == PROBLEM
         assert got.lease_token is None
         assert got.attempts == 1
@@ -146,7 +147,7 @@ def test_mark_dead_records_the_problem(store: Store) -> None:
         stats = await s.stats()
         assert (stats.pending, stats.dead) == ({}, 1)
         assert await s.mark_retry(leased, time.time(), PROBLEM) is False
-        assert (await s.get(d.id)).status == DEAD  # type: ignore[union-attr]
+        assert (await s.get(d.id)).status == DeliveryStatus.DEAD  # type: ignore[union-attr]
 
     run(store, scenario)
 
@@ -161,7 +162,7 @@ def test_mark_retry_with_a_future_due_at(store: Store) -> None:
         assert await s.mark_retry(leased, due, PROBLEM) is True
         got = await s.get(d.id)
         assert got is not None
-        assert got.status == PENDING
+        assert got.status == DeliveryStatus.PENDING
         assert got.due_at == due
         assert got.last_problem == PROBLEM
         assert got.lease_token is None
@@ -203,7 +204,12 @@ OUTCOMES: dict[str, Outcome] = {
     "dead": lambda s, d: s.mark_dead(d, PROBLEM),
     "release": lambda s, d: s.release(d),
 }
-EXPECTED_STATUS = {"delivered": DELIVERED, "retry": PENDING, "dead": DEAD, "release": PENDING}
+EXPECTED_STATUS = {
+    "delivered": DeliveryStatus.DELIVERED,
+    "retry": DeliveryStatus.PENDING,
+    "dead": DeliveryStatus.DEAD,
+    "release": DeliveryStatus.PENDING,
+}
 
 
 @pytest.mark.parametrize("outcome", list(OUTCOMES))
@@ -218,7 +224,11 @@ def test_outcome_with_a_stale_lease_is_refused(store: Store, outcome: str) -> No
         assert await OUTCOMES[outcome](s, stale) is False
         got = await s.get(d.id)
         assert got is not None
-        assert (got.status, got.lease_token, got.attempts) == (IN_FLIGHT, current.lease_token, 2)
+        assert (got.status, got.lease_token, got.attempts) == (
+            DeliveryStatus.IN_FLIGHT,
+            current.lease_token,
+            2,
+        )
         assert got.last_problem is None
         assert got.response is None
         assert await OUTCOMES[outcome](s, current) is True
@@ -256,7 +266,7 @@ def test_release_makes_it_due_now_without_counting_an_attempt(store: Store) -> N
         after = time.time()
         got = await s.get(d.id)
         assert got is not None
-        assert (got.status, got.lease_token, got.attempts) == (PENDING, None, 0)
+        assert (got.status, got.lease_token, got.attempts) == (DeliveryStatus.PENDING, None, 0)
         assert got.due_at is not None
         assert before <= got.due_at <= after
         next_due = await s.next_due("zendesk")
@@ -319,7 +329,7 @@ def test_outcome_after_expiry_is_kept_while_nobody_else_leased_it(store: Store) 
         assert await s.mark_delivered(slow, RESPONSE) is True
         got = await s.get(d.id)
         assert got is not None
-        assert (got.status, got.response, got.attempts) == (DELIVERED, RESPONSE, 1)
+        assert (got.status, got.response, got.attempts) == (DeliveryStatus.DELIVERED, RESPONSE, 1)
         assert await s.lease("zendesk", 10, 30.0) == []
 
     run(store, scenario)

@@ -12,15 +12,8 @@ from typing import Any
 import pytest
 
 from app.delivery.sqlite import SqliteStore, SqlKeys
-from app.delivery.store import (
-    DUPLICATE,
-    QUEUED,
-    DeadLetterFilter,
-    EnqueueResult,
-    Overloaded,
-    Store,
-    StoreUnavailable,
-)
+from app.delivery.store import DeadLetterFilter, EnqueueResult, Overloaded, Store, StoreUnavailable
+from app.status import ResultStatus
 from tests.store.conftest import BIG, TTL, new, run
 
 
@@ -67,7 +60,7 @@ def test_group_commit_groups_concurrent_writes(tmp_path: Path) -> None:
         results = await asyncio.gather(
             *(s.enqueue([new()], max_pending=BIG, idempotency_ttl=TTL) for _ in range(100))
         )
-        assert [r[0].status for r in results] == [QUEUED] * 100
+        assert [r[0].status for r in results] == [ResultStatus.QUEUED] * 100
         return opened, s.batches[opened:]
 
     opened, batches = run(store, scenario)
@@ -106,7 +99,7 @@ def test_concurrent_enqueues_are_inserted_together(tmp_path: Path) -> None:
         return await in_one_batch(s, [[new(), new()] for _ in range(50)])
 
     results = run(store, scenario)
-    assert all(r.status == QUEUED for rs in results for r in rs)
+    assert all(r.status == ResultStatus.QUEUED for rs in results for r in rs)
     assert len({r.delivery_id for rs in results for r in rs}) == 100
     inserts = [sql for sql in store.statements if sql.startswith("INSERT INTO deliveries")]
     assert len(inserts) == 4  # 100 rows, 32 to a statement
@@ -127,8 +120,8 @@ def test_a_duplicate_among_concurrent_enqueues_is_left_out_of_their_insert(tmp_p
         return await in_one_batch(s, [[new(mapping="orders", event_id=f"evt-{i}")] for i in range(1, 40)])
 
     results = run(store, scenario)
-    assert results[0] == [EnqueueResult(DUPLICATE, first.id)]
-    assert all(rs[0].status == QUEUED for rs in results[1:])
+    assert results[0] == [EnqueueResult(ResultStatus.DUPLICATE, first.id)]
+    assert all(rs[0].status == ResultStatus.QUEUED for rs in results[1:])
     # the keys' holders found in one or two statements (SqlKeys: 32 keys to one; MemoryKeys:
     # one read to confirm the duplicate's holder); the 38 others inserted in two statements
     assert 1 <= sum(sql.startswith("SELECT idem_key") for sql in store.statements) <= 2
@@ -280,8 +273,8 @@ def _the_live_key_holds_and_the_expired_one_is_free(path: Path) -> None:
         return await s.enqueue([again_live, again_gone], max_pending=BIG, idempotency_ttl=TTL)
 
     assert run(SqliteStore(str(path)), scenario) == [
-        EnqueueResult(DUPLICATE, "live"),
-        EnqueueResult(QUEUED, again_gone.id),
+        EnqueueResult(ResultStatus.DUPLICATE, "live"),
+        EnqueueResult(ResultStatus.QUEUED, again_gone.id),
     ]
     assert _query(path, "SELECT version FROM schema_version") == [(3,)]
 
@@ -334,7 +327,9 @@ def test_a_finished_delivery_stays_while_its_key_is_live(tmp_path: Path) -> None
         assert await s.cleanup(time.time() + 60) == 0
         return await s.enqueue([again], max_pending=BIG, idempotency_ttl=TTL)
 
-    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [EnqueueResult(DUPLICATE, first.id)]
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [
+        EnqueueResult(ResultStatus.DUPLICATE, first.id)
+    ]
 
 
 def test_purging_a_dead_letter_forgets_its_key(tmp_path: Path) -> None:
@@ -348,7 +343,9 @@ def test_purging_a_dead_letter_forgets_its_key(tmp_path: Path) -> None:
         assert await s.purge(DeadLetterFilter()) == 1
         return await s.enqueue([again], max_pending=BIG, idempotency_ttl=TTL)
 
-    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [EnqueueResult(QUEUED, again.id)]
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [
+        EnqueueResult(ResultStatus.QUEUED, again.id)
+    ]
 
 
 def _version_2_store(path: Path, now: float) -> None:
@@ -399,14 +396,14 @@ def test_the_latest_holder_of_a_key_holds_it_after_a_restart(tmp_path: Path) -> 
         await s.enqueue([first], max_pending=BIG, idempotency_ttl=0.001)
         await asyncio.sleep(0.01)
         assert await s.enqueue([second], max_pending=BIG, idempotency_ttl=TTL) == [
-            EnqueueResult(QUEUED, second.id)
+            EnqueueResult(ResultStatus.QUEUED, second.id)
         ]
 
     async def second_life(s: Store) -> list[EnqueueResult]:
         return await s.enqueue([third], max_pending=BIG, idempotency_ttl=TTL)
 
     run(SqliteStore(path), first_life)
-    assert run(SqliteStore(path), second_life) == [EnqueueResult(DUPLICATE, second.id)]
+    assert run(SqliteStore(path), second_life) == [EnqueueResult(ResultStatus.DUPLICATE, second.id)]
 
 
 def test_a_write_that_fails_gives_its_keys_back(tmp_path: Path) -> None:
@@ -424,7 +421,12 @@ def test_a_write_that_fails_gives_its_keys_back(tmp_path: Path) -> None:
         results = await s.enqueue([*again, new(event_id="evt-kept")], max_pending=BIG, idempotency_ttl=TTL)
         return [r.status for r in results]
 
-    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [QUEUED, QUEUED, QUEUED, DUPLICATE]
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [
+        ResultStatus.QUEUED,
+        ResultStatus.QUEUED,
+        ResultStatus.QUEUED,
+        ResultStatus.DUPLICATE,
+    ]
 
 
 def test_a_refused_enqueue_holds_no_key(tmp_path: Path) -> None:
@@ -436,7 +438,9 @@ def test_a_refused_enqueue_holds_no_key(tmp_path: Path) -> None:
             await s.enqueue([first], max_pending=0, idempotency_ttl=TTL)
         return await s.enqueue([again], max_pending=BIG, idempotency_ttl=TTL)
 
-    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [EnqueueResult(QUEUED, again.id)]
+    assert run(SqliteStore(str(tmp_path / "relay.db")), scenario) == [
+        EnqueueResult(ResultStatus.QUEUED, again.id)
+    ]
 
 
 def test_a_dead_letter_purged_by_another_process_frees_its_key(tmp_path: Path) -> None:
@@ -461,7 +465,7 @@ def test_a_dead_letter_purged_by_another_process_frees_its_key(tmp_path: Path) -
         finally:
             await relay.close()
 
-    assert asyncio.run(scenario()) == [EnqueueResult(QUEUED, again.id)]
+    assert asyncio.run(scenario()) == [EnqueueResult(ResultStatus.QUEUED, again.id)]
 
 
 def test_keys_looked_up_in_sql_have_their_index(tmp_path: Path) -> None:
@@ -476,8 +480,8 @@ def test_keys_looked_up_in_sql_have_their_index(tmp_path: Path) -> None:
         return await s.enqueue([again_live, again_gone], max_pending=BIG, idempotency_ttl=TTL)
 
     assert run(SqliteStore(str(path), keys=SqlKeys()), scenario) == [
-        EnqueueResult(DUPLICATE, "live"),
-        EnqueueResult(QUEUED, again_gone.id),
+        EnqueueResult(ResultStatus.DUPLICATE, "live"),
+        EnqueueResult(ResultStatus.QUEUED, again_gone.id),
     ]
     assert _query(path, key_index) == [(1,)]
     assert _query(path, "SELECT version FROM schema_version") == [(3,)]

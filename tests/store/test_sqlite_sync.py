@@ -13,7 +13,8 @@ import pytest
 
 from app.delivery import sqlite as sqlite_module
 from app.delivery.sqlite import SqliteStore
-from app.delivery.store import QUEUED, Store, StoreUnavailable
+from app.delivery.store import Store, StoreUnavailable
+from app.status import ResultStatus
 from tests.store.conftest import BIG, TTL, new, run
 
 
@@ -72,7 +73,7 @@ def test_a_write_lock_held_elsewhere_delays_the_batch_without_stopping_the_loop(
 
     waiting, status, pending = run(SqliteStore(str(path)), scenario)
     assert waiting >= 10  # the loop went on while the batch waited for the lock
-    assert (status, pending) == (QUEUED, 1)
+    assert (status, pending) == (ResultStatus.QUEUED, 1)
 
 
 def test_a_write_lock_held_too_long_answers_store_unavailable_and_stores_nothing(
@@ -87,7 +88,7 @@ def test_a_write_lock_held_too_long_answers_store_unavailable_and_stores_nothing
         after = await s.enqueue([new()], max_pending=BIG, idempotency_ttl=TTL)
         return after[0].status, sum((await s.stats()).pending.values())
 
-    assert run(SqliteStore(str(path)), scenario) == (QUEUED, 1)
+    assert run(SqliteStore(str(path)), scenario) == (ResultStatus.QUEUED, 1)
 
 
 def test_checkpoints_keep_the_log_from_growing_with_the_commits(tmp_path: Path) -> None:

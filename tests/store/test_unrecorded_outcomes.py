@@ -8,7 +8,7 @@ from pathlib import Path
 
 from app.delivery.outcomes import RELEASE, Outcome, UnrecordedOutcomes
 from app.delivery.sqlite import SqliteStore
-from app.delivery.store import DELIVERED, IN_FLIGHT, PENDING
+from app.status import DeliveryStatus
 from tests.store.conftest import BIG, TTL, new
 
 
@@ -22,7 +22,7 @@ def test_kept_outcomes_are_recorded_at_once_when_the_store_works_again(tmp_path:
         recorder = asyncio.create_task(outcomes.run())
         await store.close()  # the store fails
         noted: list[bool] = []
-        delivered = Outcome(sent, DELIVERED, response={"status": 202}, then=noted.append)
+        delivered = Outcome(sent, DeliveryStatus.DELIVERED, response={"status": 202}, then=noted.append)
         assert await outcomes.record(delivered) is False
         assert await outcomes.record(Outcome(unsent, RELEASE)) is False
         assert len(outcomes) == 2 and noted == []
@@ -35,8 +35,11 @@ def test_kept_outcomes_are_recorded_at_once_when_the_store_works_again(tmp_path:
         recorder.cancel()
         assert noted == [True]
         found = {d.id: d for d in await store.get_many([sent.id, unsent.id])}
-        assert found[sent.id].status == DELIVERED
-        assert (found[unsent.id].status, found[unsent.id].attempts) == (PENDING, 0)  # given back uncounted
+        assert found[sent.id].status == DeliveryStatus.DELIVERED
+        assert (found[unsent.id].status, found[unsent.id].attempts) == (
+            DeliveryStatus.PENDING,
+            0,
+        )  # given back uncounted
         await store.close()
 
     asyncio.run(main())
@@ -53,7 +56,9 @@ def test_a_kept_delivery_leased_again_is_recorded_under_its_new_lease_not_sent(t
         outcomes = UnrecordedOutcomes(store)
         await store.close()
         noted: list[bool] = []
-        await outcomes.record(Outcome(sent, DELIVERED, response={"status": 202}, then=noted.append))
+        await outcomes.record(
+            Outcome(sent, DeliveryStatus.DELIVERED, response={"status": 202}, then=noted.append)
+        )
         await outcomes.record(Outcome(unsent, RELEASE))
         await store.open()
         await asyncio.sleep(0.1)  # both leases run out
@@ -63,8 +68,8 @@ def test_a_kept_delivery_leased_again_is_recorded_under_its_new_lease_not_sent(t
         await outcomes.flush()
         assert noted == [True] and not outcomes
         found = {d.id: d for d in await store.get_many([sent.id, unsent.id])}
-        assert found[sent.id].status == DELIVERED
-        assert found[unsent.id].status == IN_FLIGHT  # leased to be sent now
+        assert found[sent.id].status == DeliveryStatus.DELIVERED
+        assert found[unsent.id].status == DeliveryStatus.IN_FLIGHT  # leased to be sent now
         await store.close()
 
     asyncio.run(main())
