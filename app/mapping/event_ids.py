@@ -11,6 +11,7 @@ on every request), while ``xdm.timestamp`` (to the millisecond) tells two events
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -44,7 +45,12 @@ def derived_event_id(event: dict[str, Any]) -> str:
     """A UUID made from the SHA-256 of the event's ``xdm`` and ``data`` as canonical JSON
     (keys sorted, no whitespace): its first 128 bits, with RFC 9562's version 8 and variant
     bits set (the name-based SHA-256 UUID of RFC 9562, appendix B.2)."""
-    canonical = orjson.dumps({"data": event.get("data"), "xdm": event.get("xdm")}, option=_CANONICAL)
+    content = {"data": event.get("data"), "xdm": event.get("xdm")}
+    try:
+        canonical = orjson.dumps(content, option=_CANONICAL)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (RELAY_MAX_JSON_DEPTH > 254)
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        canonical = text.encode("utf-8", "surrogatepass")
     digest = bytearray(hashlib.sha256(canonical).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
     digest[8] = (digest[8] & 0x3F) | 0x80  # variant 10

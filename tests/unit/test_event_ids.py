@@ -78,6 +78,19 @@ def test_every_captured_web_sdk_event_gets_its_own_id() -> None:
     assert len(ids) == len(list(ALLOY.glob("*.json"))) == 5
 
 
+def test_an_event_nested_deeper_than_orjson_writes_still_gets_a_stable_id() -> None:
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(400):  # RELAY_MAX_JSON_DEPTH may be up to 512; orjson writes 254 levels
+        inner["a"] = {}
+        inner = inner["a"]
+    event = {"xdm": {"eventType": "x", "deep": deep}, "data": {}, "meta": {}}
+    before = derived_event_id(event)
+    assert derived_event_id(copy.deepcopy(event)) == before
+    inner["b"] = 1
+    assert derived_event_id(event) != before
+
+
 @pytest.mark.parametrize(
     ("expression", "expected"),
     [
