@@ -1,6 +1,6 @@
 """An event's id, the idempotency key of its deliveries: what the mapping's ``event_id`` gives,
-or, when that is null or empty (Adobe's Web SDK sends no ``xdm._id``), one derived from the
-event's content.
+or, when it has none or that is null or empty (Adobe's Web SDK sends no ``xdm._id``), one
+derived from the event's content.
 
 The derived id hashes the event's ``xdm`` and ``data``, not its ``meta``: ``meta`` describes
 the request, not the event, and changes from one send to the next (the Web SDK's
