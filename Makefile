@@ -18,9 +18,11 @@ $(BIN)/aep-relay: pyproject.toml
 run: $(BIN)/aep-relay
 	$(BIN)/aep-relay serve --host 0.0.0.0 --port $(PORT)
 
-# Debian packages the tests use (a real redis-server, chromium for the browser tests),
+# Debian packages the tests use (a real redis-server, chromium for the browser tests, npm for
+# Adobe's Web SDK and openssl for its fake Edge's certificate in tests/alloy),
 # installed with apt-get only when missing; without root, say which are missing and stop.
-SYSTEM_PACKAGES := redis-server:redis-server chromium:/usr/bin/chromium fonts-dejavu-core:/usr/share/fonts/truetype/dejavu
+SYSTEM_PACKAGES := redis-server:redis-server chromium:/usr/bin/chromium fonts-dejavu-core:/usr/share/fonts/truetype/dejavu \
+	npm:npm openssl:openssl
 system-deps:
 	@missing=""; for entry in $(SYSTEM_PACKAGES); do pkg=$${entry%%:*}; probe=$${entry#*:}; \
 		{ command -v "$$probe" >/dev/null || [ -e "$$probe" ]; } || missing="$$missing $$pkg"; done; \
@@ -35,7 +37,14 @@ system-deps:
 # browser), so three workers beat two even on a 2-core machine; set 0 to run serially.
 TEST_WORKERS ?= 3
 
-test: $(BIN)/aep-relay system-deps
+# Adobe's Web SDK for tests/alloy, from npm as its package-lock.json pins it (no install scripts:
+# the tests load alloy's prebuilt standalone file and run nothing else of the package).
+ALLOY := tests/alloy/node_modules/@adobe/alloy/package.json
+$(ALLOY): tests/alloy/package-lock.json | system-deps
+	cd tests/alloy && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: $(BIN)/aep-relay system-deps $(ALLOY)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
@@ -50,9 +59,9 @@ lint: $(BIN)/aep-relay
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache tests/alloy/node_modules
 
-# The browser tests (tests/ui) drive Debian's chromium through Playwright (never
+# The browser tests (tests/ui, tests/alloy) drive Debian's chromium through Playwright (never
 # `playwright install`, which downloads its own browser): system-deps installs it.
 # Longer fuzzing than `make test` does: schemathesis on every route, hypothesis on parser and renderer.
 FUZZ_EXAMPLES ?= 1000

@@ -24,6 +24,7 @@ from app.delivery.store import (
 )
 from app.destinations.base import Destination, OutboundRequest, Violation
 from app.ids import new_id
+from app.mapping.event_ids import identify
 from app.mapping.expressions import ExpressionError
 from app.mapping.loader import Mapping, MappingSet
 from app.mapping.templates import RenderError
@@ -50,6 +51,7 @@ class Outcome:
     mapping: str | None = None
     destination: str | None = None
     event_id: str | None = None
+    event_id_source: str | None = None  # "mapping" or "derived" (app.mapping.event_ids)
     request: OutboundRequest | None = None
     violations: tuple[Violation, ...] = ()
     warnings: tuple[Violation, ...] = ()
@@ -67,6 +69,8 @@ class Outcome:
             doc["destination"] = self.destination
         if self.event_id is not None:
             doc["event_id"] = self.event_id
+        if self.event_id_source is not None:
+            doc["event_id_source"] = self.event_id_source
         if self.delivery_id is not None:
             doc["delivery_id"] = self.delivery_id
         if self.response:
@@ -147,11 +151,12 @@ def plan_one(
     observe_render: RenderObserver | None = None,
 ) -> Outcome | None:
     """Plan one (event, mapping) pair: ``None`` when the mapping does not apply."""
-    event_id = None
+    event_id: str | None = None
+    source: str | None = None
     try:
         if check_when and not mapping.applies_to(event):
             return None  # the common case, so nothing is built before this
-        event_id = _event_id(mapping, event)
+        event_id, source = identify(mapping, event)
         started = time.perf_counter()
         body = mapping.render(event)
         if observe_render is not None:
@@ -161,7 +166,7 @@ def plan_one(
     except (ExpressionError, RenderError) as exc:
         where = f"body.{exc.path}" if isinstance(exc, RenderError) and exc.path else None
         problem = _problem(mapping, event_id, "mapping_error", str(exc), field=where)
-        return _outcome(index, mapping, event_id, ResultStatus.REJECTED, problem=problem)
+        return _outcome(index, mapping, event_id, source, ResultStatus.REJECTED, problem=problem)
     request, found = destinations[mapping.destination].prepare(body, mapping.endpoint, params)
     violations = [v for v in found if not v.warning]
     warnings = tuple(v for v in found if v.warning)
@@ -177,33 +182,30 @@ def plan_one(
             index,
             mapping,
             event_id,
+            source,
             ResultStatus.REJECTED,
             request=request,
             violations=tuple(violations),
             warnings=warnings,
             problem=problem,
         )
-    return _outcome(index, mapping, event_id, ResultStatus.PLANNED, request=request, warnings=warnings)
+    return _outcome(
+        index, mapping, event_id, source, ResultStatus.PLANNED, request=request, warnings=warnings
+    )
 
 
-def _outcome(index: int, mapping: Mapping, event_id: str | None, status: str, **fields: Any) -> Outcome:
+def _outcome(
+    index: int, mapping: Mapping, event_id: str | None, source: str | None, status: str, **fields: Any
+) -> Outcome:
     return Outcome(
         event_index=index,
         status=status,
         mapping=mapping.name,
         destination=mapping.destination,
         event_id=event_id,
+        event_id_source=source,
         **fields,
     )
-
-
-def _event_id(mapping: Mapping, event: Event) -> str | None:
-    if mapping.event_id is None:
-        return None
-    value = mapping.event_id.search(event)
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, str) else str(value)
 
 
 def _problem(mapping: Mapping, event_id: str | None, code: str, detail: str, **extensions: Any) -> Problem:

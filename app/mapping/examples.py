@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import orjson
 
 from app.destinations.base import Destination
+from app.mapping.event_ids import identify
 from app.mapping.expressions import ExpressionError
 from app.mapping.loader import Mapping, MappingIssue, MappingSet
 from app.mapping.templates import RenderError
@@ -62,8 +63,7 @@ def check_example(mapping: Mapping, index: int, destinations: AbcMapping[str, De
             return fail("`when` does not match the input")
         body = mapping.render(event)
         params = {key: render(event) for key, render in mapping.endpoint_params.items()}
-        if mapping.event_id is not None:
-            params.setdefault("event_id", mapping.event_id.search(event))
+        params.setdefault("event_id", identify(mapping, event).value)
     except (ExpressionError, RenderError) as exc:
         return fail(str(exc))
     if body != example.expect:

@@ -172,6 +172,11 @@ function renderPreview(doc) {
 
 const PREVIEW_LABELS = { dry_run: "would send", rejected: "rejected", ignored: "no match" };
 
+/** " · event id …" for a result that has one; "(derived)" when the relay made it from the event's content. */
+function eventIdNote({ event_id, event_id_source }) {
+  return event_id ? ` · event id ${event_id}${event_id_source === "derived" ? " (derived)" : ""}` : "";
+}
+
 function resultCard(result, showIndex) {
   const title = result.mapping
     ? `${result.mapping} → ${result.destination}`
@@ -187,7 +192,7 @@ function resultCard(result, showIndex) {
     { className: `result status-${result.status}` },
     el("header", {}, heading, badge(result.status, PREVIEW_LABELS[result.status] || result.status)),
     result.endpoint && el("p", { className: "endpoint" }, el("code", {}, result.endpoint),
-      result.event_id ? ` · event id ${result.event_id}` : ""),
+      eventIdNote(result)),
     problem && problemBlock(problem),
     "body" in result ? renderJson(result.body, notes, `Body for ${result.destination}`) : null,
   );
@@ -291,14 +296,15 @@ async function send() {
 }
 
 function sentCard(result) {
-  const { event_index, status, mapping, destination, event_id, delivery_id, problem, endpoint, body, ...answer } = result;
+  const { event_index, status, mapping, destination, event_id, event_id_source, delivery_id, problem, endpoint, body, ...answer } =
+    result;
   const title = mapping ? `${mapping} → ${destination}` : "No mapping matches this event";
   const upstream = problem?.upstream;
   return el(
     "article",
     { className: `result status-${status}` },
     el("header", {}, el("h3", {}, title), badge(status)),
-    delivery_id && el("p", { className: "endpoint" }, `delivery ${delivery_id}`, event_id ? ` · event id ${event_id}` : ""),
+    delivery_id && el("p", { className: "endpoint" }, `delivery ${delivery_id}`, eventIdNote(result)),
     Object.keys(answer).length ? renderJson(answer, [], "The destination's answer") : null,
     problem && problemBlock(problem),
     upstream && renderJson(upstream, [], "The destination's error answer"),
