@@ -24,6 +24,7 @@ import orjson
 import structlog
 
 from app.destinations.base import Delivered, Kind, OutboundRequest, Violation
+from app.destinations.timestamps import RFC3339_RULE, is_rfc3339
 from app.destinations.upstream import (
     code_for_status,
     decode_body,
@@ -411,11 +412,8 @@ def validate_body(body: dict[str, Any]) -> list[Violation]:
     violations: list[Violation] = []
     _check_name(body, "type", violations, required=True)
     _check_name(body, "source", violations, required=False)
-    timestamp = body.get("timestamp")
-    if not _is_iso8601(timestamp):
-        violations.append(
-            Violation("timestamp", "must be an ISO-8601 timestamp (use iso8601(...) in the mapping)")
-        )
+    if not is_rfc3339(body.get("timestamp")):
+        violations.append(Violation("timestamp", f"{RFC3339_RULE} (iso8601(...) in the mapping makes one)"))
     event_id = body.get("id")
     if not isinstance(event_id, str) or not event_id.strip():
         violations.append(
@@ -517,16 +515,6 @@ def _check_properties(properties: Any, path: str, out: list[Violation]) -> None:
             out.append(Violation(key_path, "must be a finite number"))
         elif not isinstance(value, str | bool | int | float):
             out.append(Violation(key_path, "must be a string, boolean or number"))
-
-
-def _is_iso8601(value: Any) -> bool:
-    if not isinstance(value, str) or len(value) < 10:
-        return False
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return False
-    return True
 
 
 KIND = Kind(
