@@ -441,8 +441,13 @@ def _check_name(body: dict[str, Any], key: str, out: list[Violation], *, require
     elif len(value) > NAME_MAX:
         out.append(Violation(key, f"at most {NAME_MAX} characters (has {len(value)})"))
     elif not SNAKE_CASE.match(value):
+        # Yotpo's page says the name "should" be snake_case: a recommendation, so sent anyway
         out.append(
-            Violation(key, f"must be snake_case like `order_shipped` (use snake_case(...)): {value!r}")
+            Violation(
+                key,
+                f"should be snake_case like `order_shipped` (snake_case(...) makes one): {value!r}",
+                warning=True,
+            )
         )
 
 
@@ -484,20 +489,25 @@ def _check_customer(customer: Any, present: bool, out: list[Violation]) -> None:
                 )
             )
     if "properties" in customer:
-        _check_properties(customer["properties"], "customer.properties", out)
+        _check_properties(customer["properties"], "customer.properties", out, customer=True)
 
 
 def _given(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def _check_properties(properties: Any, path: str, out: list[Violation]) -> None:
+def _check_properties(properties: Any, path: str, out: list[Violation], *, customer: bool = False) -> None:
+    """Primitive values only; for ``customer.properties`` also no null and no spaces in keys.
+
+    Yotpo's page states the null and key rules for customer properties; of event properties it
+    says only that they follow "the same primitive rules", so those two are not applied there.
+    """
     if not isinstance(properties, dict):
         out.append(Violation(path, "must be an object of primitive values"))
         return
     for key, value in properties.items():
         key_path = f"{path}.{key}"
-        if not isinstance(key, str) or not key or any(c.isspace() for c in key):
+        if customer and (not isinstance(key, str) or not key or any(c.isspace() for c in key)):
             out.append(
                 Violation(
                     key_path,
@@ -505,9 +515,9 @@ def _check_properties(properties: Any, path: str, out: list[Violation]) -> None:
                 )
             )
         if value is None:
-            out.append(
-                Violation(key_path, "null is not supported; omit the key (drop_nulls(...) in the mapping)")
-            )
+            if customer:
+                message = "null is not supported; omit the key (drop_nulls(...) in the mapping)"
+                out.append(Violation(key_path, message))
         elif isinstance(value, dict | list):
             kind = "an object" if isinstance(value, dict) else "a list"
             out.append(Violation(key_path, f"must be a string, boolean or number, not {kind}"))

@@ -88,3 +88,25 @@ def test_a_body_yotpo_would_refuse_is_rejected_before_sending(
     assert results["yotpo"]["problem"]["code"] == "validation_failed"
     assert [v["path"] for v in results["yotpo"]["problem"]["violations"]] == ["customer"]
     assert fake_yotpo.received == []  # nothing was sent to Yotpo
+
+
+def test_what_yotpo_only_recommends_is_sent_with_a_warning(
+    relay_client: Client, fake_zendesk: FakeZendesk, fake_yotpo: FakeYotpo, tmp_path: Path
+) -> None:
+    (tmp_path / "to-yotpo.yaml").write_text(
+        "destination: yotpo\n"
+        "event_id: xdm._id\n"
+        "body:\n"
+        "  type: OrderPlaced\n"  # the page says types "should" be snake_case
+        "  timestamp: '2024-05-01T12:00:00Z'\n"
+        "  customer: {external_id: c-1}\n"
+        "  properties: {'coupon code': SPRING}\n"  # spaces in keys: refused in customer properties only
+    )
+    client = relay_client(fanout_settings(fake_zendesk, fake_yotpo, relay_mappings_dir=tmp_path))
+    response = post(client, json.dumps({"xdm": {"_id": "e-1", "eventType": "x"}}).encode())
+    assert response.status_code == 200, response.text
+    [result] = response.json()["results"]
+    assert result["status"] == "delivered"
+    assert [w["path"] for w in result["warnings"]] == ["type"]
+    [event] = fake_yotpo.accepted
+    assert (event.body["type"], event.body["properties"]) == ("OrderPlaced", {"coupon code": "SPRING"})

@@ -49,7 +49,6 @@ UNLIMITED_RATE_LIMIT_HEADER = 1000
 
 _RE_TOKEN_PATH = re.compile(r"^/core/v3/stores/([^/]+)/access_tokens$")
 _RE_EVENTS_PATH = re.compile(r"^/core/v3/stores/([^/]+)/custom_events$")
-_RE_SNAKE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
 _RE_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _RE_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
@@ -123,22 +122,25 @@ def _check_name(body: dict[str, Any], key: str, required: bool, problems: list[d
     value = body[key]
     if not isinstance(value, str):
         problems.append({"field": key, "message": "must be a string"})
+    elif not value:
+        problems.append({"field": key, "message": "must not be empty"})
     elif len(value) > MAX_NAME_LENGTH:
         problems.append({"field": key, "message": f"must be at most {MAX_NAME_LENGTH} characters"})
-    elif not _RE_SNAKE.match(value):
-        problems.append({"field": key, "message": "must be snake_case (e.g. order_shipped)"})
+    # snake_case is what the page recommends ("should"), not a rule Yotpo is said to enforce
 
 
-def _check_properties(value: Any, where: str, problems: list[dict[str, str]]) -> None:
+def _check_properties(value: Any, where: str, problems: list[dict[str, str]], *, customer: bool) -> None:
+    """Primitive values; the null and key-space rules are stated for customer properties only."""
     if not isinstance(value, dict):
         problems.append({"field": where, "message": "must be an object"})
         return
     for key, item in value.items():
         field = f"{where}.{key}"
-        if " " in key:
+        if customer and " " in key:
             problems.append({"field": field, "message": "key must not contain spaces (use _)"})
         if item is None:
-            problems.append({"field": field, "message": "null is not supported"})
+            if customer:
+                problems.append({"field": field, "message": "null is not supported"})
         elif not isinstance(item, str | bool | int | float):
             problems.append({"field": field, "message": "must be a string, boolean or number"})
         elif isinstance(item, float) and not math.isfinite(item):
@@ -205,10 +207,10 @@ def event_problems(body: Any) -> list[dict[str, str]]:
                     {"field": "customer.phone_number", "message": "must be an E.164 phone number"}
                 )
         if "properties" in customer:
-            _check_properties(customer["properties"], "customer.properties", problems)
+            _check_properties(customer["properties"], "customer.properties", problems, customer=True)
 
     if "properties" in body:
-        _check_properties(body["properties"], "properties", problems)
+        _check_properties(body["properties"], "properties", problems, customer=False)
     return problems
 
 

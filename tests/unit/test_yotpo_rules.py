@@ -45,7 +45,13 @@ def body_with(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
 
 
 def paths(body: dict[str, Any]) -> list[str]:
-    return [v.path for v in validate_body(body)]
+    """The paths of the rules broken (the request would not be sent)."""
+    return [v.path for v in validate_body(body) if not v.warning]
+
+
+def warned(body: dict[str, Any]) -> list[str]:
+    """The paths of the recommendations not followed (sent, with a warning)."""
+    return [v.path for v in validate_body(body) if v.warning]
 
 
 def test_a_valid_body_has_no_violations_and_is_sent_unchanged() -> None:
@@ -61,11 +67,7 @@ FAILING: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
     ("type missing", lambda b: b.pop("type"), ["type"]),
     ("type empty", lambda b: b.update(type=""), ["type"]),
     ("type not a string", lambda b: b.update(type=3), ["type"]),
-    ("type not snake_case", lambda b: b.update(type="Order Shipped"), ["type"]),
-    ("type camelCase", lambda b: b.update(type="orderShipped"), ["type"]),
-    ("type double underscore", lambda b: b.update(type="order__shipped"), ["type"]),
     ("type too long", lambda b: b.update(type="a" * 256), ["type"]),
-    ("source not snake_case", lambda b: b.update(source="Adobe-Relay"), ["source"]),
     ("source too long", lambda b: b.update(source="b" * 256), ["source"]),
     ("source null", lambda b: b.update(source=None), ["source"]),
     ("timestamp not ISO", lambda b: b.update(timestamp="yesterday"), ["timestamp"]),
@@ -121,12 +123,6 @@ FAILING: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         ["customer.properties.loyalty tier", "customer.properties.age"],
     ),
     ("properties not an object", lambda b: b.update(properties="x"), ["properties"]),
-    (
-        "properties key with a space",
-        lambda b: b["properties"].update({"order total": 3}),
-        ["properties.order total"],
-    ),
-    ("properties null value", lambda b: b["properties"].update(coupon=None), ["properties.coupon"]),
     ("properties object value", lambda b: b["properties"].update(meta={"a": 1}), ["properties.meta"]),
     ("properties list value", lambda b: b["properties"].update(skus=["a"]), ["properties.skus"]),
     ("properties NaN", lambda b: b["properties"].update(ratio=float("nan")), ["properties.ratio"]),
@@ -167,6 +163,9 @@ PASSING: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
         lambda b: b.update(properties={"s": "x", "t": True, "i": 1, "f": 1.5, "d": "2024-05-01T00:00:00Z"}),
     ),
     ("customer.properties absent", lambda b: b["customer"].pop("properties")),
+    # Yotpo states the null and key rules for customer properties, not for event properties
+    ("properties key with a space", lambda b: b["properties"].update({"order total": 3})),
+    ("properties null value", lambda b: b["properties"].update(coupon=None)),
 ]
 
 
@@ -175,23 +174,48 @@ def test_each_rule_accepts_a_conforming_body(change: Callable[[dict[str, Any]], 
     assert paths(body_with(change)) == []
 
 
+# Yotpo's page says type and source "should" be snake_case: a warning, and the event is sent
+WARNING_ONLY: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
+    ("type with spaces and capitals", lambda b: b.update(type="Order Shipped"), ["type"]),
+    ("type camelCase", lambda b: b.update(type="orderShipped"), ["type"]),
+    ("type double underscore", lambda b: b.update(type="order__shipped"), ["type"]),
+    ("source with a dash", lambda b: b.update(source="Adobe-Relay"), ["source"]),
+    ("both", lambda b: b.update(type="OrderShipped", source="AEP"), ["type", "source"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"), [(c, e) for _, c, e in WARNING_ONLY], ids=[n for n, _, _ in WARNING_ONLY]
+)
+def test_names_not_in_snake_case_are_warnings(
+    change: Callable[[dict[str, Any]], None], expected: list[str]
+) -> None:
+    body = body_with(change)
+    assert (paths(body), warned(body)) == ([], expected)
+    [message, *_] = [v.message for v in validate_body(body)]
+    assert message.startswith("should be snake_case") and "snake_case(" in message
+
+
+def test_a_valid_body_warns_of_nothing() -> None:
+    assert warned(VALID) == []
+
+
 def test_messages_name_the_mapping_function_that_fixes_the_data() -> None:
     def change(b: dict[str, Any]) -> None:
-        b.update(customer={"phone_number": "+1 415 555 0123"})
-        b["properties"].update({"order total": 3, "coupon": None})
+        b.update(customer={"phone_number": "+1 415 555 0123", "properties": {"loyalty tier": 3, "x": None}})
 
     body = body_with(change)
     messages = {v.path: v.message for v in validate_body(body)}
     assert "e164(" in messages["customer.phone_number"]
-    assert "underscore_keys(" in messages["properties.order total"]
-    assert "drop_nulls(" in messages["properties.coupon"]
+    assert "underscore_keys(" in messages["customer.properties.loyalty tier"]
+    assert "drop_nulls(" in messages["customer.properties.x"]
 
 
 def test_data_is_never_normalised_silently() -> None:
-    body = body_with(lambda b: b["properties"].update({"order total": 3}))
+    body = body_with(lambda b: b["customer"]["properties"].update({"loyalty tier": 3}))
     original = copy.deepcopy(body)
     request, violations = dest().prepare(body, None, {})
-    assert [v.path for v in violations] == ["properties.order total"]
+    assert [v.path for v in violations] == ["customer.properties.loyalty tier"]
     assert request.body == original
     assert body == original
 
