@@ -14,6 +14,7 @@ import asyncio
 import math
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,10 @@ DEFAULT_RETRY_AFTER = 1.0  # Yotpo's guidelines: back off 1 s on 429
 DEFAULT_TOKEN_MAX_AGE = 12 * 3600.0
 ENDPOINTS = ("custom_events",)
 TOP_LEVEL_KEYS = ("type", "source", "timestamp", "id", "customer", "properties")
+
+# The namespace of the default event ids: uuid5(NAMESPACE_URL, "urn:aep-relay:yotpo:event-id").
+# Fixed here, so an event gets the same id from every version and replica of the relay.
+EVENT_ID_NAMESPACE = uuid.UUID("489c7d1d-df33-5f75-9987-794a04e1cb58")
 
 SNAKE_CASE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -275,19 +280,32 @@ def now_timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def with_defaults(body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``body`` with ``timestamp`` (now) and ``id`` (the event id) when missing.
+def default_event_id(mapping: str, event_id: str) -> str:
+    """The default Yotpo ``id``: a UUIDv5 of the mapping's name and the event id.
 
-    Given values are never changed. ``prepare`` runs at ingest and the prepared body is stored,
-    so a retry keeps the same timestamp; the id is the mapping's event id, so a retry or a
-    replay updates the event at Yotpo instead of duplicating it.
+    Yotpo overrides an event whose ``id`` it already has, so two mappings rendering the same
+    Adobe event (``order_completed`` and ``order_paid``) need two ids; the same pair always
+    gives the same id, so a retry or a re-sent event updates its own event at Yotpo. The name
+    is the UUIDv5 of the compact JSON array ``["<mapping>","<event id>"]``, unambiguous
+    whatever either holds.
+    """
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, orjson.dumps([mapping, event_id]).decode()))
+
+
+def with_defaults(body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``body`` with ``timestamp`` (now) and ``id`` when missing.
+
+    ``id`` defaults to :func:`default_event_id` of ``params["mapping"]`` and
+    ``params["event_id"]`` (none without an event id). Given values are never changed.
+    ``prepare`` runs at ingest and the prepared body is stored, so a retry or a replay sends
+    the same timestamp and id.
     """
     body = dict(body)
     if body.get("timestamp") is None:
         body["timestamp"] = now_timestamp()
-    event_id = params.get("event_id")
+    event_id, mapping = params.get("event_id"), params.get("mapping")
     if body.get("id") is None and isinstance(event_id, str | int) and not isinstance(event_id, bool):
-        body["id"] = str(event_id)
+        body["id"] = default_event_id(mapping if isinstance(mapping, str) else "", str(event_id))
     return body
 
 
@@ -419,8 +437,8 @@ def validate_body(body: dict[str, Any]) -> list[Violation]:
         violations.append(
             Violation(
                 "id",
-                "required, a non-empty string (a UUID is recommended; it defaults to the "
-                "mapping's `event_id`, and the same id updates the event)",
+                "required, a non-empty string (a UUID is recommended; by default one is made "
+                "from the mapping's name and `event_id`, and the same id updates the event)",
             )
         )
     _check_customer(body.get("customer"), "customer" in body, violations)

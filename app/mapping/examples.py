@@ -65,6 +65,7 @@ def check_example(mapping: Mapping, index: int, destinations: AbcMapping[str, De
         params = {key: render(event) for key, render in mapping.endpoint_params.items()}
         if mapping.event_id is not None:
             params.setdefault("event_id", mapping.event_id.search(event))
+        params["mapping"] = mapping.name
     except (ExpressionError, RenderError) as exc:
         return fail(str(exc))
     if body != example.expect:

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from app.destinations.yotpo import default_event_id
 from tests.conftest import EXAMPLES, MAPPINGS, auth, zendesk_settings
 from tests.fakes.yotpo import ERROR_BODIES as YOTPO_ERRORS
 from tests.fakes.yotpo import FakeYotpo
@@ -44,7 +45,10 @@ def test_one_purchase_reaches_zendesk_and_yotpo(
     assert results["zendesk"]["status"] == "delivered"
     assert results["yotpo"]["status"] == "delivered"
     [event] = fake_yotpo.accepted
-    assert event.body["id"] == "a1b2c3d4-0000-4000-8000-000000000001"  # the mapping's event_id
+    # made from the mapping's name and its event_id
+    assert event.body["id"] == default_event_id(
+        "yotpo-order-completed", "a1b2c3d4-0000-4000-8000-000000000001"
+    )
     assert event.body["type"] == "order_completed"
     assert event.body["timestamp"]
 
@@ -110,3 +114,22 @@ def test_what_yotpo_only_recommends_is_sent_with_a_warning(
     assert [w["path"] for w in result["warnings"]] == ["type"]
     [event] = fake_yotpo.accepted
     assert (event.body["type"], event.body["properties"]) == ("OrderPlaced", {"coupon code": "SPRING"})
+
+
+def test_two_yotpo_mappings_on_one_purchase_do_not_overwrite_each_other(
+    relay_client: Client, fake_zendesk: FakeZendesk, fake_yotpo: FakeYotpo, tmp_path: Path
+) -> None:
+    for name in ("order_completed", "order_paid"):
+        (tmp_path / f"{name}.yaml").write_text(
+            "destination: yotpo\n"
+            "when: \"xdm.eventType == 'commerce.purchases'\"\n"
+            "event_id: xdm._id\n"
+            f"body: {{type: {name}, timestamp: '2024-05-01T12:00:00Z', customer: {{external_id: c-1}}}}\n"
+        )
+    client = relay_client(fanout_settings(fake_zendesk, fake_yotpo, relay_mappings_dir=tmp_path))
+    purchase = (EXAMPLES / "purchase.json").read_bytes()
+    response = post(client, purchase)
+    assert [r["status"] for r in response.json()["results"]] == ["delivered", "delivered"]
+    assert sorted(e["type"] for e in fake_yotpo.events.values()) == ["order_completed", "order_paid"]
+    assert fake_yotpo.updates == 0
+    assert len(fake_yotpo.events) == 2

@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from app.destinations.base import Delivered, OutboundRequest
-from app.destinations.yotpo import YotpoConfig, YotpoDestination
+from app.destinations.yotpo import YotpoConfig, YotpoDestination, default_event_id
 from app.problems import Problem
 from tests.conftest import make_settings
 from tests.fakes.yotpo import ERROR_BODIES, CannedResponse, FakeYotpo
@@ -214,10 +214,11 @@ def test_the_exact_request_sent(fake_yotpo: FakeYotpo) -> None:
     """Snapshot of the token call and the event call for a body whose defaults are filled."""
     body = {k: v for k, v in BODY.items() if k not in ("id", "timestamp")}
     dest = destination(fake_yotpo)
-    request, violations = dest.prepare(body, None, {"event_id": "adobe-evt-7"})
+    request, violations = dest.prepare(body, None, {"event_id": "adobe-evt-7", "mapping": "orders"})
     assert violations == []
     delivered = run(dest, lambda: dest.send(request))
-    assert delivered.response == {"id": "adobe-evt-7"}
+    event_id = default_event_id("orders", "adobe-evt-7")
+    assert delivered.response == {"id": event_id}
 
     token_call, event_call = fake_yotpo.received
     assert (token_call.method, token_call.path) == ("POST", "/core/v3/stores/store-123/access_tokens")
@@ -233,7 +234,7 @@ def test_the_exact_request_sent(fake_yotpo: FakeYotpo) -> None:
     assert "authorization" not in event_call.headers
     stamped = event_call.body.pop("timestamp")
     assert stamped == request.body["timestamp"] and stamped.endswith("Z")
-    assert event_call.body == {**body, "id": "adobe-evt-7"}
+    assert event_call.body == {**body, "id": event_id}
 
 
 def test_a_retry_resends_the_same_body_and_updates_the_event(fake_yotpo: FakeYotpo) -> None:

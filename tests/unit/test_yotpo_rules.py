@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,9 +13,11 @@ import pytest
 
 from app.destinations.base import Delivered
 from app.destinations.yotpo import (
+    EVENT_ID_NAMESPACE,
     YotpoConfig,
     YotpoDestination,
     classify_response,
+    default_event_id,
     error_message,
     validate_body,
 )
@@ -259,10 +262,33 @@ def test_a_given_timestamp_is_kept() -> None:
     assert request.body["timestamp"] == "2020-01-01T00:00:00+02:00"
 
 
-def test_id_defaults_to_the_mappings_event_id() -> None:
-    request, violations = dest().prepare(body_with(lambda b: b.pop("id")), None, {"event_id": "adobe-evt-9"})
+def default_id(mapping: str, event_id: str) -> str:
+    request, violations = dest().prepare(
+        body_with(lambda b: b.pop("id")), None, {"event_id": event_id, "mapping": mapping}
+    )
     assert violations == []
-    assert request.body["id"] == "adobe-evt-9"
+    return str(request.body["id"])
+
+
+def test_id_defaults_to_a_uuid5_of_the_mapping_and_the_event_id() -> None:
+    made = default_id("yotpo-order-completed", "adobe-evt-9")
+    assert made == default_event_id("yotpo-order-completed", "adobe-evt-9")
+    assert uuid.UUID(made).version == 5
+    # pinned: the namespace and the name's spelling are documented, and ids must not move
+    assert made == str(uuid.uuid5(EVENT_ID_NAMESPACE, '["yotpo-order-completed","adobe-evt-9"]'))
+    assert str(EVENT_ID_NAMESPACE) == "489c7d1d-df33-5f75-9987-794a04e1cb58"  # as docs/yotpo.md says
+    shown = default_event_id("yotpo-order-completed", "a1b2c3d4-0000-4000-8000-000000000001")
+    assert shown == "9a0690c0-00ee-5d91-9286-ed554c7458f2"
+
+
+def test_two_mappings_on_one_event_get_two_ids_each_stable() -> None:
+    completed = default_id("yotpo-order-completed", "adobe-evt-9")
+    paid = default_id("yotpo-order-paid", "adobe-evt-9")
+    assert completed != paid
+    assert default_id("yotpo-order-completed", "adobe-evt-9") == completed  # a retry, a replay
+    assert default_id("yotpo-order-completed", "adobe-evt-10") != completed
+    # the parts cannot run into each other
+    assert default_id("a", "bc") != default_id("ab", "c")
 
 
 def test_a_given_id_is_kept() -> None:
