@@ -251,10 +251,13 @@ class YotpoDestination:
         message = error_message(body) or (
             f"HTTP {status}" if status >= 300 else "token response has no access_token"
         )
+        rate_limit, rate_remaining = _rate_headers(response.headers)
         raise Problem(
             code,
             f"Yotpo: could not obtain an access token: {_masked(message, secrets)}",
             retry_after=_retry_after(code, response.headers),
+            rate_limit=rate_limit,
+            rate_remaining=rate_remaining,
             destination=NAME,
             upstream={
                 "status": status,
@@ -320,29 +323,41 @@ def classify_response(
     headers = httpx.Headers(headers)
     body = decode_body(raw)
     request_id = headers.get("x-request-id")
+    rate_limit, rate_remaining = _rate_headers(headers)  # on any answer that carries them
     if 200 <= status < 300:
         event_id = _response_id(body)
-        limit = int_header(headers, "ratelimit-limit")
-        remaining = int_header(headers, "ratelimit-remaining")
         return Delivered(
             status=status,
             request_id=request_id,
             response={"id": event_id} if event_id else {},
-            # Yotpo's limits are per second; the limiter counts per minute.
-            rate_limit=limit * 60 if limit is not None else None,
-            rate_remaining=remaining * 60 if remaining is not None else None,
+            rate_limit=rate_limit,
+            rate_remaining=rate_remaining,
         )
     code = code_for_status(status)
     raise Problem(
         code,
         f"Yotpo: {_masked(error_message(body), secrets) or f'HTTP {status}'}",
         retry_after=_retry_after(code, headers),
+        rate_limit=rate_limit,
+        rate_remaining=rate_remaining,
         destination=NAME,
         upstream={
             "status": status,
             "request_id": request_id,
             "body": trim_body(body, secrets),
         },
+    )
+
+
+def _rate_headers(headers: httpx.Headers) -> tuple[int | None, int | None]:
+    """``RateLimit-Limit`` and ``RateLimit-Remaining`` per minute, None when absent.
+
+    Yotpo's limits are per second; the limiter counts per minute."""
+    limit = int_header(headers, "ratelimit-limit")
+    remaining = int_header(headers, "ratelimit-remaining")
+    return (
+        limit * 60 if limit is not None else None,
+        remaining * 60 if remaining is not None else None,
     )
 
 

@@ -7,13 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.destinations.yotpo import default_event_id
 from tests.conftest import EXAMPLES, MAPPINGS, auth, zendesk_settings
 from tests.fakes.yotpo import ERROR_BODIES as YOTPO_ERRORS
-from tests.fakes.yotpo import FakeYotpo
+from tests.fakes.yotpo import CannedResponse, FakeYotpo
 from tests.fakes.zendesk import FakeZendesk
+from tests.load.loadgen import wait_until
 
 Client = Callable[..., TestClient]
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,3 +135,19 @@ def test_two_yotpo_mappings_on_one_purchase_do_not_overwrite_each_other(
     assert sorted(e["type"] for e in fake_yotpo.events.values()) == ["order_completed", "order_paid"]
     assert fake_yotpo.updates == 0
     assert len(fake_yotpo.events) == 2
+
+
+@pytest.mark.parametrize("status", [429, 500, 400])
+def test_rate_limit_headers_of_a_failed_answer_pace_the_destination(
+    relay_client: Client, fake_zendesk: FakeZendesk, fake_yotpo: FakeYotpo, status: int
+) -> None:
+    # every attempt answered so (a 2xx would set the ceiling anyway): 2 per second is 120 a minute
+    headers = {"RateLimit-Limit": "2", "RateLimit-Remaining": "0", "RateLimit-Reset": "60"}
+    fake_yotpo.set_default(CannedResponse(status, None, headers))
+    client = relay_client(fanout_settings(fake_zendesk, fake_yotpo))
+    limiter = client.app.state.relay.dispatcher.limiters["yotpo"]
+    assert limiter.ceiling_per_minute == 300  # YOTPO_RATE_LIMIT_PER_MINUTE's default
+    body = (EXAMPLES / "purchase.json").read_bytes()
+    assert client.post("/v1/events", content=body, headers=auth()).status_code == 202
+    assert wait_until(lambda: limiter.ceiling_per_minute == 120, 5.0), limiter.ceiling_per_minute
+    assert fake_yotpo.received[-1].status == status

@@ -462,3 +462,12 @@ def test_secrets_and_tokens_are_masked_in_upstream_bodies() -> None:
     assert "tok-abc123" not in text
     assert "s3cret-value" not in text
     assert problem.detail == "Yotpo: bad token *** for secret ***"
+
+
+@pytest.mark.parametrize("status", [400, 429, 500, 503])
+def test_rate_limit_headers_are_read_on_error_answers_too(status: int) -> None:
+    headers = {"RateLimit-Limit": "2", "RateLimit-Remaining": "0", "RateLimit-Reset": "1"}
+    problem = problem_for(status, b"", headers)
+    assert (problem.rate_limit, problem.rate_remaining) == (120, 0)
+    assert "rate_limit" not in problem.to_dict()  # for the limiter, not the caller
+    assert (problem_for(status).rate_limit, problem_for(status).rate_remaining) == (None, None)
