@@ -3,9 +3,10 @@
 Facts behind each rule and error shape: ``shared/reference/yotpo.md``. The endpoint's method and
 path are settings (``YOTPO_EVENTS_METHOD``, ``YOTPO_EVENTS_PATH``): no published copy shows them.
 
-Auth: a pre-issued token (``YOTPO_API_KEY``) is used as is; otherwise a token is obtained with
-``POST {token_path}`` ``{"secret": ...}`` and cached. On a 401/403 from an events call the token
-is fetched again once (when a secret is configured) and the call re-sent.
+Auth: a pre-issued token (``YOTPO_ACCESS_TOKEN``, formerly ``YOTPO_API_KEY``) is used as is;
+otherwise a token is obtained with ``POST {token_path}`` ``{"secret": ...}`` and cached. On a
+401/403 from an events call the token is fetched again once (when a secret is configured) and
+the call re-sent.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class YotpoConfig:
 
     base_url: str
     store_id: str | None
-    api_key: str | None  # a pre-issued access token, used as is
+    access_token: str | None  # a pre-issued access token, used as is
     secret: str | None  # the API secret that obtains tokens
     events_method: str
     events_path: str
@@ -85,7 +86,7 @@ class YotpoConfig:
         return cls(
             base_url=base_url,
             store_id=settings.yotpo_store_id or None,
-            api_key=settings.yotpo_api_key.get_secret_value() if settings.yotpo_api_key else None,
+            access_token=_access_token(settings),
             secret=settings.yotpo_secret.get_secret_value() if settings.yotpo_secret else None,
             events_method=settings.yotpo_events_method.upper(),
             events_path=settings.yotpo_events_path,
@@ -97,17 +98,24 @@ class YotpoConfig:
 
     @property
     def has_credentials(self) -> bool:
-        return self.store_id is not None and (self.api_key is not None or self.secret is not None)
+        return self.store_id is not None and (self.access_token is not None or self.secret is not None)
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.api_key, self.secret) if s)
+        return tuple(s for s in (self.access_token, self.secret) if s)
 
     def store_path(self, template: str) -> str:
         """A path template with the (escaped) store id filled in."""
         if self.store_id is None:
             return template
         return template.replace("{store_id}", path_segment(self.store_id))
+
+
+def _access_token(settings: Settings) -> str | None:
+    """``YOTPO_ACCESS_TOKEN``, else its deprecated name ``YOTPO_API_KEY`` (a misleading name:
+    Yotpo calls the store id its "app_key", and a key put there was sent as the token)."""
+    token = settings.yotpo_access_token or settings.yotpo_api_key
+    return token.get_secret_value() if token else None
 
 
 class YotpoDestination:
@@ -132,7 +140,7 @@ class YotpoDestination:
         self._clock = clock
         self._client: httpx.AsyncClient | None = None
         # A pre-issued token never expires by age here; only a 401/403 replaces it (with a secret).
-        self._token: str | None = config.api_key
+        self._token: str | None = config.access_token
         self._token_obtained_at: float | None = None
         self._old_tokens: list[str] = []  # masked in problem documents too
         self._lock: asyncio.Lock | None = None
@@ -564,5 +572,5 @@ KIND = Kind(
     name=NAME,
     configure=YotpoConfig.from_settings,
     create=YotpoDestination,
-    credentials="set YOTPO_STORE_ID and YOTPO_SECRET (or a pre-issued YOTPO_API_KEY)",
+    credentials="set YOTPO_STORE_ID and YOTPO_SECRET (or a pre-issued YOTPO_ACCESS_TOKEN)",
 )

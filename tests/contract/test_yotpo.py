@@ -177,25 +177,35 @@ def test_transient_token_call_failures_stay_retryable(
     assert event_calls(fake_yotpo) == []
 
 
-def test_a_pre_issued_api_key_is_used_without_a_token_call(fake_yotpo: FakeYotpo) -> None:
+@pytest.mark.parametrize("setting", ["yotpo_access_token", "yotpo_api_key"])  # the new name, the old
+def test_a_pre_issued_access_token_is_used_without_a_token_call(fake_yotpo: FakeYotpo, setting: str) -> None:
     token = fake_yotpo.issue_token()
-    dest = destination(fake_yotpo, yotpo_secret=None, yotpo_api_key=token)
+    dest = destination(fake_yotpo, yotpo_secret=None, **{setting: token})
     assert send(dest).status == 200
     assert fake_yotpo.token_requests == 0
     [received] = fake_yotpo.received
     assert received.headers["x-yotpo-token"] == token
 
 
-def test_a_rejected_api_key_without_a_secret_is_not_retried(fake_yotpo: FakeYotpo) -> None:
-    problem = send_expecting_problem(destination(fake_yotpo, yotpo_secret=None, yotpo_api_key="stale-token"))
+def test_the_new_name_wins_over_the_deprecated_one(fake_yotpo: FakeYotpo) -> None:
+    token = fake_yotpo.issue_token()
+    dest = destination(fake_yotpo, yotpo_secret=None, yotpo_access_token=token, yotpo_api_key="old")
+    assert send(dest).status == 200
+    assert fake_yotpo.received[0].headers["x-yotpo-token"] == token
+
+
+def test_a_rejected_access_token_without_a_secret_is_not_retried(fake_yotpo: FakeYotpo) -> None:
+    problem = send_expecting_problem(
+        destination(fake_yotpo, yotpo_secret=None, yotpo_access_token="stale-token")
+    )
     assert problem.code == "destination_auth_failed"
     assert fake_yotpo.token_requests == 0
     assert len(event_calls(fake_yotpo)) == 1
     assert "stale-token" not in str(problem.to_dict())
 
 
-def test_a_rejected_api_key_is_replaced_when_a_secret_is_set(fake_yotpo: FakeYotpo) -> None:
-    dest = destination(fake_yotpo, yotpo_api_key="stale-token")
+def test_a_rejected_access_token_is_replaced_when_a_secret_is_set(fake_yotpo: FakeYotpo) -> None:
+    dest = destination(fake_yotpo, yotpo_access_token="stale-token")
     assert send(dest).status == 200
     assert fake_yotpo.token_requests == 1
     assert [r.status for r in event_calls(fake_yotpo)] == [401, 200]

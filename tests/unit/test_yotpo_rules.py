@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from app.destinations.yotpo import (
     validate_body,
 )
 from app.problems import Problem
-from app.settings import ConfigError
+from app.settings import ConfigError, Settings
 from tests.conftest import make_settings
 
 VALID: dict[str, Any] = {
@@ -321,9 +322,10 @@ def test_config_from_settings() -> None:
     ("values", "has"),
     [
         ({"yotpo_store_id": "s", "yotpo_secret": "x"}, True),
-        ({"yotpo_store_id": "s", "yotpo_api_key": "x"}, True),
+        ({"yotpo_store_id": "s", "yotpo_access_token": "x"}, True),
+        ({"yotpo_store_id": "s", "yotpo_api_key": "x"}, True),  # the deprecated name
         ({"yotpo_store_id": "s"}, False),
-        ({"yotpo_secret": "x", "yotpo_api_key": "y"}, False),
+        ({"yotpo_secret": "x", "yotpo_access_token": "y"}, False),
     ],
 )
 def test_credentials_need_a_store_id_and_a_key_or_secret(values: dict[str, Any], has: bool) -> None:
@@ -471,3 +473,21 @@ def test_rate_limit_headers_are_read_on_error_answers_too(status: int) -> None:
     assert (problem.rate_limit, problem.rate_remaining) == (120, 0)
     assert "rate_limit" not in problem.to_dict()  # for the limiter, not the caller
     assert (problem_for(status).rate_limit, problem_for(status).rate_remaining) == (None, None)
+
+
+def test_the_access_token_can_come_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("pre-issued-token\n")
+    monkeypatch.setenv("YOTPO_ACCESS_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("YOTPO_STORE_ID", "store-123")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert YotpoConfig.from_settings(settings).access_token == "pre-issued-token"
+    assert "pre-issued-token" in settings.secret_values()  # masked in every log line
+    assert settings.deprecated_in_use() == []
+
+
+def test_the_deprecated_name_is_read_and_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YOTPO_API_KEY", "old-name-token")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert YotpoConfig.from_settings(settings).access_token == "old-name-token"
+    assert "old-name-token" in settings.secret_values()
+    assert settings.deprecated_in_use() == [("YOTPO_API_KEY", "YOTPO_ACCESS_TOKEN")]
