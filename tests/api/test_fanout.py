@@ -52,6 +52,8 @@ def test_one_purchase_reaches_zendesk_and_yotpo(
         "yotpo-order-completed", "a1b2c3d4-0000-4000-8000-000000000001"
     )
     assert event.body["type"] == "order_completed"
+    # Yotpo takes external_id with email (it refuses e-mail plus phone only without an external id)
+    assert event.body["customer"] == {"external_id": "CRM-0987654321", "email": "jane.smith@example.com"}
     assert event.body["timestamp"]
 
 
