@@ -55,8 +55,8 @@ TOP_LEVEL_KEYS = ("type", "source", "timestamp", "id", "customer", "properties")
 # Fixed here, so an event gets the same id from every version and replica of the relay.
 EVENT_ID_NAMESPACE = uuid.UUID("489c7d1d-df33-5f75-9987-794a04e1cb58")
 
-SNAKE_CASE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+SNAKE_CASE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # fullmatch: `$` would let a trailing newline by
 
 
 @dataclass(frozen=True)
@@ -481,7 +481,7 @@ def _check_name(body: dict[str, Any], key: str, out: list[Violation], *, require
         out.append(Violation(key, f"{hint}, a non-empty snake_case string"))
     elif len(value) > NAME_MAX:
         out.append(Violation(key, f"at most {NAME_MAX} characters (has {len(value)})"))
-    elif not SNAKE_CASE.match(value):
+    elif not SNAKE_CASE.fullmatch(value):
         # Yotpo's page says the name "should" be snake_case: a recommendation, so sent anyway
         out.append(
             Violation(
@@ -504,7 +504,7 @@ def _check_customer(customer: Any, present: bool, out: list[Violation]) -> None:
         if key in customer and (not isinstance(customer[key], str) or not customer[key].strip()):
             out.append(Violation(f"customer.{key}", "when present, a non-empty string"))
     phone = customer.get("phone_number")
-    if "phone_number" in customer and (not isinstance(phone, str) or not E164.match(phone)):
+    if "phone_number" in customer and (not isinstance(phone, str) or not E164.fullmatch(phone)):
         out.append(
             Violation(
                 "customer.phone_number",

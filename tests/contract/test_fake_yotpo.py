@@ -254,6 +254,8 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("email_not_string", _set("customer.email", 42), "customer.email"),
     ("phone_not_e164", _set("customer.phone_number", "0612345678"), "customer.phone_number"),
     ("phone_too_short", _set("customer.phone_number", "+12345"), "customer.phone_number"),
+    ("phone_newline", _set("customer.phone_number", "+4915112345678\n"), "customer.phone_number"),
+    ("phone_other_digits", _set("customer.phone_number", "+4" + "\u0665" * 12), "customer.phone_number"),
     ("customer_properties_not_object", _set("customer.properties", []), "customer.properties"),
     ("customer_property_null", _set("customer.properties.tier", None), "customer.properties.tier"),
     ("customer_property_object", _set("customer.properties.tier", {"a": 1}), "customer.properties.tier"),

@@ -57,7 +57,7 @@ UNLIMITED_RATE_LIMIT_HEADER = 1000
 
 _RE_TOKEN_PATH = re.compile(r"^/core/v3/stores/([^/]+)/access_tokens$")
 _RE_EVENTS_PATH = re.compile(r"^/core/v3/stores/([^/]+)/custom_events$")
-_RE_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_RE_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 # RFC 3339 section 5.6 date-time: full-date "T" full-time, time-offset "Z" or +hh:mm / -hh:mm
 _RE_DATE_TIME = re.compile(
     r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})[Tt]"
@@ -212,7 +212,7 @@ def event_problems(body: Any) -> list[dict[str, str]]:
             problems.append({"field": "customer.email", "message": "must be a string"})
         if "phone_number" in customer:
             phone = customer["phone_number"]
-            if not isinstance(phone, str) or not _RE_E164.match(phone):
+            if not isinstance(phone, str) or not _RE_E164.fullmatch(phone):
                 problems.append(
                     {"field": "customer.phone_number", "message": "must be an E.164 phone number"}
                 )

@@ -107,6 +107,16 @@ FAILING: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         ["customer.phone_number"],
     ),
     (
+        "phone with a trailing newline",
+        lambda b: b.update(customer={"phone_number": "+14155550123\n"}),
+        ["customer.phone_number"],
+    ),
+    (
+        "phone in other digits",
+        lambda b: b.update(customer={"phone_number": "+1" + "\u0665" * 10}),
+        ["customer.phone_number"],
+    ),
+    (
         "external_id empty",
         lambda b: b.update(customer={"external_id": "", "email": "a@example.com"}),
         ["customer.external_id"],
