@@ -478,7 +478,7 @@ def _check_name(body: dict[str, Any], key: str, out: list[Violation], *, require
     value = body.get(key)
     if not isinstance(value, str) or not value:
         hint = "required" if required else "when present"
-        out.append(Violation(key, f"{hint}, a non-empty snake_case string"))
+        out.append(Violation(key, f"{hint}, a non-empty string (snake_case is recommended)"))
     elif len(value) > NAME_MAX:
         out.append(Violation(key, f"at most {NAME_MAX} characters (has {len(value)})"))
     elif not SNAKE_CASE.fullmatch(value):
