@@ -163,6 +163,7 @@ def plan_one(
             observe_render(mapping.name, time.perf_counter() - started)
         params = {key: render(event) for key, render in mapping.endpoint_params.items()}
         params.setdefault("event_id", event_id)  # e.g. Yotpo's event `id` defaults to it
+        params["mapping"] = mapping.name  # with the mapping's name, so two mappings differ
     except (ExpressionError, RenderError) as exc:
         where = f"body.{exc.path}" if isinstance(exc, RenderError) and exc.path else None
         problem = _problem(mapping, event_id, "mapping_error", str(exc), field=where)

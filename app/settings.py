@@ -22,10 +22,14 @@ SECRET_FIELDS = (
     "zendesk_api_token",
     "zendesk_oauth_token",
     "zendesk_password",
+    "yotpo_access_token",
     "yotpo_api_key",
     "yotpo_secret",
     "relay_signing_secrets",
 )
+
+# Old names still read, each with the name that replaces it (a warning is logged at start-up).
+DEPRECATED = {"yotpo_api_key": "yotpo_access_token"}
 
 LOG_CHOICES = {
     "relay_log_level": ("debug", "info", "warning", "error"),
@@ -117,6 +121,8 @@ class Settings(BaseSettings):
     zendesk_read_timeout: float = Field(default=10.0, gt=0)
 
     yotpo_store_id: str | None = None
+    # A pre-issued access token (sent as X-Yotpo-Token); YOTPO_API_KEY is its deprecated name.
+    yotpo_access_token: SecretStr | None = None
     yotpo_api_key: SecretStr | None = None
     yotpo_secret: SecretStr | None = None
     yotpo_base_url: str | None = None
@@ -153,6 +159,12 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, SecretFileSource(settings_cls), dotenv_settings)
+
+    def deprecated_in_use(self) -> list[tuple[str, str]]:
+        """``(old, new)`` environment names of each deprecated setting that is set."""
+        return [
+            (old.upper(), new.upper()) for old, new in DEPRECATED.items() if getattr(self, old) is not None
+        ]
 
     def secret_values(self) -> list[str]:
         """Every configured secret in clear, so the log redactor can mask it anywhere."""

@@ -93,6 +93,8 @@ def _log_start(relay: Relay) -> None:
     settings = relay.settings
     if not settings.relay_ingest_tokens and not settings.relay_signing_secrets:
         log.warning("running_open", detail="RELAY_ALLOW_UNAUTHENTICATED: anyone can post events")
+    for old, new in settings.deprecated_in_use():
+        log.warning("deprecated_setting", setting=old, use=new, detail=f"{old} is deprecated: set {new}")
     for name, destination in relay.destinations.items():
         if destination.dry_run:
             log.warning("dry_run", destination=name, detail="nothing will be sent to this destination")

@@ -72,7 +72,10 @@ class Destination(Protocol):
     def prepare(
         self, body: Any, endpoint: str | None, params: dict[str, Any]
     ) -> tuple[OutboundRequest, list[Violation]]:
-        """Build the request for a rendered body and list every rule it breaks."""
+        """Build the request for a rendered body and list every rule it breaks.
+
+        ``params`` holds the mapping's endpoint parameters, its ``event_id`` (None when it has
+        none) and its name as ``mapping``."""
         ...
 
     async def send(self, request: OutboundRequest) -> Delivered:

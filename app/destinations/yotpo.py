@@ -3,9 +3,10 @@
 Facts behind each rule and error shape: ``shared/reference/yotpo.md``. The endpoint's method and
 path are settings (``YOTPO_EVENTS_METHOD``, ``YOTPO_EVENTS_PATH``): no published copy shows them.
 
-Auth: a pre-issued token (``YOTPO_API_KEY``) is used as is; otherwise a token is obtained with
-``POST {token_path}`` ``{"secret": ...}`` and cached. On a 401/403 from an events call the token
-is fetched again once (when a secret is configured) and the call re-sent.
+Auth: a pre-issued token (``YOTPO_ACCESS_TOKEN``, formerly ``YOTPO_API_KEY``) is used as is;
+otherwise a token is obtained with ``POST {token_path}`` ``{"secret": ...}`` and cached. On a
+401/403 from an events call the token is fetched again once (when a secret is configured) and
+the call re-sent.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import math
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ import orjson
 import structlog
 
 from app.destinations.base import Delivered, Kind, OutboundRequest, Violation
+from app.destinations.timestamps import RFC3339_RULE, is_rfc3339
 from app.destinations.upstream import (
     code_for_status,
     decode_body,
@@ -48,8 +51,12 @@ DEFAULT_TOKEN_MAX_AGE = 12 * 3600.0
 ENDPOINTS = ("custom_events",)
 TOP_LEVEL_KEYS = ("type", "source", "timestamp", "id", "customer", "properties")
 
-SNAKE_CASE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# The namespace of the default event ids: uuid5(NAMESPACE_URL, "urn:aep-relay:yotpo:event-id").
+# Fixed here, so an event gets the same id from every version and replica of the relay.
+EVENT_ID_NAMESPACE = uuid.UUID("489c7d1d-df33-5f75-9987-794a04e1cb58")
+
+SNAKE_CASE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # fullmatch: `$` would let a trailing newline by
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class YotpoConfig:
 
     base_url: str
     store_id: str | None
-    api_key: str | None  # a pre-issued access token, used as is
+    access_token: str | None  # a pre-issued access token, used as is
     secret: str | None  # the API secret that obtains tokens
     events_method: str
     events_path: str
@@ -79,7 +86,7 @@ class YotpoConfig:
         return cls(
             base_url=base_url,
             store_id=settings.yotpo_store_id or None,
-            api_key=settings.yotpo_api_key.get_secret_value() if settings.yotpo_api_key else None,
+            access_token=_access_token(settings),
             secret=settings.yotpo_secret.get_secret_value() if settings.yotpo_secret else None,
             events_method=settings.yotpo_events_method.upper(),
             events_path=settings.yotpo_events_path,
@@ -91,17 +98,24 @@ class YotpoConfig:
 
     @property
     def has_credentials(self) -> bool:
-        return self.store_id is not None and (self.api_key is not None or self.secret is not None)
+        return self.store_id is not None and (self.access_token is not None or self.secret is not None)
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.api_key, self.secret) if s)
+        return tuple(s for s in (self.access_token, self.secret) if s)
 
     def store_path(self, template: str) -> str:
         """A path template with the (escaped) store id filled in."""
         if self.store_id is None:
             return template
         return template.replace("{store_id}", path_segment(self.store_id))
+
+
+def _access_token(settings: Settings) -> str | None:
+    """``YOTPO_ACCESS_TOKEN``, else its deprecated name ``YOTPO_API_KEY`` (a misleading name:
+    Yotpo calls the store id its "app_key", and a key put there was sent as the token)."""
+    token = settings.yotpo_access_token or settings.yotpo_api_key
+    return token.get_secret_value() if token else None
 
 
 class YotpoDestination:
@@ -126,7 +140,7 @@ class YotpoDestination:
         self._clock = clock
         self._client: httpx.AsyncClient | None = None
         # A pre-issued token never expires by age here; only a 401/403 replaces it (with a secret).
-        self._token: str | None = config.api_key
+        self._token: str | None = config.access_token
         self._token_obtained_at: float | None = None
         self._old_tokens: list[str] = []  # masked in problem documents too
         self._lock: asyncio.Lock | None = None
@@ -245,10 +259,13 @@ class YotpoDestination:
         message = error_message(body) or (
             f"HTTP {status}" if status >= 300 else "token response has no access_token"
         )
+        rate_limit, rate_remaining = _rate_headers(response.headers)
         raise Problem(
             code,
             f"Yotpo: could not obtain an access token: {_masked(message, secrets)}",
             retry_after=_retry_after(code, response.headers),
+            rate_limit=rate_limit,
+            rate_remaining=rate_remaining,
             destination=NAME,
             upstream={
                 "status": status,
@@ -274,19 +291,32 @@ def now_timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def with_defaults(body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``body`` with ``timestamp`` (now) and ``id`` (the event id) when missing.
+def default_event_id(mapping: str, event_id: str) -> str:
+    """The default Yotpo ``id``: a UUIDv5 of the mapping's name and the event id.
 
-    Given values are never changed. ``prepare`` runs at ingest and the prepared body is stored,
-    so a retry keeps the same timestamp; the id is the mapping's event id, so a retry or a
-    replay updates the event at Yotpo instead of duplicating it.
+    Yotpo overrides an event whose ``id`` it already has, so two mappings rendering the same
+    Adobe event (``order_completed`` and ``order_paid``) need two ids; the same pair always
+    gives the same id, so a retry or a re-sent event updates its own event at Yotpo. The name
+    is the UUIDv5 of the compact JSON array ``["<mapping>","<event id>"]``, unambiguous
+    whatever either holds.
+    """
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, orjson.dumps([mapping, event_id]).decode()))
+
+
+def with_defaults(body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``body`` with ``timestamp`` (now) and ``id`` when missing.
+
+    ``id`` defaults to :func:`default_event_id` of ``params["mapping"]`` and
+    ``params["event_id"]`` (none without an event id). Given values are never changed.
+    ``prepare`` runs at ingest and the prepared body is stored, so a retry or a replay sends
+    the same timestamp and id.
     """
     body = dict(body)
     if body.get("timestamp") is None:
         body["timestamp"] = now_timestamp()
-    event_id = params.get("event_id")
+    event_id, mapping = params.get("event_id"), params.get("mapping")
     if body.get("id") is None and isinstance(event_id, str | int) and not isinstance(event_id, bool):
-        body["id"] = str(event_id)
+        body["id"] = default_event_id(mapping if isinstance(mapping, str) else "", str(event_id))
     return body
 
 
@@ -301,29 +331,41 @@ def classify_response(
     headers = httpx.Headers(headers)
     body = decode_body(raw)
     request_id = headers.get("x-request-id")
+    rate_limit, rate_remaining = _rate_headers(headers)  # on any answer that carries them
     if 200 <= status < 300:
         event_id = _response_id(body)
-        limit = int_header(headers, "ratelimit-limit")
-        remaining = int_header(headers, "ratelimit-remaining")
         return Delivered(
             status=status,
             request_id=request_id,
             response={"id": event_id} if event_id else {},
-            # Yotpo's limits are per second; the limiter counts per minute.
-            rate_limit=limit * 60 if limit is not None else None,
-            rate_remaining=remaining * 60 if remaining is not None else None,
+            rate_limit=rate_limit,
+            rate_remaining=rate_remaining,
         )
     code = code_for_status(status)
     raise Problem(
         code,
         f"Yotpo: {_masked(error_message(body), secrets) or f'HTTP {status}'}",
         retry_after=_retry_after(code, headers),
+        rate_limit=rate_limit,
+        rate_remaining=rate_remaining,
         destination=NAME,
         upstream={
             "status": status,
             "request_id": request_id,
             "body": trim_body(body, secrets),
         },
+    )
+
+
+def _rate_headers(headers: httpx.Headers) -> tuple[int | None, int | None]:
+    """``RateLimit-Limit`` and ``RateLimit-Remaining`` per minute, None when absent.
+
+    Yotpo's limits are per second; the limiter counts per minute."""
+    limit = int_header(headers, "ratelimit-limit")
+    remaining = int_header(headers, "ratelimit-remaining")
+    return (
+        limit * 60 if limit is not None else None,
+        remaining * 60 if remaining is not None else None,
     )
 
 
@@ -411,18 +453,15 @@ def validate_body(body: dict[str, Any]) -> list[Violation]:
     violations: list[Violation] = []
     _check_name(body, "type", violations, required=True)
     _check_name(body, "source", violations, required=False)
-    timestamp = body.get("timestamp")
-    if not _is_iso8601(timestamp):
-        violations.append(
-            Violation("timestamp", "must be an ISO-8601 timestamp (use iso8601(...) in the mapping)")
-        )
+    if not is_rfc3339(body.get("timestamp")):
+        violations.append(Violation("timestamp", f"{RFC3339_RULE} (iso8601(...) in the mapping makes one)"))
     event_id = body.get("id")
     if not isinstance(event_id, str) or not event_id.strip():
         violations.append(
             Violation(
                 "id",
-                "required, a non-empty string (a UUID is recommended; it defaults to the "
-                "mapping's `event_id`, and the same id updates the event)",
+                "required, a non-empty string (a UUID is recommended; by default one is made "
+                "from the mapping's name and `event_id`, and the same id updates the event)",
             )
         )
     _check_customer(body.get("customer"), "customer" in body, violations)
@@ -439,12 +478,17 @@ def _check_name(body: dict[str, Any], key: str, out: list[Violation], *, require
     value = body.get(key)
     if not isinstance(value, str) or not value:
         hint = "required" if required else "when present"
-        out.append(Violation(key, f"{hint}, a non-empty snake_case string"))
+        out.append(Violation(key, f"{hint}, a non-empty string (snake_case is recommended)"))
     elif len(value) > NAME_MAX:
         out.append(Violation(key, f"at most {NAME_MAX} characters (has {len(value)})"))
-    elif not SNAKE_CASE.match(value):
+    elif not SNAKE_CASE.fullmatch(value):
+        # Yotpo's page says the name "should" be snake_case: a recommendation, so sent anyway
         out.append(
-            Violation(key, f"must be snake_case like `order_shipped` (use snake_case(...)): {value!r}")
+            Violation(
+                key,
+                f"should be snake_case like `order_shipped` (snake_case(...) makes one): {value!r}",
+                warning=True,
+            )
         )
 
 
@@ -460,7 +504,7 @@ def _check_customer(customer: Any, present: bool, out: list[Violation]) -> None:
         if key in customer and (not isinstance(customer[key], str) or not customer[key].strip()):
             out.append(Violation(f"customer.{key}", "when present, a non-empty string"))
     phone = customer.get("phone_number")
-    if "phone_number" in customer and (not isinstance(phone, str) or not E164.match(phone)):
+    if "phone_number" in customer and (not isinstance(phone, str) or not E164.fullmatch(phone)):
         out.append(
             Violation(
                 "customer.phone_number",
@@ -486,20 +530,25 @@ def _check_customer(customer: Any, present: bool, out: list[Violation]) -> None:
                 )
             )
     if "properties" in customer:
-        _check_properties(customer["properties"], "customer.properties", out)
+        _check_properties(customer["properties"], "customer.properties", out, customer=True)
 
 
 def _given(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def _check_properties(properties: Any, path: str, out: list[Violation]) -> None:
+def _check_properties(properties: Any, path: str, out: list[Violation], *, customer: bool = False) -> None:
+    """Primitive values only; for ``customer.properties`` also no null and no spaces in keys.
+
+    Yotpo's page states the null and key rules for customer properties; of event properties it
+    says only that they follow "the same primitive rules", so those two are not applied there.
+    """
     if not isinstance(properties, dict):
         out.append(Violation(path, "must be an object of primitive values"))
         return
     for key, value in properties.items():
         key_path = f"{path}.{key}"
-        if not isinstance(key, str) or not key or any(c.isspace() for c in key):
+        if customer and (not isinstance(key, str) or not key or any(c.isspace() for c in key)):
             out.append(
                 Violation(
                     key_path,
@@ -507,9 +556,9 @@ def _check_properties(properties: Any, path: str, out: list[Violation]) -> None:
                 )
             )
         if value is None:
-            out.append(
-                Violation(key_path, "null is not supported; omit the key (drop_nulls(...) in the mapping)")
-            )
+            if customer:
+                message = "null is not supported; omit the key (drop_nulls(...) in the mapping)"
+                out.append(Violation(key_path, message))
         elif isinstance(value, dict | list):
             kind = "an object" if isinstance(value, dict) else "a list"
             out.append(Violation(key_path, f"must be a string, boolean or number, not {kind}"))
@@ -519,19 +568,9 @@ def _check_properties(properties: Any, path: str, out: list[Violation]) -> None:
             out.append(Violation(key_path, "must be a string, boolean or number"))
 
 
-def _is_iso8601(value: Any) -> bool:
-    if not isinstance(value, str) or len(value) < 10:
-        return False
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return False
-    return True
-
-
 KIND = Kind(
     name=NAME,
     configure=YotpoConfig.from_settings,
     create=YotpoDestination,
-    credentials="set YOTPO_STORE_ID and YOTPO_SECRET (or a pre-issued YOTPO_API_KEY)",
+    credentials="set YOTPO_STORE_ID and YOTPO_SECRET (or a pre-issued YOTPO_ACCESS_TOKEN)",
 )

@@ -42,7 +42,8 @@ def run_examples(mappings: MappingSet, destinations: AbcMapping[str, Destination
 
 
 def check_example(mapping: Mapping, index: int, destinations: AbcMapping[str, Destination]) -> ExampleResult:
-    """Render one example; it holds when the body equals ``expect`` and breaks no rule."""
+    """Render one example; it holds when the body equals ``expect`` and breaks no rule (a
+    recommendation not followed, a warning, does not make it fail)."""
     example = mapping.examples[index]
 
     def fail(reason: str) -> ExampleResult:
@@ -64,11 +65,13 @@ def check_example(mapping: Mapping, index: int, destinations: AbcMapping[str, De
         body = mapping.render(event)
         params = {key: render(event) for key, render in mapping.endpoint_params.items()}
         params.setdefault("event_id", identify(mapping, event).value)
+        params["mapping"] = mapping.name
     except (ExpressionError, RenderError) as exc:
         return fail(str(exc))
     if body != example.expect:
         return fail(f"rendered body differs from `expect`:\n{_diff(example.expect, body)}")
-    _, violations = destinations[mapping.destination].prepare(body, mapping.endpoint, params)
+    _, found = destinations[mapping.destination].prepare(body, mapping.endpoint, params)
+    violations = [v for v in found if not v.warning]  # a warning is sent anyway: the example holds
     if violations:
         return fail("; ".join(f"{v.path}: {v.message}" for v in violations))
     return _ok(mapping, example.line)

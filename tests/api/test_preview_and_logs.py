@@ -61,6 +61,15 @@ def test_open_relay_accepts_events_and_says_so(relay_client: Client, logs: io.St
     assert any(line["event"] == "running_open" for line in log_lines(logs))
 
 
+def test_a_deprecated_setting_is_named_at_start_up(relay_client: Client, logs: io.StringIO) -> None:
+    relay_client(make_settings(yotpo_access_token="new-name-token"))
+    assert not [line for line in log_lines(logs) if line["event"] == "deprecated_setting"]
+    relay_client(make_settings(yotpo_api_key="old-name-token"))
+    [line] = [line for line in log_lines(logs) if line["event"] == "deprecated_setting"]
+    assert (line["level"], line["setting"], line["use"]) == ("warning", "YOTPO_API_KEY", "YOTPO_ACCESS_TOKEN")
+    assert "old-name-token" not in logs.getvalue()
+
+
 def test_broken_mapping_stops_start_up_with_its_line(tmp_path: object) -> None:
     from pathlib import Path
 

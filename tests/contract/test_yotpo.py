@@ -10,10 +10,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from app.destinations.base import Delivered, OutboundRequest
-from app.destinations.yotpo import YotpoConfig, YotpoDestination
+from app.destinations.yotpo import YotpoConfig, YotpoDestination, default_event_id, validate_body
 from app.problems import Problem
 from tests.conftest import make_settings
-from tests.fakes.yotpo import ERROR_BODIES, CannedResponse, FakeYotpo
+from tests.fakes.yotpo import ERROR_BODIES, CannedResponse, FakeYotpo, event_problems
 
 T = TypeVar("T")
 
@@ -177,25 +177,35 @@ def test_transient_token_call_failures_stay_retryable(
     assert event_calls(fake_yotpo) == []
 
 
-def test_a_pre_issued_api_key_is_used_without_a_token_call(fake_yotpo: FakeYotpo) -> None:
+@pytest.mark.parametrize("setting", ["yotpo_access_token", "yotpo_api_key"])  # the new name, the old
+def test_a_pre_issued_access_token_is_used_without_a_token_call(fake_yotpo: FakeYotpo, setting: str) -> None:
     token = fake_yotpo.issue_token()
-    dest = destination(fake_yotpo, yotpo_secret=None, yotpo_api_key=token)
+    dest = destination(fake_yotpo, yotpo_secret=None, **{setting: token})
     assert send(dest).status == 200
     assert fake_yotpo.token_requests == 0
     [received] = fake_yotpo.received
     assert received.headers["x-yotpo-token"] == token
 
 
-def test_a_rejected_api_key_without_a_secret_is_not_retried(fake_yotpo: FakeYotpo) -> None:
-    problem = send_expecting_problem(destination(fake_yotpo, yotpo_secret=None, yotpo_api_key="stale-token"))
+def test_the_new_name_wins_over_the_deprecated_one(fake_yotpo: FakeYotpo) -> None:
+    token = fake_yotpo.issue_token()
+    dest = destination(fake_yotpo, yotpo_secret=None, yotpo_access_token=token, yotpo_api_key="old")
+    assert send(dest).status == 200
+    assert fake_yotpo.received[0].headers["x-yotpo-token"] == token
+
+
+def test_a_rejected_access_token_without_a_secret_is_not_retried(fake_yotpo: FakeYotpo) -> None:
+    problem = send_expecting_problem(
+        destination(fake_yotpo, yotpo_secret=None, yotpo_access_token="stale-token")
+    )
     assert problem.code == "destination_auth_failed"
     assert fake_yotpo.token_requests == 0
     assert len(event_calls(fake_yotpo)) == 1
     assert "stale-token" not in str(problem.to_dict())
 
 
-def test_a_rejected_api_key_is_replaced_when_a_secret_is_set(fake_yotpo: FakeYotpo) -> None:
-    dest = destination(fake_yotpo, yotpo_api_key="stale-token")
+def test_a_rejected_access_token_is_replaced_when_a_secret_is_set(fake_yotpo: FakeYotpo) -> None:
+    dest = destination(fake_yotpo, yotpo_access_token="stale-token")
     assert send(dest).status == 200
     assert fake_yotpo.token_requests == 1
     assert [r.status for r in event_calls(fake_yotpo)] == [401, 200]
@@ -214,10 +224,11 @@ def test_the_exact_request_sent(fake_yotpo: FakeYotpo) -> None:
     """Snapshot of the token call and the event call for a body whose defaults are filled."""
     body = {k: v for k, v in BODY.items() if k not in ("id", "timestamp")}
     dest = destination(fake_yotpo)
-    request, violations = dest.prepare(body, None, {"event_id": "adobe-evt-7"})
+    request, violations = dest.prepare(body, None, {"event_id": "adobe-evt-7", "mapping": "orders"})
     assert violations == []
     delivered = run(dest, lambda: dest.send(request))
-    assert delivered.response == {"id": "adobe-evt-7"}
+    event_id = default_event_id("orders", "adobe-evt-7")
+    assert delivered.response == {"id": event_id}
 
     token_call, event_call = fake_yotpo.received
     assert (token_call.method, token_call.path) == ("POST", "/core/v3/stores/store-123/access_tokens")
@@ -233,7 +244,7 @@ def test_the_exact_request_sent(fake_yotpo: FakeYotpo) -> None:
     assert "authorization" not in event_call.headers
     stamped = event_call.body.pop("timestamp")
     assert stamped == request.body["timestamp"] and stamped.endswith("Z")
-    assert event_call.body == {**body, "id": "adobe-evt-7"}
+    assert event_call.body == {**body, "id": event_id}
 
 
 def test_a_retry_resends_the_same_body_and_updates_the_event(fake_yotpo: FakeYotpo) -> None:
@@ -281,16 +292,9 @@ ERROR_CASES: dict[str, tuple[str, int, bool, float | None, str]] = {
         None,
         "customer.phone_number: must be an E.164 phone number",
     ),
-    "too_many_requests_429": ("rate_limited", 429, True, 2.0, "Too Many Requests"),
-    "server_error_500": (
-        "destination_unavailable",
-        502,
-        True,
-        None,
-        "Exceptions::InternalError: Internal Server Error",
-    ),
-    "plain_text_503": ("destination_unavailable", 502, True, 3.0, "Service Unavailable"),
-    "errors_array_400": ("destination_rejected", 422, False, None, "YOTPO-FAKE-400"),
+    "too_many_requests_429": ("rate_limited", 429, True, 2.0, "HTTP 429"),  # no body: the status
+    "server_error_500": ("destination_unavailable", 502, True, None, "HTTP 500"),
+    "errors_array_400": ("destination_rejected", 422, False, None, "custom event rejected"),
 }
 
 
@@ -313,7 +317,7 @@ def test_each_yotpo_error_body_is_normalised(fake_yotpo: FakeYotpo, name: str) -
     assert doc["detail"].startswith("Yotpo: ")
     assert text in doc["detail"]
     assert doc["upstream"]["status"] == canned.status
-    assert doc["upstream"]["body"] is not None
+    assert doc["upstream"]["body"] == canned.body
     assert fake_yotpo.token_requests == (2 if auth_error else 1)
     assert len(event_calls(fake_yotpo)) == (2 if auth_error else 1)
 
@@ -391,3 +395,36 @@ def test_unreachable_yotpo_is_unavailable(fake_yotpo: FakeYotpo) -> None:
     fake_yotpo.stop()
     problem = send_expecting_problem(dest)
     assert (problem.code, problem.retryable) == ("destination_unavailable", True)
+
+
+# The relay's check and the fake's are written apart (app/destinations/timestamps.py and
+# tests/fakes/yotpo.py): each must refuse exactly what the other refuses.
+TIMESTAMPS = [
+    "2024-05-01T12:00:00Z",
+    "2024-05-01t12:00:00z",
+    "2024-05-01T12:00:00.5+02:00",
+    "2024-05-01T07:00:00-05:00",
+    "2024-02-29T00:00:00Z",
+    "2016-12-31T23:59:60Z",
+    "2024-05-01",
+    "2024-W18-3",
+    "2024-05-01T12:00:00",
+    "20240501T120000Z",
+    "2024-05-01T12:00Z",
+    "2024-05-01 12:00:00Z",
+    "2024-05-01T12:00:00+0200",
+    "2023-02-29T12:00:00Z",
+    "2024-04-31T12:00:00Z",
+    "2024-05-01T25:00:00Z",
+    "2024-05-01T12:60:00Z",
+    "2024-05-01T12:00:00+24:00",
+    "",
+]
+
+
+@pytest.mark.parametrize("timestamp", TIMESTAMPS)
+def test_the_relay_refuses_exactly_the_timestamps_the_fake_refuses(timestamp: str) -> None:
+    body = {**BODY, "timestamp": timestamp}
+    relay_refuses = "timestamp" in [v.path for v in validate_body(body) if not v.warning]
+    fake_refuses = "timestamp" in [p["field"] for p in event_problems(body)]
+    assert relay_refuses == fake_refuses

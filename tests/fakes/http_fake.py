@@ -26,7 +26,7 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 
 # An unscripted answer: status, payload (str is sent as plain text, anything else as JSON), headers.
-Answer = tuple[int, dict[str, Any] | list[Any] | str, dict[str, str]]
+Answer = tuple[int, dict[str, Any] | list[Any] | str | None, dict[str, str]]  # None: no body
 
 
 @dataclass
@@ -368,7 +368,9 @@ class HttpFake:
             )
             return
         status, payload, extra = self.bad_framing_answer if bad_framing else self._answer(record, parsed)
-        if isinstance(payload, str):
+        if payload is None:
+            data, content_type = b"", None
+        elif isinstance(payload, str):
             data, content_type = payload.encode("utf-8"), TEXT_CONTENT_TYPE
         else:
             data, content_type = json_bytes(payload), JSON_CONTENT_TYPE

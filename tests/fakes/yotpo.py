@@ -11,8 +11,17 @@ the facts in ``shared/reference/yotpo.md``:
   success; the same ``id`` again updates the stored event (``updates`` counts that).
 * Rate limit (when ``rate_limit`` is set): at most N accepted event calls per fixed window of
   ``rate_window`` seconds (aligned to :meth:`start`); above that ``429`` with ``RateLimit-Reset``.
+* Error bodies: only the shapes the reference shows. The ``status`` object (401 AccessDenied,
+  404 RecordNotFound) and ``{"error": "invalid_client"}`` are Yotpo's own; for 429 and 500 no
+  body is documented, so none is sent; a refused request (400, and 422 for a body breaking a
+  rule: Yotpo's status for that is not documented) answers in the ``{"errors": [...]}`` shape
+  Yotpo's public code reads, with entries (``field``, ``message``) of the fake's own.
+* Body rules: only what the reference states Yotpo refuses. Snake_case names are a
+  recommendation ("should"), the e-mail address has no stated format (any string), the null
+  and key-space rules are stated for customer properties only; ``timestamp`` must be an
+  RFC 3339 date-time with its offset (checked here on its own, not with the relay's code).
 
-Order of checks for an event call that is not scripted: route (404), store id (404), token (401),
+Order of checks for an event call that is not scripted: route (404, no body), store id (404), token (401),
 rate limit (429), ``Content-Type`` (400), JSON (400), body rules (422), then 200.
 
 Scripting: :meth:`FakeYotpo.enqueue` / :meth:`FakeYotpo.set_default` answer *event* calls (every
@@ -27,7 +36,6 @@ import re
 import secrets
 import time
 from collections import deque
-from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
@@ -49,9 +57,13 @@ UNLIMITED_RATE_LIMIT_HEADER = 1000
 
 _RE_TOKEN_PATH = re.compile(r"^/core/v3/stores/([^/]+)/access_tokens$")
 _RE_EVENTS_PATH = re.compile(r"^/core/v3/stores/([^/]+)/custom_events$")
-_RE_SNAKE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
-_RE_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_RE_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_RE_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+# RFC 3339 section 5.6 date-time: full-date "T" full-time, time-offset "Z" or +hh:mm / -hh:mm
+_RE_DATE_TIME = re.compile(
+    r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})[Tt]"
+    r"(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-](?P<offset_hour>[0-9]{2}):(?P<offset_minute>[0-9]{2}))"
+)
 
 
 def access_denied_body() -> dict[str, Any]:
@@ -74,7 +86,7 @@ def record_not_found_body(store_id: str) -> dict[str, Any]:
     }
 
 
-# Every error body shape of reference section 2.5 (+ 429 and a plain-text 503), each distinctive.
+# Every error answer of reference section 2.5, each distinctive (see the module docstring).
 ERROR_BODIES: dict[str, CannedResponse] = {
     "access_denied_401": CannedResponse(401, access_denied_body()),
     "record_not_found_404": CannedResponse(404, record_not_found_body("store-does-not-exist")),
@@ -83,31 +95,12 @@ ERROR_BODIES: dict[str, CannedResponse] = {
         422,
         {"errors": [{"field": "customer.phone_number", "message": "must be an E.164 phone number"}]},
     ),
+    # the status and the headers are documented, a body is not
     "too_many_requests_429": CannedResponse(
-        429,
-        {"errors": [{"message": "Too Many Requests"}]},
-        headers={"RateLimit-Remaining": "0", "RateLimit-Reset": "2"},
+        429, None, headers={"RateLimit-Remaining": "0", "RateLimit-Reset": "2"}
     ),
-    "server_error_500": CannedResponse(
-        500,
-        {
-            "status": {
-                "message": "Internal Server Error",
-                "code": 500,
-                "error_type": "Exceptions::InternalError",
-            }
-        },
-    ),
-    "plain_text_503": CannedResponse(
-        503,
-        "Service Unavailable",
-        headers={"Retry-After": "3"},
-        content_type="text/plain; charset=utf-8",
-    ),
-    "errors_array_400": CannedResponse(
-        400,
-        {"errors": [{"message": "Bad request: custom event rejected by upstream (YOTPO-FAKE-400)"}]},
-    ),
+    "server_error_500": CannedResponse(500, None),
+    "errors_array_400": CannedResponse(400, {"errors": [{"message": "Bad request: custom event rejected"}]}),
 }
 
 
@@ -123,26 +116,54 @@ def _check_name(body: dict[str, Any], key: str, required: bool, problems: list[d
     value = body[key]
     if not isinstance(value, str):
         problems.append({"field": key, "message": "must be a string"})
+    elif not value:
+        problems.append({"field": key, "message": "must not be empty"})
     elif len(value) > MAX_NAME_LENGTH:
         problems.append({"field": key, "message": f"must be at most {MAX_NAME_LENGTH} characters"})
-    elif not _RE_SNAKE.match(value):
-        problems.append({"field": key, "message": "must be snake_case (e.g. order_shipped)"})
+    # snake_case is what the page recommends ("should"), not a rule Yotpo is said to enforce
 
 
-def _check_properties(value: Any, where: str, problems: list[dict[str, str]]) -> None:
+def _check_properties(value: Any, where: str, problems: list[dict[str, str]], *, customer: bool) -> None:
+    """Primitive values; the null and key-space rules are stated for customer properties only."""
     if not isinstance(value, dict):
         problems.append({"field": where, "message": "must be an object"})
         return
     for key, item in value.items():
         field = f"{where}.{key}"
-        if " " in key:
+        if customer and " " in key:
             problems.append({"field": field, "message": "key must not contain spaces (use _)"})
         if item is None:
-            problems.append({"field": field, "message": "null is not supported"})
+            if customer:
+                problems.append({"field": field, "message": "null is not supported"})
         elif not isinstance(item, str | bool | int | float):
             problems.append({"field": field, "message": "must be a string, boolean or number"})
         elif isinstance(item, float) and not math.isfinite(item):
             problems.append({"field": field, "message": "must be a finite number"})
+
+
+def is_date_time(value: Any) -> bool:
+    """An RFC 3339 ``date-time`` (section 5.6) naming a real instant: month and day in range
+    (29 February in leap years only), hours to 23, minutes to 59, seconds to 60 (a leap
+    second), offsets to 23:59."""
+    if not isinstance(value, str):
+        return False
+    found = _RE_DATE_TIME.fullmatch(value)
+    if found is None:
+        return False
+    part = {name: int(text) for name, text in found.groupdict(default="0").items()}
+    year, month = part["year"], part["month"]
+    if not 1 <= month <= 12:
+        return False
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[month - 1]
+    return (
+        1 <= part["day"] <= days
+        and part["hour"] <= 23
+        and part["minute"] <= 59
+        and part["second"] <= 60
+        and part["offset_hour"] <= 23
+        and part["offset_minute"] <= 59
+    )
 
 
 def event_problems(body: Any) -> list[dict[str, str]]:
@@ -155,16 +176,8 @@ def event_problems(body: Any) -> list[dict[str, str]]:
 
     if "timestamp" not in body:
         problems.append({"field": "timestamp", "message": "is required"})
-    else:
-        ts = body["timestamp"]
-        ok = isinstance(ts, str) and bool(ts)
-        if ok:
-            try:
-                datetime.fromisoformat(ts)
-            except ValueError:
-                ok = False
-        if not ok:
-            problems.append({"field": "timestamp", "message": "must be an ISO-8601 timestamp"})
+    elif not is_date_time(body["timestamp"]):
+        problems.append({"field": "timestamp", "message": "must be an RFC 3339 date-time with an offset"})
 
     if "id" not in body:
         problems.append({"field": "id", "message": "is required"})
@@ -194,21 +207,20 @@ def event_problems(body: Any) -> list[dict[str, str]]:
                 problems.append(
                     {"field": "customer", "message": "requires external_id, email or phone_number"}
                 )
-        if "email" in customer:
-            email = customer["email"]
-            if not isinstance(email, str) or not _RE_EMAIL.match(email):
-                problems.append({"field": "customer.email", "message": "must be an email address"})
+        if "email" in customer and not isinstance(customer["email"], str):
+            # a string: the reference states no format for the address
+            problems.append({"field": "customer.email", "message": "must be a string"})
         if "phone_number" in customer:
             phone = customer["phone_number"]
-            if not isinstance(phone, str) or not _RE_E164.match(phone):
+            if not isinstance(phone, str) or not _RE_E164.fullmatch(phone):
                 problems.append(
                     {"field": "customer.phone_number", "message": "must be an E.164 phone number"}
                 )
         if "properties" in customer:
-            _check_properties(customer["properties"], "customer.properties", problems)
+            _check_properties(customer["properties"], "customer.properties", problems, customer=True)
 
     if "properties" in body:
-        _check_properties(body["properties"], "properties", problems)
+        _check_properties(body["properties"], "properties", problems, customer=False)
     return problems
 
 
@@ -331,7 +343,7 @@ class FakeYotpo(HttpFake):
     def _event(self, record: ReceivedRequest, body: Any, parsed: bool) -> Answer:
         m = _RE_EVENTS_PATH.match(record.path)
         if m is None or record.method != "POST":
-            return 404, {"errors": [{"message": "Not Found"}]}, {}
+            return 404, None, {}
         store_id = unquote(m.group(1))
         if store_id != self.store_id:
             return 404, record_not_found_body(store_id), {}
@@ -341,11 +353,7 @@ class FakeYotpo(HttpFake):
         with self._lock:
             wait = self._throttle(time.monotonic())
             if wait is not None:
-                return (
-                    429,
-                    {"errors": [{"message": "Too Many Requests"}]},
-                    {"RateLimit-Remaining": "0", "RateLimit-Reset": str(wait)},
-                )
+                return 429, None, {"RateLimit-Remaining": "0", "RateLimit-Reset": str(wait)}
 
             if not is_json(record):
                 return (

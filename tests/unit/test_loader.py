@@ -746,3 +746,13 @@ def test_a_mapping_nested_too_deeply_is_an_issue_not_a_crash(tmp_path: Path) -> 
     with pytest.raises(MappingLoadError) as caught:
         load_mappings(tmp_path, {"zendesk": ("events",)})
     assert "deep.yaml:1: nested too deeply" in str(caught.value)
+
+
+def test_an_example_with_only_a_warning_holds(tmp_path: Path, destinations: dict[str, Destination]) -> None:
+    body = "{type: OrderPlaced, timestamp: '2024-05-01T12:00:00Z', id: e-1, customer: {external_id: c}}"
+    text = f"destination: yotpo\nbody: {body}\nexamples:\n  - input: {{xdm: {{}}}}\n    expect: {body}\n"
+    write(tmp_path, "m.yaml", text)
+    [result] = run_examples(
+        load_mappings(tmp_path, {**DESTINATIONS, "yotpo": ("custom_events",)}), destinations
+    )
+    assert result.passed, result.reason

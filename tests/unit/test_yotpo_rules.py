@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import copy
 import re
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.destinations.base import Delivered
 from app.destinations.yotpo import (
+    EVENT_ID_NAMESPACE,
     YotpoConfig,
     YotpoDestination,
     classify_response,
+    default_event_id,
     error_message,
     validate_body,
 )
 from app.problems import Problem
-from app.settings import ConfigError
+from app.settings import ConfigError, Settings
 from tests.conftest import make_settings
 
 VALID: dict[str, Any] = {
@@ -45,7 +49,13 @@ def body_with(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
 
 
 def paths(body: dict[str, Any]) -> list[str]:
-    return [v.path for v in validate_body(body)]
+    """The paths of the rules broken (the request would not be sent)."""
+    return [v.path for v in validate_body(body) if not v.warning]
+
+
+def warned(body: dict[str, Any]) -> list[str]:
+    """The paths of the recommendations not followed (sent, with a warning)."""
+    return [v.path for v in validate_body(body) if v.warning]
 
 
 def test_a_valid_body_has_no_violations_and_is_sent_unchanged() -> None:
@@ -61,15 +71,17 @@ FAILING: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
     ("type missing", lambda b: b.pop("type"), ["type"]),
     ("type empty", lambda b: b.update(type=""), ["type"]),
     ("type not a string", lambda b: b.update(type=3), ["type"]),
-    ("type not snake_case", lambda b: b.update(type="Order Shipped"), ["type"]),
-    ("type camelCase", lambda b: b.update(type="orderShipped"), ["type"]),
-    ("type double underscore", lambda b: b.update(type="order__shipped"), ["type"]),
     ("type too long", lambda b: b.update(type="a" * 256), ["type"]),
-    ("source not snake_case", lambda b: b.update(source="Adobe-Relay"), ["source"]),
     ("source too long", lambda b: b.update(source="b" * 256), ["source"]),
     ("source null", lambda b: b.update(source=None), ["source"]),
     ("timestamp not ISO", lambda b: b.update(timestamp="yesterday"), ["timestamp"]),
     ("timestamp a number", lambda b: b.update(timestamp=1714564800), ["timestamp"]),
+    # RFC 3339 only: ISO 8601 forms without a time, an offset or the extended format are refused
+    ("timestamp a date only", lambda b: b.update(timestamp="2024-05-01"), ["timestamp"]),
+    ("timestamp a week date", lambda b: b.update(timestamp="2024-W18-3"), ["timestamp"]),
+    ("timestamp without an offset", lambda b: b.update(timestamp="2024-05-01T12:00:00"), ["timestamp"]),
+    ("timestamp in basic format", lambda b: b.update(timestamp="20240501T120000Z"), ["timestamp"]),
+    ("timestamp not a real date", lambda b: b.update(timestamp="2024-02-30T12:00:00Z"), ["timestamp"]),
     ("id empty", lambda b: b.update(id=""), ["id"]),
     ("id a number", lambda b: b.update(id=42), ["id"]),
     ("customer missing", lambda b: b.pop("customer"), ["customer"]),
@@ -95,6 +107,16 @@ FAILING: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         ["customer.phone_number"],
     ),
     (
+        "phone with a trailing newline",
+        lambda b: b.update(customer={"phone_number": "+14155550123\n"}),
+        ["customer.phone_number"],
+    ),
+    (
+        "phone in other digits",
+        lambda b: b.update(customer={"phone_number": "+1" + "\u0665" * 10}),
+        ["customer.phone_number"],
+    ),
+    (
         "external_id empty",
         lambda b: b.update(customer={"external_id": "", "email": "a@example.com"}),
         ["customer.external_id"],
@@ -115,12 +137,6 @@ FAILING: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         ["customer.properties.loyalty tier", "customer.properties.age"],
     ),
     ("properties not an object", lambda b: b.update(properties="x"), ["properties"]),
-    (
-        "properties key with a space",
-        lambda b: b["properties"].update({"order total": 3}),
-        ["properties.order total"],
-    ),
-    ("properties null value", lambda b: b["properties"].update(coupon=None), ["properties.coupon"]),
     ("properties object value", lambda b: b["properties"].update(meta={"a": 1}), ["properties.meta"]),
     ("properties list value", lambda b: b["properties"].update(skus=["a"]), ["properties.skus"]),
     ("properties NaN", lambda b: b["properties"].update(ratio=float("nan")), ["properties.ratio"]),
@@ -143,6 +159,7 @@ PASSING: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
     ("source absent", lambda b: b.pop("source")),
     ("source of 255 characters", lambda b: b.update(source="s" * 255)),
     ("timestamp with offset and millis", lambda b: b.update(timestamp="2024-05-01T12:00:00.123+02:00")),
+    ("timestamp with a negative offset", lambda b: b.update(timestamp="2024-05-01T07:00:00-05:00")),
     ("id a UUID", lambda b: b.update(id="3b0c4f5e-8a4a-4c5e-9a61-0d0a7f5b2c11")),
     ("customer by external_id only", lambda b: b.update(customer={"external_id": "c-1"})),
     ("customer by email only", lambda b: b.update(customer={"email": "a@example.com"})),
@@ -160,6 +177,9 @@ PASSING: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
         lambda b: b.update(properties={"s": "x", "t": True, "i": 1, "f": 1.5, "d": "2024-05-01T00:00:00Z"}),
     ),
     ("customer.properties absent", lambda b: b["customer"].pop("properties")),
+    # Yotpo states the null and key rules for customer properties, not for event properties
+    ("properties key with a space", lambda b: b["properties"].update({"order total": 3})),
+    ("properties null value", lambda b: b["properties"].update(coupon=None)),
 ]
 
 
@@ -168,23 +188,48 @@ def test_each_rule_accepts_a_conforming_body(change: Callable[[dict[str, Any]], 
     assert paths(body_with(change)) == []
 
 
+# Yotpo's page says type and source "should" be snake_case: a warning, and the event is sent
+WARNING_ONLY: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
+    ("type with spaces and capitals", lambda b: b.update(type="Order Shipped"), ["type"]),
+    ("type camelCase", lambda b: b.update(type="orderShipped"), ["type"]),
+    ("type double underscore", lambda b: b.update(type="order__shipped"), ["type"]),
+    ("source with a dash", lambda b: b.update(source="Adobe-Relay"), ["source"]),
+    ("both", lambda b: b.update(type="OrderShipped", source="AEP"), ["type", "source"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"), [(c, e) for _, c, e in WARNING_ONLY], ids=[n for n, _, _ in WARNING_ONLY]
+)
+def test_names_not_in_snake_case_are_warnings(
+    change: Callable[[dict[str, Any]], None], expected: list[str]
+) -> None:
+    body = body_with(change)
+    assert (paths(body), warned(body)) == ([], expected)
+    [message, *_] = [v.message for v in validate_body(body)]
+    assert message.startswith("should be snake_case") and "snake_case(" in message
+
+
+def test_a_valid_body_warns_of_nothing() -> None:
+    assert warned(VALID) == []
+
+
 def test_messages_name_the_mapping_function_that_fixes_the_data() -> None:
     def change(b: dict[str, Any]) -> None:
-        b.update(customer={"phone_number": "+1 415 555 0123"})
-        b["properties"].update({"order total": 3, "coupon": None})
+        b.update(customer={"phone_number": "+1 415 555 0123", "properties": {"loyalty tier": 3, "x": None}})
 
     body = body_with(change)
     messages = {v.path: v.message for v in validate_body(body)}
     assert "e164(" in messages["customer.phone_number"]
-    assert "underscore_keys(" in messages["properties.order total"]
-    assert "drop_nulls(" in messages["properties.coupon"]
+    assert "underscore_keys(" in messages["customer.properties.loyalty tier"]
+    assert "drop_nulls(" in messages["customer.properties.x"]
 
 
 def test_data_is_never_normalised_silently() -> None:
-    body = body_with(lambda b: b["properties"].update({"order total": 3}))
+    body = body_with(lambda b: b["customer"]["properties"].update({"loyalty tier": 3}))
     original = copy.deepcopy(body)
     request, violations = dest().prepare(body, None, {})
-    assert [v.path for v in violations] == ["properties.order total"]
+    assert [v.path for v in violations] == ["customer.properties.loyalty tier"]
     assert request.body == original
     assert body == original
 
@@ -228,10 +273,33 @@ def test_a_given_timestamp_is_kept() -> None:
     assert request.body["timestamp"] == "2020-01-01T00:00:00+02:00"
 
 
-def test_id_defaults_to_the_mappings_event_id() -> None:
-    request, violations = dest().prepare(body_with(lambda b: b.pop("id")), None, {"event_id": "adobe-evt-9"})
+def default_id(mapping: str, event_id: str) -> str:
+    request, violations = dest().prepare(
+        body_with(lambda b: b.pop("id")), None, {"event_id": event_id, "mapping": mapping}
+    )
     assert violations == []
-    assert request.body["id"] == "adobe-evt-9"
+    return str(request.body["id"])
+
+
+def test_id_defaults_to_a_uuid5_of_the_mapping_and_the_event_id() -> None:
+    made = default_id("yotpo-order-completed", "adobe-evt-9")
+    assert made == default_event_id("yotpo-order-completed", "adobe-evt-9")
+    assert uuid.UUID(made).version == 5
+    # pinned: the namespace and the name's spelling are documented, and ids must not move
+    assert made == str(uuid.uuid5(EVENT_ID_NAMESPACE, '["yotpo-order-completed","adobe-evt-9"]'))
+    assert str(EVENT_ID_NAMESPACE) == "489c7d1d-df33-5f75-9987-794a04e1cb58"  # as docs/yotpo.md says
+    shown = default_event_id("yotpo-order-completed", "a1b2c3d4-0000-4000-8000-000000000001")
+    assert shown == "9a0690c0-00ee-5d91-9286-ed554c7458f2"
+
+
+def test_two_mappings_on_one_event_get_two_ids_each_stable() -> None:
+    completed = default_id("yotpo-order-completed", "adobe-evt-9")
+    paid = default_id("yotpo-order-paid", "adobe-evt-9")
+    assert completed != paid
+    assert default_id("yotpo-order-completed", "adobe-evt-9") == completed  # a retry, a replay
+    assert default_id("yotpo-order-completed", "adobe-evt-10") != completed
+    # the parts cannot run into each other
+    assert default_id("a", "bc") != default_id("ab", "c")
 
 
 def test_a_given_id_is_kept() -> None:
@@ -264,9 +332,10 @@ def test_config_from_settings() -> None:
     ("values", "has"),
     [
         ({"yotpo_store_id": "s", "yotpo_secret": "x"}, True),
-        ({"yotpo_store_id": "s", "yotpo_api_key": "x"}, True),
+        ({"yotpo_store_id": "s", "yotpo_access_token": "x"}, True),
+        ({"yotpo_store_id": "s", "yotpo_api_key": "x"}, True),  # the deprecated name
         ({"yotpo_store_id": "s"}, False),
-        ({"yotpo_secret": "x", "yotpo_api_key": "y"}, False),
+        ({"yotpo_secret": "x", "yotpo_access_token": "y"}, False),
     ],
 )
 def test_credentials_need_a_store_id_and_a_key_or_secret(values: dict[str, Any], has: bool) -> None:
@@ -405,3 +474,30 @@ def test_secrets_and_tokens_are_masked_in_upstream_bodies() -> None:
     assert "tok-abc123" not in text
     assert "s3cret-value" not in text
     assert problem.detail == "Yotpo: bad token *** for secret ***"
+
+
+@pytest.mark.parametrize("status", [400, 429, 500, 503])
+def test_rate_limit_headers_are_read_on_error_answers_too(status: int) -> None:
+    headers = {"RateLimit-Limit": "2", "RateLimit-Remaining": "0", "RateLimit-Reset": "1"}
+    problem = problem_for(status, b"", headers)
+    assert (problem.rate_limit, problem.rate_remaining) == (120, 0)
+    assert "rate_limit" not in problem.to_dict()  # for the limiter, not the caller
+    assert (problem_for(status).rate_limit, problem_for(status).rate_remaining) == (None, None)
+
+
+def test_the_access_token_can_come_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("pre-issued-token\n")
+    monkeypatch.setenv("YOTPO_ACCESS_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("YOTPO_STORE_ID", "store-123")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert YotpoConfig.from_settings(settings).access_token == "pre-issued-token"
+    assert "pre-issued-token" in settings.secret_values()  # masked in every log line
+    assert settings.deprecated_in_use() == []
+
+
+def test_the_deprecated_name_is_read_and_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YOTPO_API_KEY", "old-name-token")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert YotpoConfig.from_settings(settings).access_token == "old-name-token"
+    assert "old-name-token" in settings.secret_values()
+    assert settings.deprecated_in_use() == [("YOTPO_API_KEY", "YOTPO_ACCESS_TOKEN")]
