@@ -206,6 +206,11 @@ class AdaptiveRateLimiter:
         return self._paused_until if self._paused_until > self._clock() else 0.0
 
     @property
+    def per_second(self) -> float | None:
+        """The vendor's limit per second this limiter keeps; None when it has none."""
+        return self._per_second
+
+    @property
     def burst(self) -> int:
         """Most grants in any one second right now (:func:`burst_cap`, or ``max_burst``)."""
         if self._max_burst is not None:

@@ -228,6 +228,11 @@ class RedisRateLimiter:
         """Monotonic time until which this replica last saw grants paused; 0 when not."""
         return self._paused_until if self._paused_until > time.monotonic() else 0.0
 
+    @property
+    def per_second(self) -> float | None:
+        """The vendor's limit per second the replicas keep together; None when it has none."""
+        return self._per_second
+
     def _common(self) -> list[Any]:
         return [self._configured, self._recovery, MIN_RATE_PER_MINUTE]
 
