@@ -61,14 +61,17 @@ def build_limiters(destinations: dict[str, Destination], store: Store) -> dict[s
     limiters: dict[str, RateLimiter] = {}
     for name, destination in destinations.items():
         account, rate = destination.account, destination.rate_limit_per_minute
+        per_second = destination.rate_limit_per_second
         if account not in by_account:
-            shared = None if isinstance(store, SqliteStore) else _shared_limiter(store, account, rate)
-            by_account[account] = shared or AdaptiveRateLimiter(rate)
+            shared = None
+            if not isinstance(store, SqliteStore):
+                shared = _shared_limiter(store, account, rate, per_second)
+            by_account[account] = shared or AdaptiveRateLimiter(rate, per_second=per_second)
         limiters[name] = by_account[account]
     return limiters
 
 
-def _shared_limiter(store: Store, account: str, rate: int) -> RateLimiter | None:
+def _shared_limiter(store: Store, account: str, rate: int, per_second: float | None) -> RateLimiter | None:
     """The limiter every replica on a Redis store shares; None for any other store."""
     # imported here so that a relay on SQLite (the default) never loads redis-py
     from app.delivery.redis_ratelimit import RedisRateLimiter
@@ -76,7 +79,7 @@ def _shared_limiter(store: Store, account: str, rate: int) -> RateLimiter | None
 
     if not isinstance(store, RedisStore):
         return None
-    return RedisRateLimiter(store, store.shared_key(f"rl:{account}"), rate)
+    return RedisRateLimiter(store, store.shared_key(f"rl:{account}"), rate, per_second=per_second)
 
 
 @dataclass

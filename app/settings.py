@@ -127,6 +127,7 @@ class Settings(BaseSettings):
     yotpo_secret: SecretStr | None = None
     yotpo_base_url: str | None = None
     yotpo_rate_limit_per_minute: int = Field(default=300, gt=0)  # 5 requests/second per store
+    yotpo_rate_limit_per_second: float = Field(default=5.0, gt=0)  # no second holds more
     # Not published in any copy we could read: the reference's best guess, to check on a live store.
     yotpo_events_method: str = "POST"
     yotpo_events_path: str = "/core/v3/stores/{store_id}/custom_events"

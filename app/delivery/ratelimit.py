@@ -1,17 +1,19 @@
-"""Per-destination request pacing for the Zendesk Events API.
+"""Per-destination request pacing for the Zendesk and Yotpo APIs.
 
-Zendesk caps Events/Profiles API calls per account per minute (``X-Rate-Limit``) and answers
-``429`` with ``Retry-After`` once the cap is exceeded. :class:`AdaptiveRateLimiter` keeps one
-process's sends to one destination account under that cap: it paces grants evenly, catches up
-after a stall by at most ``MAX_CATCH_UP_SECONDS`` of slots, never grants more than the ceiling
-(times ``safety``) in any 60 s, slows down on throttling signals and climbs back linearly.
+Zendesk caps Events/Profiles API calls per account per minute (``X-Rate-Limit``), Yotpo at
+5 requests per second per store; both answer ``429`` once the cap is exceeded.
+:class:`AdaptiveRateLimiter` keeps one process's sends to one destination account under that
+cap: it paces grants evenly, catches up after a stall by at most ``MAX_CATCH_UP_SECONDS`` of
+slots, never grants more than the ceiling (times ``safety``) in any 60 s nor more than
+:func:`burst_cap` in any second, slows down on throttling signals and climbs back linearly.
 :class:`RateLimiter` is the protocol the Redis-backed limiter implements too.
 
 The 60 s window counts a request from its grant until 60 s after its answer (``finished``), not
 60 s after its grant. A request reaches the destination somewhere between the two, so any 60 s
 of arrivals, however late some requests arrive (a busy event loop, new connections, a slow
 network), holds at most the cap: when the last request of such a span was granted, every other
-one in it had been granted and had not been answered for 60 s yet, so the cap counted it.
+one in it had been granted and had not been answered for 60 s yet, so the cap counted it. A
+per-second limit is kept the same way, in a one-second window.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ not this allowance, is what keeps the account's limit."""
 
 WINDOW_SECONDS = 60.0
 
+BURST_WINDOW_SECONDS = 1.0
+"""The span of the burst bound: no one second holds more than :func:`burst_cap` grants."""
+
 MAX_FLIGHT_SECONDS = 300.0
 """A granted request not reported ``finished`` after this long (its task died) stops counting
 as in flight; every send has timeouts far below it."""
@@ -49,17 +54,34 @@ def window_cap(ceiling_per_minute: float, safety: float) -> int:
     return max(1, math.floor(ceiling_per_minute * safety))
 
 
-def window_due(answered: Sequence[float], in_flight: int, cap: int, now: float) -> float:
-    """When the window next has room for a grant: ``answered`` holds the answer times of the
-    last 60 s (oldest first), ``in_flight`` counts the granted requests not answered yet.
+def burst_cap(ceiling_per_minute: float, safety: float, per_second: float | None) -> int:
+    """Most grants in any one second (``BURST_WINDOW_SECONDS``), so the catch-up allowance
+    never turns into a burst.
 
-    Just after the 60 s, so that no closed 60 s window holds more than ``cap``. With ``cap``
-    requests in flight, not before 60 s from now (ask again then)."""
+    With a vendor limit per second: that limit (or a second's worth of the ceiling, if a header
+    lowered it below), counted like the 60 s window from each grant until one second after its
+    answer, so that no second of arrivals holds more. Without one: one more than the whole
+    requests a second holds at the paced rate (5 at 250 or 300 a minute), counted by grant:
+    a stall's lost slots are still made up, a few a second."""
+    if per_second is not None:
+        return max(1, math.floor(min(per_second, ceiling_per_minute / 60.0)))
+    return math.floor(ceiling_per_minute * safety / 60.0) + 1
+
+
+def window_due(
+    answered: Sequence[float], in_flight: int, cap: int, now: float, window: float = WINDOW_SECONDS
+) -> float:
+    """When the window next has room for a grant: ``answered`` holds the answer times of (at
+    least) the last ``window`` seconds, oldest first; ``in_flight`` counts the granted requests
+    not answered yet.
+
+    Just after the ``window``, so that no closed window of that length holds more than ``cap``.
+    With ``cap`` requests in flight, not before ``window`` from now (ask again then)."""
     room = cap - in_flight
     if len(answered) < room:
         return -math.inf
     edge = answered[len(answered) - room] if room > 0 else now
-    return math.nextafter(edge + WINDOW_SECONDS, math.inf)
+    return math.nextafter(edge + window, math.inf)
 
 
 class RateLimiter(Protocol):
@@ -98,15 +120,18 @@ class RateLimiter(Protocol):
 
 
 class AdaptiveRateLimiter:
-    """In-process pacer (GCRA with a 60 s window cap), multiplicative decrease, linear recovery.
+    """In-process pacer (GCRA with a 60 s window cap and a one-second burst cap), multiplicative
+    decrease, linear recovery.
 
     Grants follow a schedule with one slot every ``60 / effective_rate`` seconds. A grant may come up
     to ``max_catch_up`` seconds ahead of its slot (GCRA), so slots lost to a stalled event loop are
-    made up, or a few are used at once after an idle spell; and never while :func:`window_cap`
+    made up, or a few are used at once after an idle spell; never while :func:`window_cap`
     requests are in flight or were answered in the last 60 s, so every 60 s window stays within
-    the ceiling whatever the stalls and delays (module docstring). After a pause there is no
-    catching up: grants resume one interval apart. :meth:`acquire` grants exactly one token
-    whatever ``max_tokens`` is; :meth:`finished` must follow each grant.
+    the ceiling whatever the stalls and delays (module docstring); and never beyond
+    :func:`burst_cap` in one second (``max_burst`` overrides it), so a vendor's limit per second
+    (``per_second``) holds too and the catch-up comes a few a second, not all at once. After a
+    pause there is no catching up: grants resume one interval apart. :meth:`acquire` grants
+    exactly one token whatever ``max_tokens`` is; :meth:`finished` must follow each grant.
 
     ``effective_rate = min(ceiling, current) * safety`` where ``ceiling`` is the configured rate,
     lowered to the latest ``X-Rate-Limit`` seen if that is smaller. ``current`` is multiplied by
@@ -126,9 +151,15 @@ class AdaptiveRateLimiter:
         recovery_seconds: float = 60.0,
         decrease_factor: float = 0.8,
         max_catch_up: float = MAX_CATCH_UP_SECONDS,
+        per_second: float | None = None,
+        max_burst: int | None = None,
     ) -> None:
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be positive")
+        if per_second is not None and not per_second > 0.0:
+            raise ValueError("per_second must be positive")
+        if max_burst is not None and max_burst < 1:
+            raise ValueError("max_burst must be >= 1")
         if not 0.0 < safety <= 1.0:
             raise ValueError("safety must be in (0, 1]")
         if not recovery_seconds > 0.0:
@@ -149,9 +180,12 @@ class AdaptiveRateLimiter:
         self._decreased_at = -math.inf
         self._paused_until = 0.0
         self._max_catch_up = max_catch_up
+        self._per_second = per_second
+        self._max_burst = max_burst
         self._slot = -math.inf  # the schedule's next slot (GCRA's theoretical arrival time)
         self._answered: deque[float] = deque()  # answer times of the last 60 s
         self._in_flight: deque[float] = deque()  # grant times of requests not answered yet
+        self._granted: deque[float] = deque()  # grant times of the last second (no per_second)
         self._lock = asyncio.Lock()
 
     # -- introspection -------------------------------------------------------------------------
@@ -170,6 +204,18 @@ class AdaptiveRateLimiter:
     def paused_until(self) -> float:
         """Monotonic time until which grants are paused; 0 when not paused."""
         return self._paused_until if self._paused_until > self._clock() else 0.0
+
+    @property
+    def per_second(self) -> float | None:
+        """The vendor's limit per second this limiter keeps; None when it has none."""
+        return self._per_second
+
+    @property
+    def burst(self) -> int:
+        """Most grants in any one second right now (:func:`burst_cap`, or ``max_burst``)."""
+        if self._max_burst is not None:
+            return self._max_burst
+        return burst_cap(self._ceiling, self._safety, self._per_second)
 
     # -- pacing --------------------------------------------------------------------------------
 
@@ -190,15 +236,27 @@ class AdaptiveRateLimiter:
                     self._paused_until,
                     self._slot - self._max_catch_up,
                     window_due(answered, len(in_flight), window_cap(self._ceiling, self._safety), now),
+                    self._burst_due(now),
                 )
                 if now >= due:
                     break
                 # Re-check after waking: a pause or a lower rate may have arrived meanwhile.
                 await self._sleep(due - now)
             self._in_flight.append(now)
+            if self._per_second is None:
+                self._granted.append(now)
             # Just after a pause the schedule restarts one interval at a time: no catching up.
             self._slot = max(self._slot, now, self._paused_until + self._max_catch_up) + interval
         return 1
+
+    def _burst_due(self, now: float) -> float:
+        """When the last second next has room for a grant (see :func:`burst_cap`)."""
+        if self._per_second is not None:  # arrivals: from each grant until 1 s after its answer
+            return window_due(self._answered, len(self._in_flight), self.burst, now, BURST_WINDOW_SECONDS)
+        granted = self._granted
+        while granted and granted[0] <= now - BURST_WINDOW_SECONDS:
+            granted.popleft()
+        return window_due(granted, 0, self.burst, now, BURST_WINDOW_SECONDS)
 
     def finished(self) -> None:
         """A granted request has its answer (or failed): it counts in the window from now."""

@@ -5,8 +5,11 @@ rate, and a sorted set beside it the window: each request granted and not answer
 in the future) or answered in the last 60 s (scored by its answer time); each grant, answer and piece of
 upstream feedback is one Lua script, timed by the Redis server's own clock, so replicas on
 different machines pace one account together: one slot every ``60 / rate`` seconds whichever
-replica takes it, the same bounded catch-up after a stall and the same 60 s window cap as
-:class:`app.delivery.ratelimit.AdaptiveRateLimiter`.
+replica takes it, the same bounded catch-up after a stall, the same 60 s window cap and the same
+one-second burst cap as :class:`app.delivery.ratelimit.AdaptiveRateLimiter`. With a limit per
+second the burst cap counts the window's own entries of the last second (so N replicas together
+send no more than the limit in any second of arrivals); without one, a third key, a sorted set
+of the last second's grants.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from app.delivery.ratelimit import (
+    BURST_WINDOW_SECONDS,
     DEFAULT_RETRY_AFTER_SECONDS,
     MAX_CATCH_UP_SECONDS,
     MAX_FLIGHT_SECONDS,
@@ -63,15 +67,20 @@ end
 """
 )
 
-# KEYS: state, window.  ARGV: configured, recovery, min_rate, safety, grant token, state ttl ms,
-# max catch-up seconds, in-flight score offset -> {granted 0|1, wait seconds, rate}.
+# KEYS: state, window, grants.  ARGV: configured, recovery, min_rate, safety, grant token,
+# state ttl ms, max catch-up seconds, in-flight score offset, per second|'', max burst|'',
+# burst window seconds -> {granted 0|1, wait seconds, rate}.
 # AdaptiveRateLimiter.acquire's rules. A grant enters the window scored in the future (now +
 # offset: it leaves MAX_FLIGHT_SECONDS after its grant unless FINISHED scores it earlier).
+# The burst cap is ratelimit.burst_cap (or max burst); with a limit per second it counts the
+# window's entries of the last second (in flight, or answered less than a second ago), without
+# one the grants set.
 ACQUIRE = (
     _STATE
     + """
 local safety, token, most, flight = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7]), tonumber(ARGV[8])
-local window = KEYS[2]
+local per_second, max_burst, second = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local window, grants = KEYS[2], KEYS[3]
 local interval = 60 / (rate * safety)
 local due = math.max(paused, slot - most)
 redis.call('ZREMRANGEBYSCORE', window, '-inf', num(now - 60))
@@ -82,12 +91,35 @@ if count >= cap then
   -- an edge still in flight leaves 60 s after its answer: not before 60 s from now
   due = math.max(due, math.min(tonumber(edge[2]), now) + 60.000001)
 end
+local burst = max_burst
+if not burst and per_second then
+  burst = math.max(1, math.floor(math.min(per_second, ceiling / 60)))
+elseif not burst then
+  burst = math.floor(ceiling * safety / 60) + 1
+end
+if per_second then
+  if count >= burst then
+    local edge = redis.call('ZRANGE', window, count - burst, count - burst, 'WITHSCORES')
+    due = math.max(due, math.min(tonumber(edge[2]), now) + second + 0.000001)
+  end
+else
+  redis.call('ZREMRANGEBYSCORE', grants, '-inf', num(now - second))
+  local recent = redis.call('ZCARD', grants)
+  if recent >= burst then
+    local edge = redis.call('ZRANGE', grants, recent - burst, recent - burst, 'WITHSCORES')
+    due = math.max(due, tonumber(edge[2]) + second + 0.000001)
+  end
+end
 if now >= due then
   local next_slot = math.max(slot, now, paused + most) + interval
   redis.call('HSET', key, 'slot', num(next_slot))
   redis.call('PEXPIRE', key, ARGV[6])
   redis.call('ZADD', window, num(now + flight), token)
   redis.call('PEXPIRE', window, ARGV[6])
+  if not per_second then
+    redis.call('ZADD', grants, num(now), token)
+    redis.call('PEXPIRE', grants, ARGV[6])
+  end
   return {1, '0', num(rate * safety)}
 end
 return {0, num(due - now), num(rate * safety)}
@@ -146,15 +178,24 @@ class RedisRateLimiter:
         recovery_seconds: float = 60.0,
         decrease_factor: float = 0.8,
         max_catch_up: float = MAX_CATCH_UP_SECONDS,
+        per_second: float | None = None,
+        max_burst: int | None = None,
     ) -> None:
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be positive")
         if max_catch_up < 0.0:
             raise ValueError("max_catch_up must not be negative")
+        if per_second is not None and not per_second > 0.0:
+            raise ValueError("per_second must be positive")
+        if max_burst is not None and max_burst < 1:
+            raise ValueError("max_burst must be >= 1")
         self._max_catch_up = max_catch_up
+        self._per_second = per_second
+        self._max_burst = max_burst
         self._store = store
         self._key = key
         self._window_key = f"{key}:window"  # requests in flight or answered in the last 60 s
+        self._grants_key = f"{key}:grants"  # grants of the last second (without per_second)
         self._in_flight: deque[str] = deque()  # this replica's grant tokens not answered yet
         self._configured = float(rate_per_minute)
         self._safety = safety
@@ -187,6 +228,11 @@ class RedisRateLimiter:
         """Monotonic time until which this replica last saw grants paused; 0 when not."""
         return self._paused_until if self._paused_until > time.monotonic() else 0.0
 
+    @property
+    def per_second(self) -> float | None:
+        """The vendor's limit per second the replicas keep together; None when it has none."""
+        return self._per_second
+
     def _common(self) -> list[Any]:
         return [self._configured, self._recovery, MIN_RATE_PER_MINUTE]
 
@@ -197,17 +243,25 @@ class RedisRateLimiter:
         token = uuid.uuid4().hex
         async with self._lock:
             while True:
-                granted, wait, rate = await self._script(ACQUIRE)(
-                    keys=[self._key, self._window_key],
-                    args=[*self._common(), self._safety, token, STATE_TTL_MS, self._max_catch_up, IN_FLIGHT],
-                )
-                self._rate = float(rate)
-                if int(granted):
+                granted, delay = await self._attempt(token)
+                if granted:
                     self._in_flight.append(token)
                     return 1
-                delay = float(wait)
                 self._paused_until = time.monotonic() + delay if delay > 60 / self._rate else 0.0
                 await asyncio.sleep(min(delay, MAX_SLEEP))
+
+    async def _attempt(self, token: str) -> tuple[bool, float]:
+        """One try of the shared pacer: granted now, or the seconds to wait before asking again."""
+        optional = ("" if self._per_second is None else self._per_second, self._max_burst or "")
+        granted, wait, rate = await self._script(ACQUIRE)(
+            keys=[self._key, self._window_key, self._grants_key],
+            args=[
+                *self._common(), self._safety, token, STATE_TTL_MS, self._max_catch_up, IN_FLIGHT,
+                *optional, BURST_WINDOW_SECONDS,
+            ],
+        )  # fmt: skip
+        self._rate = float(rate)
+        return bool(int(granted)), float(wait)
 
     def finished(self) -> None:
         """A granted request has its answer (or failed): it counts in the shared window from now."""

@@ -67,6 +67,8 @@ class Destination(Protocol):
     dry_run: bool
     # The account's limit for these calls, and a key naming the account (one bucket each).
     rate_limit_per_minute: int
+    # The vendor's limit per second (Yotpo: 5 per store), None when it limits per minute only.
+    rate_limit_per_second: float | None
     account: str
 
     def prepare(

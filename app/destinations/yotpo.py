@@ -73,6 +73,7 @@ class YotpoConfig:
     connect_timeout: float
     read_timeout: float
     rate_limit_per_minute: int
+    rate_limit_per_second: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> YotpoConfig:
@@ -94,6 +95,7 @@ class YotpoConfig:
             connect_timeout=settings.yotpo_connect_timeout,
             read_timeout=settings.yotpo_read_timeout,
             rate_limit_per_minute=settings.yotpo_rate_limit_per_minute,
+            rate_limit_per_second=settings.yotpo_rate_limit_per_second,
         )
 
     @property
@@ -135,6 +137,7 @@ class YotpoDestination:
         self.config = config
         self.dry_run = dry_run
         self.rate_limit_per_minute = config.rate_limit_per_minute
+        self.rate_limit_per_second: float | None = config.rate_limit_per_second
         self.account = f"yotpo:{config.base_url}:{config.store_id}"
         self.token_max_age = token_max_age
         self._clock = clock

@@ -118,6 +118,7 @@ class ZendeskDestination:
         self.config = config
         self.dry_run = dry_run
         self.rate_limit_per_minute = config.rate_limit_per_minute
+        self.rate_limit_per_second: float | None = None  # Zendesk limits per minute only
         self.account = f"zendesk:{config.base_url}"
         self._client: httpx.AsyncClient | None = None
 

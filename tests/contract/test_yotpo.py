@@ -90,9 +90,10 @@ def test_concurrent_sends_fetch_one_token(fake_yotpo: FakeYotpo) -> None:
     dest = destination(fake_yotpo)
 
     async def many() -> list[Delivered]:
-        return await asyncio.gather(*(dest.send(prepared(dest, {**BODY, "id": f"e{i}"})) for i in range(8)))
+        # 5 at once: Yotpo's limit per second per store, which the fake keeps
+        return await asyncio.gather(*(dest.send(prepared(dest, {**BODY, "id": f"e{i}"})) for i in range(5)))
 
-    assert len(run(dest, many)) == 8
+    assert len(run(dest, many)) == 5
     assert fake_yotpo.token_requests == 1
 
 

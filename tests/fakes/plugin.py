@@ -25,7 +25,8 @@ def fake_zendesk() -> Iterator[FakeZendesk]:
 
 @pytest.fixture
 def fake_yotpo() -> Iterator[FakeYotpo]:
-    """A started fake Yotpo on 127.0.0.1 (default store id and secret, no rate limit); stopped after."""
+    """A started fake Yotpo on 127.0.0.1 (default store id and secret, Yotpo's 5 calls a second);
+    stopped after."""
     with FakeYotpo() as fake:
         yield fake
 

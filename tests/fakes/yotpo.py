@@ -9,8 +9,11 @@ the facts in ``shared/reference/yotpo.md``:
 * ``POST /core/v3/stores/{store_id}/custom_events`` (the relay's default events path; the real
   method and path are UNCERTAIN) needs ``X-Yotpo-Token``; ``200 {"event": {"id", "type"}}`` on
   success; the same ``id`` again updates the stored event (``updates`` counts that).
-* Rate limit (when ``rate_limit`` is set): at most N accepted event calls per fixed window of
-  ``rate_window`` seconds (aligned to :meth:`start`); above that ``429`` with ``RateLimit-Reset``.
+* Rate limit: 5 requests per second per store (reference 2.4): at most ``per_second`` accepted
+  event calls in any one second, counted when each arrives, above that ``429`` with
+  ``RateLimit-Reset: 1``; ``per_second=None`` lifts it. When ``rate_limit`` is set, also at most
+  that many per fixed window of ``rate_window`` seconds (aligned to :meth:`start`); above that
+  ``429`` with ``RateLimit-Reset``.
 * Error bodies: only the shapes the reference shows. The ``status`` object (401 AccessDenied,
   404 RecordNotFound) and ``{"error": "invalid_client"}`` are Yotpo's own; for 429 and 500 no
   body is documented, so none is sent; a refused request (400, and 422 for a body breaking a
@@ -252,8 +255,11 @@ class FakeYotpo(HttpFake):
         secret: str = "test-yotpo-secret",
         rate_limit: int | None = None,
         rate_window: float = 1.0,
+        per_second: int | None = 5,
     ) -> None:
         super().__init__(rate_limit=rate_limit, rate_window=rate_window)
+        self.per_second = per_second
+        self._accepted_at: deque[float] = deque()  # arrivals of the last second's accepted calls
         self.store_id = store_id
         self.secret = secret
         self.token_requests = 0
@@ -301,13 +307,15 @@ class FakeYotpo(HttpFake):
 
     def reset(self) -> None:
         """Clear received requests, both queues, the default, ``events`` and the counters
-        (``token_requests``, ``updates``, ``throttled``, the window count). Tokens stay valid."""
+        (``token_requests``, ``updates``, ``throttled``, the window count, the last second's
+        calls). Tokens stay valid."""
         with self._lock:
             super().reset()
             self._token_queue.clear()
             self.events.clear()
             self.token_requests = 0
             self.updates = 0
+            self._accepted_at.clear()
 
     # -- request handling (handler threads) --------------------------------------------------
 
@@ -351,7 +359,11 @@ class FakeYotpo(HttpFake):
             return 401, access_denied_body(), {}
 
         with self._lock:
-            wait = self._throttle(time.monotonic())
+            now = time.monotonic()
+            wait = self._throttle(now)
+            if wait is None and self._over_per_second(now):
+                self.throttled += 1
+                wait = 1
             if wait is not None:
                 return 429, None, {"RateLimit-Remaining": "0", "RateLimit-Reset": str(wait)}
 
@@ -368,11 +380,19 @@ class FakeYotpo(HttpFake):
                 return 422, {"errors": problems}, {}
 
             self._window_count += 1
+            self._accepted_at.append(now)
             event_id = body["id"]
             if event_id in self.events:
                 self.updates += 1
             self.events[event_id] = body
         return 200, {"event": {"id": event_id, "type": body["type"]}}, {}
+
+    def _over_per_second(self, now: float) -> bool:
+        """``per_second`` calls were accepted in the second before ``now`` (lock held)."""
+        accepted = self._accepted_at
+        while accepted and accepted[0] <= now - 1.0:
+            accepted.popleft()
+        return self.per_second is not None and len(accepted) >= self.per_second
 
     def _upstream_headers(self, record: ReceivedRequest, scripted: bool) -> dict[str, str]:
         # Rate-limit headers go on event calls: when scripted, any non-token call; else the events path.

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
-from app.delivery.ratelimit import MAX_CATCH_UP_SECONDS
-from app.delivery.redis_ratelimit import ACQUIRE, IN_FLIGHT, STATE_TTL_MS, RedisRateLimiter
+from app.delivery.ratelimit import MAX_CATCH_UP_SECONDS, burst_cap
+from app.delivery.redis_ratelimit import RedisRateLimiter
 from app.delivery.redis_store import RedisStore
 from tests.fakes.redis_server import RedisServer
 
@@ -18,7 +20,10 @@ SLOW = 6  # per minute: one grant every ~10 s, so "not granted within a second" 
 
 
 def two_replicas(
-    server: RedisServer, rate: int, scenario: Callable[[RedisRateLimiter, RedisRateLimiter], Awaitable[None]]
+    server: RedisServer,
+    rate: int,
+    scenario: Callable[[RedisRateLimiter, RedisRateLimiter], Awaitable[None]],
+    **options: Any,
 ) -> None:
     async def main() -> None:
         prefix = f"test-{uuid.uuid4().hex}"
@@ -26,7 +31,7 @@ def two_replicas(
         for store in stores:
             await store.open()
         try:
-            a, b = (RedisRateLimiter(s, s.shared_key("rl:acct"), rate) for s in stores)
+            a, b = (RedisRateLimiter(s, s.shared_key("rl:acct"), rate, **options) for s in stores)
             await scenario(a, b)
         finally:
             for store in stores:
@@ -91,10 +96,7 @@ def test_after_an_idle_spell_the_replicas_share_the_catch_up_allowance(redis_ser
         await asyncio.sleep(1.5)  # idle: the schedule's slot is now in the past
         calls = 0
         for limiter in (a, b, a, b, a):  # 1 due slot + 4 ahead of theirs (of 14 allowed: 3 s at 294/min)
-            granted, _, _ = await limiter._script(ACQUIRE)(
-                keys=[limiter._key, limiter._window_key],
-                args=[*limiter._common(), 0.98, "t", STATE_TTL_MS, MAX_CATCH_UP_SECONDS, IN_FLIGHT],
-            )
+            granted, _ = await limiter._attempt(uuid.uuid4().hex)
             calls += int(granted)
         assert calls == 5  # all at once: time only moves on between calls, which never refuses one
 
@@ -112,29 +114,23 @@ def test_no_catch_up_passes_the_60_second_window_cap(redis_server: RedisServer) 
         granted, waits = 0, []
         for i in range(300):  # a catch-up allowance of 10 minutes would allow all of them
             limiter = (a, b)[i % 2]
-            ok, wait, _ = await limiter._script(ACQUIRE)(
-                keys=[limiter._key, limiter._window_key],
-                args=[*limiter._common(), 0.98, f"t{i}", STATE_TTL_MS, 600.0, IN_FLIGHT],
-            )
+            ok, wait = await limiter._attempt(f"t{i}")
             granted += int(ok)
-            if not int(ok):
-                waits.append(float(wait))
+            if not ok:
+                waits.append(wait)
         assert granted == 294  # window_cap(300, 0.98): the two replicas together
         assert min(waits) > 50  # the next room is when the first grant leaves the window
 
-    two_replicas(redis_server, 300, scenario)
+    two_replicas(redis_server, 300, scenario, max_catch_up=600.0, max_burst=1000)
 
 
 def test_a_grant_counts_in_the_shared_window_until_60_seconds_after_its_answer(
     redis_server: RedisServer,
 ) -> None:
     async def refused_for(limiter: RedisRateLimiter) -> float:
-        ok, wait, _ = await limiter._script(ACQUIRE)(
-            keys=[limiter._key, limiter._window_key],
-            args=[*limiter._common(), 0.98, uuid.uuid4().hex, STATE_TTL_MS, 600.0, IN_FLIGHT],
-        )
-        assert not int(ok)
-        return float(wait)
+        ok, wait = await limiter._attempt(uuid.uuid4().hex)
+        assert not ok
+        return wait
 
     async def scenario(a: RedisRateLimiter, b: RedisRateLimiter) -> None:
         await a.acquire()  # a window of one request (1 a minute)
@@ -146,4 +142,80 @@ def test_a_grant_counts_in_the_shared_window_until_60_seconds_after_its_answer(
         # leave about 58.2 s
         assert await refused_for(b) > 59.0
 
-    two_replicas(redis_server, 1, scenario)
+    two_replicas(redis_server, 1, scenario, max_catch_up=600.0)
+
+
+def most_intervals_meeting_one_second(spans: list[tuple[float, float]]) -> int:
+    """The most (grant, answer) spans that meet any one second: the most requests a destination
+    can count in a second, wherever between its grant and its answer each one arrives."""
+    return max(sum(1 for g, a in spans if g <= grant and a > grant - 1.0) for grant, _ in spans)
+
+
+def test_after_an_idle_spell_the_replicas_share_a_burst_cap_of_a_second_of_the_pace(
+    redis_server: RedisServer,
+) -> None:
+    async def scenario(a: RedisRateLimiter, b: RedisRateLimiter) -> None:
+        await a.acquire()
+        a.finished()
+        await asyncio.sleep(3.5)  # idle: the whole catch-up allowance (14 slots) is free
+        attempts = [await limiter._attempt(uuid.uuid4().hex) for limiter in (a, b, a, b, a, b, a)]
+        assert [ok for ok, _ in attempts] == [True] * 5 + [False] * 2  # 5 = burst_cap(300, 0.98, None)
+        assert 0.9 < attempts[-1][1] <= 1.0  # room again when the first of them is a second old
+
+    assert burst_cap(300, 0.98, None) == 5
+    two_replicas(redis_server, 300, scenario)
+
+
+def test_two_replicas_never_let_more_than_the_limit_per_second_arrive(redis_server: RedisServer) -> None:
+    """Yotpo's 5 a second per store, two replicas sending as fast as their shared limiter lets
+    them, after an idle spell, each answer 0-150 ms after its grant."""
+
+    async def scenario(a: RedisRateLimiter, b: RedisRateLimiter) -> None:
+        await a.acquire()
+        a.finished()
+        await asyncio.sleep(3.5)  # idle: the whole catch-up allowance is free
+        spans: list[tuple[float, float]] = []
+        rng = random.Random(5)
+
+        async def send(limiter: RedisRateLimiter) -> None:
+            await limiter.acquire()
+            granted = time.monotonic()
+            await asyncio.sleep(rng.uniform(0.0, 0.15))  # the request on its way and back
+            spans.append((granted, time.monotonic()))
+            limiter.finished()
+
+        async def replica(limiter: RedisRateLimiter) -> None:
+            await asyncio.gather(*(send(limiter) for _ in range(20)))
+
+        started = time.monotonic()
+        await asyncio.gather(replica(a), replica(b))
+        took = time.monotonic() - started
+        assert len(spans) == 40
+        assert most_intervals_meeting_one_second(spans) <= 5
+        assert took >= (40 - 5) / 5 * 1.0  # 5 at once, then no more than 5 a second
+        assert took <= 25.0  # and not much slower (a loaded machine only adds answer time)
+
+    two_replicas(redis_server, 300, scenario, per_second=5.0)
+
+
+def test_the_limit_per_second_counts_from_the_grant_until_a_second_after_the_answer(
+    redis_server: RedisServer,
+) -> None:
+    async def scenario(a: RedisRateLimiter, b: RedisRateLimiter) -> None:
+        await a.acquire()
+        await a.acquire()  # the limit of 2 a second, both in flight
+        ok, wait = await b._attempt(uuid.uuid4().hex)
+        assert not ok and 0.9 < wait <= 1.001  # in flight: ask again in a second
+        await asyncio.sleep(1.2)
+        ok, _ = await b._attempt(uuid.uuid4().hex)
+        assert not ok  # the grants are over a second old, but a request in flight may arrive now
+        a.finished()
+        a.finished()
+        await asyncio.sleep(0.3)  # the answers are recorded in the background
+        ok, wait = await b._attempt(uuid.uuid4().hex)
+        assert not ok and 0.4 < wait <= 0.75  # a second after the answers
+        await asyncio.sleep(wait + 0.05)
+        ok, _ = await b._attempt(uuid.uuid4().hex)
+        assert ok
+
+    two_replicas(redis_server, 120, scenario, per_second=2.0, max_catch_up=60.0)

@@ -17,6 +17,7 @@ from app.delivery.ratelimit import (
     MAX_FLIGHT_SECONDS,
     AdaptiveRateLimiter,
     RateLimiter,
+    burst_cap,
     window_cap,
 )
 
@@ -89,7 +90,7 @@ def run(main: Callable[[FakeClock], Awaitable[None]], *, autojump: bool = True) 
     asyncio.run(runner())
 
 
-def make(clock: FakeClock, rate: int = 300, **kwargs: float) -> AdaptiveRateLimiter:
+def make(clock: FakeClock, rate: int = 300, **kwargs: float | None) -> AdaptiveRateLimiter:
     """A limiter without catch-up unless asked: the mechanics are plainest one interval apart.
 
     The catch-up tests (and the window test) use the production default."""
@@ -129,6 +130,8 @@ def test_satisfies_protocol() -> None:
         {"rate_per_minute": 10, "recovery_seconds": 0.0},
         {"rate_per_minute": 10, "decrease_factor": 1.0},
         {"rate_per_minute": 10, "max_catch_up": -1.0},
+        {"rate_per_minute": 10, "per_second": 0.0},
+        {"rate_per_minute": 10, "max_burst": 0},
     ],
 )
 def test_rejects_bad_arguments(kwargs: dict[str, float]) -> None:
@@ -234,9 +237,9 @@ def test_no_60_second_window_of_arrivals_exceeds_the_cap_whatever_the_stalls_idl
 
 def test_a_request_counts_until_60_seconds_after_its_answer() -> None:
     async def main(clock: FakeClock) -> None:
-        limiter = make(clock, 2, safety=1.0, max_catch_up=60.0)  # a window of two requests
+        limiter = make(clock, 2, safety=1.0, max_catch_up=60.0, max_burst=2)  # a window of two requests
         await limiter.acquire()
-        await limiter.acquire()  # both at once: the catch-up allows it
+        await limiter.acquire()  # both at once: the catch-up and the burst cap allow it
         assert clock.now == START
         clock.now += 5.0
         limiter.finished()
@@ -260,7 +263,8 @@ def test_a_request_never_answered_counts_as_in_flight_until_max_flight() -> None
     run(main)
 
 
-def test_slots_lost_to_stalls_are_made_up() -> None:
+@pytest.mark.parametrize("per_second", [None, 5.0])
+def test_slots_lost_to_stalls_are_made_up(per_second: float | None) -> None:
     async def stalled_consumer(clock: FakeClock, limiter: AdaptiveRateLimiter) -> int:
         granted = 0
         while clock.now < START + 120.0:
@@ -272,30 +276,147 @@ def test_slots_lost_to_stalls_are_made_up() -> None:
         return granted
 
     async def main(clock: FakeClock) -> None:
-        made_up = await stalled_consumer(clock, make(clock, 300, max_catch_up=MAX_CATCH_UP_SECONDS))
+        made_up = await stalled_consumer(
+            clock, make(clock, 300, max_catch_up=MAX_CATCH_UP_SECONDS, per_second=per_second)
+        )
         assert made_up >= 0.98 * 300 * 2 - 1  # the full rate, stalls and all
         clock.now = START
-        strict = await stalled_consumer(clock, make(clock, 300, max_catch_up=0.0))
+        strict = await stalled_consumer(clock, make(clock, 300, max_catch_up=0.0, per_second=per_second))
         assert strict <= 0.9 * 300 * 2  # without catch-up each stall is lost for good (516)
 
     run(main)
 
 
-def test_after_an_idle_spell_at_most_the_allowance_is_used_at_once() -> None:
+def most_in_one_second(times: list[float]) -> int:
+    """The most of ``times`` (sorted) in any closed one-second span."""
+    return max((bisect_right(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
+
+
+def test_the_burst_cap_is_a_second_of_the_pace_plus_one_or_the_limit_per_second() -> None:
+    assert burst_cap(300, 0.98, None) == 5  # 4.9 a second at the pace
+    assert burst_cap(250, 0.98, None) == 5
+    assert burst_cap(700, 0.98, None) == 12
+    assert burst_cap(300, 1.0, None) == 6  # always room above the pace, to make up a stall
+    assert burst_cap(10, 0.98, None) == 1
+    assert burst_cap(300, 0.98, 5.0) == 5  # the vendor's, whatever the safety
+    assert burst_cap(600, 0.98, 5.0) == 5
+    assert burst_cap(180, 0.98, 5.0) == 3  # a header lowered the ceiling below 5 a second
+    assert burst_cap(30, 0.98, 5.0) == 1  # never none at all
+
+
+def test_after_an_idle_spell_the_catch_up_comes_a_burst_a_second() -> None:
     async def main(clock: FakeClock) -> None:
         limiter = make(clock, 300, max_catch_up=MAX_CATCH_UP_SECONDS)
         await limiter.acquire()
+        limiter.finished()
         clock.now += 30.0
-        times = [clock.now]
-        for _ in range(30):
+        start, times = clock.now, []
+        for _ in range(60):
             await limiter.acquire()
+            limiter.finished()
             times.append(clock.now)
         interval = 60 / 294
-        at_once = sum(t == times[0] for t in times[1:])
-        assert at_once == 1 + math.floor(MAX_CATCH_UP_SECONDS / interval)  # the slot that was due, 14 ahead
-        # then the schedule: one slot per interval, the first of them 3 s ahead of its own slot
-        assert times[at_once + 1] == pytest.approx(times[0] + at_once * interval - MAX_CATCH_UP_SECONDS)
-        assert all(gap == pytest.approx(interval) for gap in gaps(times[at_once + 1 :]))
+        # 5 at once (burst_cap(300, 0.98, None)), not the 15 that three seconds ahead allow
+        assert sum(t == start for t in times) == 5
+        assert most_in_one_second(times) == 5
+        # and still ahead of the schedule: the slots of the allowance are used, 5 a second
+        assert times[-1] - start < 59 * interval - 1.0
+
+    run(main)
+
+
+@pytest.mark.parametrize("rate", [60, 250, 300, 700])
+def test_a_per_minute_limiter_never_grants_more_than_its_burst_in_one_second(rate: int) -> None:
+    """Stalls, idles and answers of any delay: no second ever holds more than the burst cap."""
+    rng = random.Random(rate)
+
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, rate, max_catch_up=MAX_CATCH_UP_SECONDS)
+        burst = burst_cap(rate, 0.98, None)
+        assert limiter.burst == burst
+        grants: list[float] = []
+        while clock.now < START + 300.0:
+            await limiter.acquire()
+            grants.append(clock.now)
+            limiter.finished()
+            draw = rng.random()
+            if draw < 0.2:
+                clock.now += rng.uniform(0.0, 1.5)  # a stall
+            elif draw < 0.25:
+                clock.now += rng.uniform(1.0, 30.0)  # idle
+        assert most_in_one_second(grants) == burst
+
+    run(main)
+
+
+@pytest.mark.parametrize("per_second", [1.0, 5.0, 10.0])
+def test_no_second_of_arrivals_exceeds_the_limit_per_second_whatever_the_stalls_idles_and_delays(
+    per_second: float,
+) -> None:
+    """Yotpo's 5 a second per store: each request arrives at some time between its grant and its
+    answer (up to 2 s later): the destination never counts more than the limit in a second."""
+    rng = random.Random(int(per_second))
+
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, int(per_second * 60), max_catch_up=MAX_CATCH_UP_SECONDS, per_second=per_second)
+        assert limiter.burst == int(per_second)
+        arrivals: list[float] = []
+        answers: set[asyncio.Task[None]] = set()
+
+        async def answer(after: float) -> None:
+            await clock.sleep(after)
+            limiter.finished()
+
+        while clock.now < START + 300.0:
+            await limiter.acquire()
+            delay = rng.uniform(0.0, 2.0) if rng.random() < 0.1 else rng.uniform(0.0, 0.2)
+            arrivals.append(clock.now + rng.choice((0.0, delay, rng.uniform(0.0, delay))))
+            task = asyncio.create_task(answer(delay))
+            answers.add(task)
+            task.add_done_callback(answers.discard)
+            draw = rng.random()
+            if draw < 0.2:
+                clock.now += rng.uniform(0.0, 1.5)  # a stall
+            elif draw < 0.25:
+                clock.now += rng.uniform(1.0, 30.0)  # idle
+        arrivals.sort()
+        assert most_in_one_second(arrivals) == int(per_second)
+        for task in answers:
+            task.cancel()
+
+    run(main)
+
+
+def test_a_per_second_limiter_after_an_idle_spell_grants_the_limit_then_one_per_answer() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300, max_catch_up=MAX_CATCH_UP_SECONDS, per_second=5.0)
+        await limiter.acquire()
+        limiter.finished()
+        clock.now += 30.0
+        start = clock.now
+        for _ in range(5):  # the last second holds the answer of the first grant: 1 s later
+            await limiter.acquire()
+        assert clock.now == start
+        clock.now += 0.5
+        limiter.finished()  # answered half a second after its grant
+        for _ in range(4):
+            limiter.finished()
+        await limiter.acquire()  # a second after the first answer, not after its grant
+        assert clock.now == pytest.approx(start + 1.5)
+
+    run(main)
+
+
+def test_a_lower_limit_header_lowers_the_limit_per_second() -> None:
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300, max_catch_up=MAX_CATCH_UP_SECONDS, per_second=5.0)
+        limiter.on_response(status=200, retry_after=None, limit_per_minute=180, remaining=None)
+        assert limiter.burst == 3
+        start = clock.now
+        for _ in range(4):
+            await limiter.acquire()
+            limiter.finished()
+        assert clock.now == pytest.approx(start + 1.0, abs=1e-6)  # the fourth waits for the second
 
     run(main)
 
