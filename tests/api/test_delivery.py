@@ -103,16 +103,14 @@ def test_a_retry_after_of_a_day_waits_an_hour_at_most(
 def test_retryable_failures_are_retried_until_delivered(
     relay_client: Client, fake_zendesk: FakeZendesk
 ) -> None:
-    fake_zendesk.enqueue(
-        ERROR_BODIES["server_error_500"], ERROR_BODIES["html_502"], ERROR_BODIES["conflict_409"]
-    )
+    fake_zendesk.enqueue(ERROR_BODIES["server_error_500"], ERROR_BODIES["html_502"], CannedResponse(408))
     client = relay_client(zendesk_settings(fake_zendesk.base_url, **FAST_RETRIES))
     response = post(client, PURCHASE, "?wait=10")
     [result] = response.json()["results"]
     assert result["status"] == "delivered"
     delivery = client.get(f"/v1/deliveries/{result['delivery_id']}", headers=auth()).json()
     assert delivery["attempts"] == 4
-    assert [r.status for r in fake_zendesk.received] == [500, 502, 409, 202]
+    assert [r.status for r in fake_zendesk.received] == [500, 502, 408, 202]
 
 
 def test_timeouts_are_retried(relay_client: Client, fake_zendesk: FakeZendesk) -> None:
@@ -137,6 +135,21 @@ def test_a_4xx_goes_to_the_dead_letters_at_once(relay_client: Client, fake_zende
     delivery = client.get(f"/v1/deliveries/{result['delivery_id']}", headers=auth()).json()
     assert (delivery["status"], delivery["attempts"]) == ("dead", 1)
     assert delivery["last_problem"]["code"] == "destination_rejected"
+    assert len(fake_zendesk.received) == 1
+
+
+def test_a_409_is_final_after_one_attempt(relay_client: Client, fake_zendesk: FakeZendesk) -> None:
+    """A conflict does not go away by waiting: like every 4xx but 408 and 429 it is not retried."""
+    fake_zendesk.enqueue(CannedResponse(409))
+    client = relay_client(zendesk_settings(fake_zendesk.base_url, **FAST_RETRIES))
+    response = post(client, PURCHASE, "?wait=10")
+    problem = response.json()
+    assert (response.status_code, problem["code"], problem["retryable"]) == (409, "destination_conflict", False)
+    [result] = problem["results"]
+    assert result["status"] == "dead"
+    delivery = client.get(f"/v1/deliveries/{result['delivery_id']}", headers=auth()).json()
+    assert (delivery["status"], delivery["attempts"]) == ("dead", 1)
+    assert delivery["last_problem"]["retryable"] is False
     assert len(fake_zendesk.received) == 1
 
 

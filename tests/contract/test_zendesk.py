@@ -129,7 +129,7 @@ ERROR_CASES = {
     "html_502": ("destination_unavailable", 502, True),
     "unavailable_503": ("destination_unavailable", 502, True),
     "server_error_500": ("destination_unavailable", 502, True),
-    "conflict_409": ("destination_conflict", 409, True),
+    "conflict_409": ("destination_conflict", 409, False),
 }
 
 
