@@ -78,6 +78,8 @@ class Problem(Exception):
         detail: str | None = None,
         *,
         retry_after: float | None = None,
+        rate_limit: int | None = None,
+        rate_remaining: int | None = None,
         **extensions: Any,
     ) -> None:
         if code not in CODES:
@@ -86,6 +88,10 @@ class Problem(Exception):
         self.code = code
         self.detail = detail
         self.retry_after = retry_after
+        # What a destination's failed answer said of its rate limit (per minute), for the
+        # limiter as on a success; not part of the document.
+        self.rate_limit = rate_limit
+        self.rate_remaining = rate_remaining
         self.extensions = {k: v for k, v in extensions.items() if v is not None}
 
     @classmethod

@@ -241,8 +241,8 @@ class Dispatcher:
                 limiter.on_response(
                     status=attempt.upstream_status or 0,
                     retry_after=problem.retry_after,
-                    limit_per_minute=None,
-                    remaining=None,
+                    limit_per_minute=problem.rate_limit,
+                    remaining=problem.rate_remaining,
                 )
                 await self._failed(delivery, problem, attempt)
                 return

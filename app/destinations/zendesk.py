@@ -200,6 +200,9 @@ def classify_response(
     headers = httpx.Headers(headers)
     body = decode_body(raw)
     request_id = headers.get("x-zendesk-request-id")
+    # Zendesk sends these on every answer, 429 and 5xx included (reference 1.5)
+    rate_limit = int_header(headers, "x-rate-limit")
+    rate_remaining = int_header(headers, "x-rate-limit-remaining")
     if 200 <= status < 300:
         response = {
             key: str(body[key])
@@ -210,8 +213,8 @@ def classify_response(
             status=status,
             request_id=request_id,
             response=response,
-            rate_limit=int_header(headers, "x-rate-limit"),
-            rate_remaining=int_header(headers, "x-rate-limit-remaining"),
+            rate_limit=rate_limit,
+            rate_remaining=rate_remaining,
         )
     code = code_for_status(status)
     retry_after = parse_retry_after(headers.get("retry-after"))
@@ -221,6 +224,8 @@ def classify_response(
         code,
         f"Zendesk: {error_message(body) or f'HTTP {status}'}",
         retry_after=retry_after,
+        rate_limit=rate_limit,
+        rate_remaining=rate_remaining,
         destination="zendesk",
         upstream={
             "status": status,

@@ -260,3 +260,12 @@ def test_plain_http_is_refused_for_non_loopback_hosts() -> None:
 
 def test_outbound_request_describes_itself() -> None:
     assert OutboundRequest("POST", "/x", {}).describe() == "POST /x"
+
+
+@pytest.mark.parametrize("status", [400, 429, 503])
+def test_a_failed_answer_keeps_its_rate_limit_headers(fake_zendesk: FakeZendesk, status: int) -> None:
+    """The fake sends X-Rate-Limit on every answer, as Zendesk does (reference 1.5)."""
+    fake_zendesk.enqueue(CannedResponse(status, "no", {"X-Rate-Limit": "250"}, content_type="text/plain"))
+    problem = send_expecting_problem(destination(fake_zendesk, zendesk_api_token="test-api-token"))
+    assert (problem.rate_limit, problem.rate_remaining) == (250, 700)
+    assert "rate_limit" not in problem.to_dict()
