@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -15,6 +14,7 @@ import orjson
 import structlog
 
 from app.destinations.base import Delivered, Kind, OutboundRequest, Violation
+from app.destinations.timestamps import RFC3339_RULE, is_rfc3339
 from app.destinations.upstream import (
     code_for_status,
     decode_body,
@@ -33,6 +33,7 @@ log = structlog.get_logger("app.destinations.zendesk")
 NAME_MAX = 40
 MAX_IDENTIFIERS = 20
 RESERVED_SOURCE = "zendesk"
+CREATED_AT_RULE = f"{RFC3339_RULE} (iso8601(...) in the mapping gives one)"
 DEFAULT_RETRY_AFTER = 10.0  # what Zendesk's own Ruby client assumes when the header is absent
 
 ENDPOINTS = ("events", "profile_events", "user_events")
@@ -291,8 +292,8 @@ def validate_body(body: dict[str, Any], *, with_profile: bool) -> list[Violation
         if not isinstance(event.get("properties"), dict):
             violations.append(Violation("event.properties", "required, an object"))
         created_at = event.get("created_at")
-        if created_at is not None and not _is_iso8601(created_at):
-            violations.append(Violation("event.created_at", "must be an ISO-8601 timestamp"))
+        if created_at is not None and not is_rfc3339(created_at):
+            violations.append(Violation("event.created_at", CREATED_AT_RULE))
         description = event.get("description")
         if description is not None and not isinstance(description, str):
             violations.append(Violation("event.description", "must be a string"))
@@ -360,16 +361,6 @@ def _check_identifiers(identifiers: Any, out: list[Violation]) -> None:
         if pair in seen:
             out.append(Violation(f"{path}[{index}]", "duplicate identifier"))
         seen.add(pair)
-
-
-def _is_iso8601(value: Any) -> bool:
-    if not isinstance(value, str) or len(value) < 10:
-        return False
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return False
-    return True
 
 
 KIND = Kind(

@@ -15,6 +15,11 @@ import pytest
 from app.destinations.zendesk import ZendeskConfig, ZendeskDestination, validate_body
 from tests.conftest import make_settings
 
+CREATED_AT_RULE = (
+    "must be an RFC 3339 date-time with an offset, e.g. 2024-05-01T12:00:00Z "
+    "(iso8601(...) in the mapping gives one)"
+)
+
 VALID: dict[str, Any] = {
     "profile": {
         "source": "shop",
@@ -85,8 +90,8 @@ def test_valid_body_has_no_violations() -> None:
         ),
         (_set("event.type", "zendesk"), []),  # only sources are reserved
         (_drop("event.properties"), [("event.properties", "required, an object")]),
-        (_set("event.created_at", "yesterday"), [("event.created_at", "must be an ISO-8601 timestamp")]),
-        (_set("event.created_at", 1714564800), [("event.created_at", "must be an ISO-8601 timestamp")]),
+        (_set("event.created_at", "yesterday"), [("event.created_at", CREATED_AT_RULE)]),
+        (_set("event.created_at", 1714564800), [("event.created_at", CREATED_AT_RULE)]),
         (_drop("event.created_at"), []),
         (_set("event.description", 7), [("event.description", "must be a string")]),
         (_drop("profile"), [("profile", "required, an object")]),
@@ -132,6 +137,24 @@ def test_valid_body_has_no_violations() -> None:
 )
 def test_each_rule_names_its_field(edit: Edit, expected: list[tuple[str, str]]) -> None:
     assert violations_of(edit) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2024-05-01", "2024-W18-3", "2024-05-01T12:00:00", "20240501T120000Z", "2024-05-01 12:00:00Z",
+     "2024-05-01T12:00Z", "2024-05-01T12:00:00+0200", "2024-02-30T12:00:00Z", ""],
+)  # fmt: skip
+def test_created_at_must_be_an_rfc3339_date_time_with_an_offset(value: str) -> None:
+    assert violations_of(_set("event.created_at", value)) == [("event.created_at", CREATED_AT_RULE)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123+02:00", "2024-05-01t12:00:00z",
+     "2024-05-01T07:30:00-04:30", "2016-12-31T23:59:60Z"],
+)  # fmt: skip
+def test_created_at_with_an_offset_passes(value: str) -> None:
+    assert violations_of(_set("event.created_at", value)) == []
 
 
 def test_unknown_top_level_keys_are_listed_in_order() -> None:
