@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -198,3 +199,41 @@ def test_backpressure_refuses_with_503_and_loses_nothing(
     assert wait_until(lambda: len(fake_zendesk.accepted) >= 5, 20)
     sent = {r.body["event"]["properties"]["order_id"] for r in fake_zendesk.accepted}
     assert sent == set(acked)
+
+
+def by_user_mapping(folder: Path, user_id: str) -> Path:
+    """A user_events mapping with the names Zendesk allows (`Zendesk` is not `zendesk`) and a
+    repeated identifier (Adobe's extension asks for unique ones; Zendesk's pages do not)."""
+    (folder / "by-user.yaml").write_text(
+        "destination: zendesk\n"
+        f"endpoint: {{name: user_events, user_id: '{user_id}'}}\n"
+        "body:\n"
+        "  profile: {source: Zendesk, type: customer, identifiers: [{type: external_id, value: c-1},"
+        " {type: external_id, value: c-1}]}\n"
+        "  event: {source: ZENDESK, type: order_completed, properties: {total: 1}}\n"
+    )
+    return folder
+
+
+def test_a_recommendation_not_followed_is_sent_with_a_warning(
+    relay_client: Client, fake_zendesk: FakeZendesk, tmp_path: Path
+) -> None:
+    settings = zendesk_settings(fake_zendesk.base_url, relay_mappings_dir=by_user_mapping(tmp_path, "12345"))
+    [result] = post(relay_client(settings), PURCHASE, "?wait=10").json()["results"]
+    assert result["status"] == "delivered", result
+    assert [w["path"] for w in result["warnings"]] == ["profile.identifiers[1]"]
+    [received] = fake_zendesk.accepted
+    assert received.path == "/api/v2/users/12345/events"
+
+
+def test_a_user_id_zendesk_would_refuse_is_not_sent(
+    relay_client: Client, fake_zendesk: FakeZendesk, tmp_path: Path
+) -> None:
+    settings = zendesk_settings(
+        fake_zendesk.base_url, relay_mappings_dir=by_user_mapping(tmp_path, "u-12345")
+    )
+    response = post(relay_client(settings), PURCHASE, "?wait=10")
+    problem = response.json()
+    assert (response.status_code, problem["code"]) == (422, "validation_failed")
+    assert [v["path"] for v in problem["results"][0]["problem"]["violations"]] == ["endpoint.user_id"]
+    assert fake_zendesk.received == []

@@ -103,9 +103,11 @@ def test_user_id_endpoint_takes_the_id_from_a_parameter(fake_zendesk: FakeZendes
 
 def test_ids_are_escaped_into_the_path() -> None:
     dest = ZendeskDestination(ZendeskConfig.from_settings(make_settings()), dry_run=True)
-    request, violations = dest.prepare(BODY, "user_events", {"user_id": "../../admin?x=1"})
+    request, violations = dest.prepare(
+        {"event": BODY["event"]}, "profile_events", {"profile_id": "../../admin?x=1"}
+    )
     assert violations == []
-    assert request.path == "/api/v2/users/..%2F..%2Fadmin%3Fx%3D1/events"
+    assert request.path == "/api/v2/user_profiles/..%2F..%2Fadmin%3Fx%3D1/events"
 
 
 # Each documented error body (reference section 1.6) -> (code, caller status, retryable, text in detail)
