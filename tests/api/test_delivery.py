@@ -104,7 +104,7 @@ def test_a_retry_after_of_a_day_waits_an_hour_at_most(
 def test_retryable_failures_are_retried_until_delivered(
     relay_client: Client, fake_zendesk: FakeZendesk
 ) -> None:
-    fake_zendesk.enqueue(ERROR_BODIES["server_error_500"], ERROR_BODIES["html_502"], CannedResponse(408))
+    fake_zendesk.enqueue(ERROR_BODIES["plain_text_500"], CannedResponse(502), CannedResponse(408))
     client = relay_client(zendesk_settings(fake_zendesk.base_url, **FAST_RETRIES))
     response = post(client, PURCHASE, "?wait=10")
     [result] = response.json()["results"]

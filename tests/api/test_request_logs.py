@@ -51,7 +51,7 @@ def test_each_delivery_attempt_logs_one_line_with_the_ingest_request_id(
     relay_client: Client, fake_zendesk: FakeZendesk, logs: io.StringIO
 ) -> None:
     client = relay_client(zendesk_settings(fake_zendesk.base_url, **FAST_RETRIES))
-    fake_zendesk.enqueue(ERROR_BODIES["server_error_500"])
+    fake_zendesk.enqueue(ERROR_BODIES["plain_text_500"])
     response = client.post(
         "/v1/events?wait=10", content=purchase("log-order-1"), headers={**auth(), "X-Request-Id": "adobe-77"}
     )
