@@ -401,7 +401,9 @@ class FakeZendesk(HttpFake):
         self.oauth_token = oauth_token
         self.password = password
         self.retry_after = retry_after
-        self._profiles: list[StoredProfile] = []
+        self._profiles: dict[str, StoredProfile] = {}  # by id, oldest first
+        # (source, type, matched identifier) -> the oldest profile holding it
+        self._by_identifier: dict[tuple[str, str, tuple[str, str]], StoredProfile] = {}
 
     @property
     def profiles(self) -> list[StoredProfile]:
@@ -409,7 +411,7 @@ class FakeZendesk(HttpFake):
         with self._lock:
             return [
                 StoredProfile(p.id, p.source, p.type, p.user_id, [dict(i) for i in p.identifiers])
-                for p in self._profiles
+                for p in self._profiles.values()
             ]
 
     def add_profile(self, profile: dict[str, Any], user_id: str | None = None) -> str:
@@ -422,27 +424,27 @@ class FakeZendesk(HttpFake):
         with self._lock:
             super().reset()
             self._profiles.clear()
+            self._by_identifier.clear()
 
     def _profile_for(self, profile: dict[str, Any], user_id: str | None) -> StoredProfile:
         """The stored profile an event's profile matches, with its identifiers added; else a
         new one (lock held)."""
-        identifiers = [_stored_identifier(i) for i in profile["identifiers"]]
-        keys = {_match_key(i) for i in identifiers}
         source, kind = str(profile["source"]), str(profile["type"])
-        for stored in self._profiles:
-            if (stored.source, stored.type) == (source, kind) and keys & {
-                _match_key(i) for i in stored.identifiers
-            }:
-                known = {_match_key(i) for i in stored.identifiers}
-                for identifier in identifiers:
-                    if _match_key(identifier) not in known:
-                        stored.identifiers.append(identifier)
-                        known.add(_match_key(identifier))
-                return stored
-        profile_id = profile_id_for(profile)
-        created = StoredProfile(profile_id, source, kind, user_id or user_id_for(profile_id), identifiers)
-        self._profiles.append(created)
-        return created
+        identifiers = [_stored_identifier(i) for i in profile["identifiers"]]
+        matches = [self._by_identifier.get((source, kind, _match_key(i))) for i in identifiers]
+        held = [p for p in matches if p is not None]
+        if held:
+            stored = held[0] if len(held) == 1 else min(held, key=lambda p: list(self._profiles).index(p.id))
+        else:
+            profile_id = profile_id_for(profile)
+            stored = StoredProfile(profile_id, source, kind, user_id or user_id_for(profile_id))
+            self._profiles[profile_id] = stored
+        for identifier in identifiers:
+            key = (source, kind, _match_key(identifier))
+            if key not in self._by_identifier:
+                self._by_identifier[key] = stored
+                stored.identifiers.append(identifier)
+        return stored
 
     def _auth_form(self, header: str | None) -> str | None:
         if not header:
@@ -521,7 +523,7 @@ class FakeZendesk(HttpFake):
                 )
             stored: StoredProfile | None = None
             if profile_id is not None:
-                stored = next((p for p in self._profiles if p.id == profile_id), None)
+                stored = self._profiles.get(profile_id)
                 if stored is None:  # "Returns an error if the profile does not exist"
                     return 404, _NOT_FOUND, {}
             problems = payload_problems(record.body, profile=profile_rule)
