@@ -52,7 +52,8 @@ CODES: dict[str, ProblemKind] = {
     "destination_rejected": ProblemKind(422, "Destination rejected the event"),
     "destination_auth_failed": ProblemKind(502, "Destination refused the relay's credentials"),
     "destination_not_found": ProblemKind(502, "Destination resource not found"),
-    "destination_conflict": ProblemKind(409, "Destination reported a conflict", retryable=True),
+    # final like every 4xx but 408 and 429: a conflict does not go away by waiting
+    "destination_conflict": ProblemKind(409, "Destination reported a conflict"),
     "rate_limited": ProblemKind(429, "Destination rate limit reached", retryable=True),
     "destination_unavailable": ProblemKind(502, "Destination unavailable", retryable=True),
     "timeout": ProblemKind(504, "Destination did not answer in time", retryable=True),

@@ -6,8 +6,11 @@ import re
 from datetime import datetime
 from typing import Any
 
-# RFC 3339 section 5.6: full-date "T" full-time, the offset required (Z, or +hh:mm / -hh:mm)
-RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+# RFC 3339 section 5.6: full-date "T" full-time, the offset required (Z, or +hh:mm / -hh:mm,
+# hours 00-23 and minutes 00-59: datetime alone would take +05:60 as 6 hours)
+RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)", re.ASCII
+)
 RFC3339_RULE = "must be an RFC 3339 date-time with an offset, e.g. 2024-05-01T12:00:00Z"
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -15,6 +14,7 @@ import orjson
 import structlog
 
 from app.destinations.base import Delivered, Kind, OutboundRequest, Violation
+from app.destinations.timestamps import RFC3339_RULE, is_rfc3339
 from app.destinations.upstream import (
     code_for_status,
     decode_body,
@@ -33,6 +33,14 @@ log = structlog.get_logger("app.destinations.zendesk")
 NAME_MAX = 40
 MAX_IDENTIFIERS = 20
 RESERVED_SOURCE = "zendesk"
+CREATED_AT_RULE = f"{RFC3339_RULE} (iso8601(...) in the mapping gives one)"
+# Zendesk user ids are integers: its 400 for another says "id must be an integer" (reference 1.6)
+USER_ID_RULE = "must be a Zendesk user id, digits only (Zendesk answers 400: id must be an integer)"
+DUPLICATE_IDENTIFIER = (
+    "repeats an earlier identifier; Adobe's Zendesk extension asks for unique ones "
+    "(Zendesk's own pages do not)"
+)
+UNKNOWN_KEY = "not a field of the Events API body (`event`, `profile`); sent as it is"
 DEFAULT_RETRY_AFTER = 10.0  # what Zendesk's own Ruby client assumes when the header is absent
 
 ENDPOINTS = ("events", "profile_events", "user_events")
@@ -148,12 +156,7 @@ class ZendeskDestination:
         if id_names:
             body = dict(body)  # the id is taken out of the body, not the caller's copy
         for id_name in id_names:
-            value = params.get(id_name, body.pop(id_name, None))
-            if value is None and id_name == "user_id":
-                profile = body.get("profile")
-                value = profile.get("user_id") if isinstance(profile, dict) else None
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = str(value)
+            value, where = _path_id(id_name, params, body)
             if not isinstance(value, str) or not value:
                 violations.append(
                     Violation(
@@ -163,6 +166,8 @@ class ZendeskDestination:
                     )
                 )
                 value = f"{{{id_name}}}"
+            elif id_name == "user_id" and not (value.isascii() and value.isdigit()):
+                violations.append(Violation(where, USER_ID_RULE))
             path = path.replace(f"{{{id_name}}}", path_segment(value))
         violations.extend(validate_body(body, with_profile=endpoint != "profile_events"))
         return OutboundRequest("POST", path, body), violations
@@ -190,6 +195,20 @@ class ZendeskDestination:
             self._client = None
 
 
+def _path_id(id_name: str, params: dict[str, Any], body: dict[str, Any]) -> tuple[Any, str]:
+    """An endpoint's path id and where it came from: ``endpoint.<id>``, else the body's top
+    level (taken out of the body), else, for ``user_id``, ``profile.user_id``."""
+    in_body = body.pop(id_name, None)
+    found: list[tuple[Any, str]] = [(params.get(id_name), f"endpoint.{id_name}"), (in_body, id_name)]
+    profile = body.get("profile")
+    if id_name == "user_id" and isinstance(profile, dict):
+        found.append((profile.get("user_id"), "profile.user_id"))
+    value, where = next(((v, w) for v, w in found if v is not None), (None, id_name))
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return value, where
+
+
 def classify_response(
     status: int,
     headers: httpx.Headers | dict[str, str],
@@ -201,6 +220,9 @@ def classify_response(
     headers = httpx.Headers(headers)
     body = decode_body(raw)
     request_id = headers.get("x-zendesk-request-id")
+    # Zendesk sends these on every answer, 429 and 5xx included (reference 1.5)
+    rate_limit = int_header(headers, "x-rate-limit")
+    rate_remaining = int_header(headers, "x-rate-limit-remaining")
     if 200 <= status < 300:
         response = {
             key: str(body[key])
@@ -211,8 +233,8 @@ def classify_response(
             status=status,
             request_id=request_id,
             response=response,
-            rate_limit=int_header(headers, "x-rate-limit"),
-            rate_remaining=int_header(headers, "x-rate-limit-remaining"),
+            rate_limit=rate_limit,
+            rate_remaining=rate_remaining,
         )
     code = code_for_status(status)
     retry_after = parse_retry_after(headers.get("retry-after"))
@@ -222,6 +244,8 @@ def classify_response(
         code,
         f"Zendesk: {error_message(body) or f'HTTP {status}'}",
         retry_after=retry_after,
+        rate_limit=rate_limit,
+        rate_remaining=rate_remaining,
         destination="zendesk",
         upstream={
             "status": status,
@@ -287,8 +311,8 @@ def validate_body(body: dict[str, Any], *, with_profile: bool) -> list[Violation
         if not isinstance(event.get("properties"), dict):
             violations.append(Violation("event.properties", "required, an object"))
         created_at = event.get("created_at")
-        if created_at is not None and not _is_iso8601(created_at):
-            violations.append(Violation("event.created_at", "must be an ISO-8601 timestamp"))
+        if created_at is not None and not is_rfc3339(created_at):
+            violations.append(Violation("event.created_at", CREATED_AT_RULE))
         description = event.get("description")
         if description is not None and not isinstance(description, str):
             violations.append(Violation("event.description", "must be a string"))
@@ -309,9 +333,9 @@ def validate_body(body: dict[str, Any], *, with_profile: bool) -> list[Violation
             if value is not None and not isinstance(value, kind):
                 expected = "a string" if kind is str else "an object"
                 violations.append(Violation(f"profile.{key}", f"must be {expected}"))
-    if not TOP_LEVEL_KEYS.issuperset(body):
+    if not TOP_LEVEL_KEYS.issuperset(body):  # no document says Zendesk refuses one
         violations.extend(
-            Violation(key, "unknown top-level key") for key in sorted(set(body) - TOP_LEVEL_KEYS)
+            Violation(key, UNKNOWN_KEY, warning=True) for key in sorted(set(body) - TOP_LEVEL_KEYS)
         )
     return violations
 
@@ -320,18 +344,20 @@ def _check_name(
     obj: dict[str, Any], where: str, key: str, out: list[Violation], *, reserved: bool = False
 ) -> None:
     value = obj.get(key)
+    # the reference protects `zendesk` as written: `Zendesk` is another name
     if (
         type(value) is str
         and 0 < len(value) <= NAME_MAX
-        and not (reserved and value.casefold() == RESERVED_SOURCE)
+        and not value.isspace()
+        and not (reserved and value == RESERVED_SOURCE)
     ):
         return
     path = f"{where}.{key}"
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or value.isspace():
         out.append(Violation(path, "required, a non-empty string"))
     elif len(value) > NAME_MAX:
         out.append(Violation(path, f"at most {NAME_MAX} characters (has {len(value)})"))
-    elif reserved and value.casefold() == RESERVED_SOURCE:
+    elif reserved and value == RESERVED_SOURCE:
         out.append(Violation(path, "`zendesk` is reserved for Zendesk's own events"))
 
 
@@ -354,18 +380,8 @@ def _check_identifiers(identifiers: Any, out: list[Violation]) -> None:
                     out.append(Violation(f"{path}[{index}].{key}", "required, a non-empty string"))
         pair = (str(kind), str(value))
         if pair in seen:
-            out.append(Violation(f"{path}[{index}]", "duplicate identifier"))
+            out.append(Violation(f"{path}[{index}]", DUPLICATE_IDENTIFIER, warning=True))
         seen.add(pair)
-
-
-def _is_iso8601(value: Any) -> bool:
-    if not isinstance(value, str) or len(value) < 10:
-        return False
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return False
-    return True
 
 
 KIND = Kind(

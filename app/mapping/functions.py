@@ -38,6 +38,9 @@ _NUMERIC = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _BASIC_DATE = re.compile(r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
 # UTC timestamps to the second or millisecond, as most XDM events carry them.
 _USUAL_UTC = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{3}))?(?:Z|\+00:00)", re.ASCII)
+# A leap second (RFC 3339 allows second 60), which datetime cannot hold: read as the last
+# millisecond of its minute, so events keep their order (as java.time reads 23:59:60).
+_LEAP_SECOND = re.compile(r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}):60(?:[.,]\d+)?", re.ASCII)
 _SEPARATORS = re.compile(r"[\W_]+")
 _WHITESPACE = re.compile(r"\s+")
 
@@ -95,6 +98,8 @@ def parse_timestamp(value: object) -> datetime | None:
             return _from_epoch(Decimal(text))
         if text.endswith(("z", "Z")):
             text = text[:-1] + "+00:00"
+        if ":60" in text and (leap := _LEAP_SECOND.match(text)):
+            text = f"{leap.group(1)}:59.999{text[leap.end() :]}"
         parsed = datetime.fromisoformat(text)
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)

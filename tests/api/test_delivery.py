@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -103,16 +104,14 @@ def test_a_retry_after_of_a_day_waits_an_hour_at_most(
 def test_retryable_failures_are_retried_until_delivered(
     relay_client: Client, fake_zendesk: FakeZendesk
 ) -> None:
-    fake_zendesk.enqueue(
-        ERROR_BODIES["server_error_500"], ERROR_BODIES["html_502"], ERROR_BODIES["conflict_409"]
-    )
+    fake_zendesk.enqueue(ERROR_BODIES["plain_text_500"], CannedResponse(502), CannedResponse(408))
     client = relay_client(zendesk_settings(fake_zendesk.base_url, **FAST_RETRIES))
     response = post(client, PURCHASE, "?wait=10")
     [result] = response.json()["results"]
     assert result["status"] == "delivered"
     delivery = client.get(f"/v1/deliveries/{result['delivery_id']}", headers=auth()).json()
     assert delivery["attempts"] == 4
-    assert [r.status for r in fake_zendesk.received] == [500, 502, 409, 202]
+    assert [r.status for r in fake_zendesk.received] == [500, 502, 408, 202]
 
 
 def test_timeouts_are_retried(relay_client: Client, fake_zendesk: FakeZendesk) -> None:
@@ -137,6 +136,22 @@ def test_a_4xx_goes_to_the_dead_letters_at_once(relay_client: Client, fake_zende
     delivery = client.get(f"/v1/deliveries/{result['delivery_id']}", headers=auth()).json()
     assert (delivery["status"], delivery["attempts"]) == ("dead", 1)
     assert delivery["last_problem"]["code"] == "destination_rejected"
+    assert len(fake_zendesk.received) == 1
+
+
+def test_a_409_is_final_after_one_attempt(relay_client: Client, fake_zendesk: FakeZendesk) -> None:
+    """A conflict does not go away by waiting: like every 4xx but 408 and 429 it is not retried."""
+    fake_zendesk.enqueue(CannedResponse(409))
+    client = relay_client(zendesk_settings(fake_zendesk.base_url, **FAST_RETRIES))
+    response = post(client, PURCHASE, "?wait=10")
+    problem = response.json()
+    assert response.status_code == 409
+    assert (problem["code"], problem["retryable"]) == ("destination_conflict", False)
+    [result] = problem["results"]
+    assert result["status"] == "dead"
+    delivery = client.get(f"/v1/deliveries/{result['delivery_id']}", headers=auth()).json()
+    assert (delivery["status"], delivery["attempts"]) == ("dead", 1)
+    assert delivery["last_problem"]["retryable"] is False
     assert len(fake_zendesk.received) == 1
 
 
@@ -184,3 +199,41 @@ def test_backpressure_refuses_with_503_and_loses_nothing(
     assert wait_until(lambda: len(fake_zendesk.accepted) >= 5, 20)
     sent = {r.body["event"]["properties"]["order_id"] for r in fake_zendesk.accepted}
     assert sent == set(acked)
+
+
+def by_user_mapping(folder: Path, user_id: str) -> Path:
+    """A user_events mapping with the names Zendesk allows (`Zendesk` is not `zendesk`) and a
+    repeated identifier (Adobe's extension asks for unique ones; Zendesk's pages do not)."""
+    (folder / "by-user.yaml").write_text(
+        "destination: zendesk\n"
+        f"endpoint: {{name: user_events, user_id: '{user_id}'}}\n"
+        "body:\n"
+        "  profile: {source: Zendesk, type: customer, identifiers: [{type: external_id, value: c-1},"
+        " {type: external_id, value: c-1}]}\n"
+        "  event: {source: ZENDESK, type: order_completed, properties: {total: 1}}\n"
+    )
+    return folder
+
+
+def test_a_recommendation_not_followed_is_sent_with_a_warning(
+    relay_client: Client, fake_zendesk: FakeZendesk, tmp_path: Path
+) -> None:
+    settings = zendesk_settings(fake_zendesk.base_url, relay_mappings_dir=by_user_mapping(tmp_path, "12345"))
+    [result] = post(relay_client(settings), PURCHASE, "?wait=10").json()["results"]
+    assert result["status"] == "delivered", result
+    assert [w["path"] for w in result["warnings"]] == ["profile.identifiers[1]"]
+    [received] = fake_zendesk.accepted
+    assert received.path == "/api/v2/users/12345/events"
+
+
+def test_a_user_id_zendesk_would_refuse_is_not_sent(
+    relay_client: Client, fake_zendesk: FakeZendesk, tmp_path: Path
+) -> None:
+    settings = zendesk_settings(
+        fake_zendesk.base_url, relay_mappings_dir=by_user_mapping(tmp_path, "u-12345")
+    )
+    response = post(relay_client(settings), PURCHASE, "?wait=10")
+    problem = response.json()
+    assert (response.status_code, problem["code"]) == (422, "validation_failed")
+    assert [v["path"] for v in problem["results"][0]["problem"]["violations"]] == ["endpoint.user_id"]
+    assert fake_zendesk.received == []

@@ -15,6 +15,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.delivery.dispatcher import Dispatcher, DispatchSettings, lease_batch
 from app.delivery.ratelimit import AdaptiveRateLimiter
 from app.delivery.retry import RetryPolicy
@@ -237,3 +239,21 @@ def test_a_store_failure_while_idle_does_not_end_delivery(tmp_path: Path, fake_z
     limiter = NotingLimiter(60_000, log)
     asyncio.run(dispatching(tmp_path, fake_zendesk, limiter, log, 1, scenario, make_store=ReadsFailingStore))
     assert statuses(tmp_path / "relay.db") == [("delivered", 1)] * 2
+
+
+@pytest.mark.parametrize("status", [400, 409, 429, 500, 503])
+def test_the_rate_limit_headers_of_a_failed_answer_reach_the_limiter(
+    tmp_path: Path, fake_zendesk: FakeZendesk, status: int
+) -> None:
+    """Zendesk sends ``X-Rate-Limit`` on every answer (reference 1.5), 429 and 5xx included: a
+    smaller advertised limit lowers the pace whatever the status, not only on a 2xx."""
+    log: Log = []
+    headers = {"X-Rate-Limit": "120", "X-Rate-Limit-Remaining": "0", "Retry-After": "0"}
+    fake_zendesk.set_default(CannedResponse(status, "refused", headers, content_type="text/plain"))
+    limiter = NotingLimiter(6000, log)
+
+    async def scenario(store: NotingStore, dispatcher: Dispatcher) -> None:
+        assert await until(lambda: statuses(tmp_path / "relay.db")[0][0] == "dead")
+
+    asyncio.run(dispatching(tmp_path, fake_zendesk, limiter, log, 1, scenario))
+    assert limiter.current_rate_per_minute <= 120 * 0.98 + 1e-9

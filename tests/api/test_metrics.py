@@ -47,7 +47,7 @@ def test_counters_add_up_after_a_scripted_run(relay_client: Client, fake_zendesk
     fake_zendesk.enqueue(ERROR_BODIES["errors_array_400"])
     assert post(client, purchase("m-dead"), "?wait=10").json()["results"][0]["status"] == "dead"
     # delivered on the second attempt after a 500
-    fake_zendesk.enqueue(ERROR_BODIES["server_error_500"])
+    fake_zendesk.enqueue(ERROR_BODIES["plain_text_500"])
     assert post(client, purchase("m-retried"), "?wait=10").json()["results"][0]["status"] == "delivered"
     # a batch of two purchases, both delivered, plus one anonymous page view (ignored)
     pageview = json.loads((EXAMPLES / "pageview-anonymous.json").read_bytes())

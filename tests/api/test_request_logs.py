@@ -51,7 +51,7 @@ def test_each_delivery_attempt_logs_one_line_with_the_ingest_request_id(
     relay_client: Client, fake_zendesk: FakeZendesk, logs: io.StringIO
 ) -> None:
     client = relay_client(zendesk_settings(fake_zendesk.base_url, **FAST_RETRIES))
-    fake_zendesk.enqueue(ERROR_BODIES["server_error_500"])
+    fake_zendesk.enqueue(ERROR_BODIES["plain_text_500"])
     response = client.post(
         "/v1/events?wait=10", content=purchase("log-order-1"), headers={**auth(), "X-Request-Id": "adobe-77"}
     )
@@ -76,19 +76,21 @@ def test_each_delivery_attempt_logs_one_line_with_the_ingest_request_id(
 def test_an_address_in_an_upstream_path_is_masked_percent_encoded_too(
     relay_client: Client, fake_zendesk: FakeZendesk, logs: io.StringIO, tmp_path: Path
 ) -> None:
-    """A user id rendered from the e-mail identity is escaped into the path (`%40`)."""
-    (tmp_path / "by-user.yaml").write_text(
+    """A profile id rendered from the e-mail identity is escaped into the path (`%40`); a
+    user id must be digits, so an address never gets there."""
+    (tmp_path / "by-profile.yaml").write_text(
         "destination: zendesk\n"
-        "endpoint: {name: user_events, user_id: \"{{ primary_identity(xdm.identityMap, 'email') }}\"}\n"
+        "endpoint: {name: profile_events, profile_id: \"{{ primary_identity(xdm.identityMap, 'email') }}\"}\n"
         "body:\n"
-        "  profile: {source: shop, type: customer, identifiers: [{type: external_id, value: c-1}]}\n"
         "  event: {source: shop, type: order_completed, properties: {}}\n"
     )
     client = relay_client(zendesk_settings(fake_zendesk.base_url, relay_mappings_dir=tmp_path))
     client.post("/v1/events?wait=10", content=purchase("log-path-1"), headers=auth())
     [call] = [line for line in log_lines(logs) if line["event"] == "upstream_call"]
-    assert call["path"] == "/api/v2/users/***/events"
-    assert [r.path for r in fake_zendesk.received] == ["/api/v2/users/Jane.Smith%40example.com/events"]
+    assert call["path"] == "/api/v2/user_profiles/***/events"
+    assert [r.path for r in fake_zendesk.received] == [
+        "/api/v2/user_profiles/Jane.Smith%40example.com/events"
+    ]
     for leaked in ("Jane.Smith", "jane.smith", "%40example.com"):
         assert leaked not in logs.getvalue()
 

@@ -2,11 +2,19 @@
 
 It is a real HTTP/1.1 server on a free loopback port, served from a daemon thread (the plumbing
 is :class:`tests.fakes.http_fake.HttpFake`). It follows the facts in
-``shared/reference/zendesk.md``: the three ``POST`` event endpoints, the three auth forms, the
-documented body rules, ``202`` success bodies, rate-limit headers and ``429`` + ``Retry-After``.
-Tests can also script answers with :meth:`FakeZendesk.enqueue` (next N requests) and
-:meth:`FakeZendesk.set_default` (every request until cleared), e.g. with the error bodies in
-:data:`ERROR_BODIES`.
+``shared/reference/zendesk.md`` and no more: the three ``POST`` event endpoints, the three auth
+forms, the documented body rules (none stricter than Zendesk's), ``202`` success bodies,
+rate-limit headers on every answer and ``429`` + ``Retry-After``, and only documented error
+bodies and codes. Tests can also script answers with :meth:`FakeZendesk.enqueue` (next N
+requests) and :meth:`FakeZendesk.set_default` (every request until cleared), e.g. with the error
+bodies in :data:`ERROR_BODIES`.
+
+Profiles (reference 1.2): an event's profile is the stored one with the same ``source`` and
+``type`` that shares any one identifier with it (``google`` is matched as ``email``; ``email``
+and ``twitter`` values are lower-cased), and the request's other identifiers are added to it;
+without one, a profile is created (and an anonymous user for it). When identifiers match
+several profiles the oldest is taken (Zendesk's pages do not say). ``POST
+/api/v2/user_profiles/{profile_id}/events`` answers 404 for a profile that does not exist.
 
 Order of checks for a request that is not scripted: auth (401), route (404), rate limit (429),
 ``Content-Type`` (400 plain text), JSON, path parameters (400/404), body rules (400), then 202.
@@ -22,7 +30,7 @@ import json
 import re
 import time
 import uuid
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from tests.fakes.http_fake import Answer, CannedResponse, HttpFake, ReceivedRequest, is_json
@@ -32,6 +40,8 @@ __all__ = [
     "CannedResponse",
     "FakeZendesk",
     "ReceivedRequest",
+    "StoredProfile",
+    "is_rfc3339_date_time",
     "payload_problems",
     "profile_id_for",
     "user_id_for",
@@ -46,14 +56,7 @@ EVENTS_PATH = "/api/v2/user_profiles/events"
 _RE_PROFILE_ID = re.compile(r"^/api/v2/user_profiles/([^/]+)/events$")
 _RE_USER_ID = re.compile(r"^/api/v2/users/([^/]+)/events$")
 
-
-_HTML_502 = (
-    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
-    "</body>\r\n</html>\r\n"
-)
-
-# Every error body shape of reference sections 1.5 and 1.6, each with a distinctive string.
+# Every error body of reference sections 1.5 and 1.6 (and nothing else), each distinctive.
 ERROR_BODIES: dict[str, CannedResponse] = {
     # ZD-events 400/404 examples (placeholder code reused for every endpoint).
     "errors_array_400": CannedResponse(
@@ -180,34 +183,14 @@ ERROR_BODIES: dict[str, CannedResponse] = {
         "Bad Request: the request could not be parsed",
         content_type="text/plain; charset=utf-8",
     ),
-    "html_502": CannedResponse(502, _HTML_502, content_type="text/html; charset=utf-8"),
-    "unavailable_503": CannedResponse(
+    # "You may get a text/plain response in case of an error" (request-format page); a 503's
+    # Retry-After is what Zendesk's own Ruby client sleeps before its one retry.
+    "plain_text_500": CannedResponse(500, "Internal Server Error", content_type="text/plain; charset=utf-8"),
+    "plain_text_503": CannedResponse(
         503,
-        {
-            "error": "ServiceUnavailable",
-            "description": "Zendesk is temporarily unavailable for scheduled maintenance",
-        },
+        "Service Unavailable",
         headers={"Retry-After": "3"},
-    ),
-    "server_error_500": CannedResponse(
-        500,
-        {
-            "errors": [
-                {
-                    "code": "InternalServerError",
-                    "title": "Internal Server Error",
-                    "id": "b7e3c0de-5e11-4d0e-8f00-500500500500",
-                }
-            ]
-        },
-    ),
-    # Not documented for Events; Embulk treats 409 as transient.
-    "conflict_409": CannedResponse(
-        409,
-        {
-            "error": "Conflict",
-            "description": "A conflicting update to this user is in progress (user collision)",
-        },
+        content_type="text/plain; charset=utf-8",
     ),
 }
 
@@ -252,6 +235,40 @@ def user_id_for(profile_id: str) -> str:
     return str(10**11 + int.from_bytes(digest[:8], "big") % (9 * 10**11))
 
 
+# RFC 3339 section 5.6, read here on its own (the relay's check must not be the one that tests it)
+_DATE_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-]([0-9]{2}):([0-9]{2}))"
+)
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def is_rfc3339_date_time(value: Any) -> bool:
+    """An RFC 3339 ``date-time``: full date, ``T``, full time with seconds, offset or ``Z``.
+
+    Section 5.7's ranges: month 01-12, the month's days (leap years included), hour 00-23,
+    minute 00-59, second 00-60 (a leap second), offset hour 00-23 and minute 00-59."""
+    found = _DATE_TIME.fullmatch(value) if isinstance(value, str) else None
+    if found is None:
+        return False
+    year, month, day, hour, minute, second = (int(part) for part in found.groups()[:6])
+    offset_hour, offset_minute = (int(part or 0) for part in found.groups()[6:])
+    return (
+        1 <= month <= 12
+        and 1 <= day <= _days_in_month(year, month)
+        and hour <= 23
+        and minute <= 59
+        and second <= 60
+        and offset_hour <= 23
+        and offset_minute <= 59
+    )
+
+
 def _check_name(obj: dict[str, Any], key: str, path: str, problems: list[str]) -> None:
     value = obj.get(key)
     where = f"{path}.{key}"
@@ -286,16 +303,8 @@ def payload_problems(body: Any, *, profile: str) -> list[str]:
             problems.append("event.properties: is required")
         elif not isinstance(event["properties"], dict):
             problems.append("event.properties: must be an object")
-        if "created_at" in event:
-            created_at = event["created_at"]
-            ok = isinstance(created_at, str)
-            if ok:
-                try:
-                    datetime.fromisoformat(created_at)
-                except ValueError:
-                    ok = False
-            if not ok:
-                problems.append("event.created_at: must be an ISO-8601 timestamp")
+        if "created_at" in event and not is_rfc3339_date_time(event["created_at"]):
+            problems.append("event.created_at: must be an RFC 3339 date-time with an offset")
 
     if profile == "forbidden":
         if "profile" in body:
@@ -331,6 +340,35 @@ def payload_problems(body: Any, *, profile: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Profiles.
+
+
+@dataclass
+class StoredProfile:
+    """One profile the fake holds: its id, source, type, identifiers and Zendesk user."""
+
+    id: str
+    source: str
+    type: str
+    user_id: str
+    identifiers: list[dict[str, str]] = field(default_factory=list)
+
+
+def _stored_identifier(identifier: dict[str, Any]) -> dict[str, str]:
+    """An identifier as Zendesk keeps it: ``email`` and ``twitter`` values lower-cased."""
+    kind, value = str(identifier["type"]), str(identifier["value"])
+    return {"type": kind, "value": value.lower() if kind in ("email", "twitter") else value}
+
+
+def _match_key(identifier: dict[str, str]) -> tuple[str, str]:
+    """What an identifier is matched on: ``google`` as ``email``, e-mail addresses in any case."""
+    kind, value = identifier["type"], identifier["value"]
+    if kind == "google":
+        return "email", value.lower()
+    return kind, value
+
+
+# ---------------------------------------------------------------------------------------------
 # The HTTP server.
 
 
@@ -363,6 +401,50 @@ class FakeZendesk(HttpFake):
         self.oauth_token = oauth_token
         self.password = password
         self.retry_after = retry_after
+        self._profiles: dict[str, StoredProfile] = {}  # by id, oldest first
+        # (source, type, matched identifier) -> the oldest profile holding it
+        self._by_identifier: dict[tuple[str, str, tuple[str, str]], StoredProfile] = {}
+
+    @property
+    def profiles(self) -> list[StoredProfile]:
+        """The profiles the fake holds, oldest first (copies)."""
+        with self._lock:
+            return [
+                StoredProfile(p.id, p.source, p.type, p.user_id, [dict(i) for i in p.identifiers])
+                for p in self._profiles.values()
+            ]
+
+    def add_profile(self, profile: dict[str, Any], user_id: str | None = None) -> str:
+        """Store a profile as an event for it would (matched or created); its id."""
+        with self._lock:
+            return self._profile_for(profile, user_id).id
+
+    def reset(self) -> None:
+        """Also forget every profile."""
+        with self._lock:
+            super().reset()
+            self._profiles.clear()
+            self._by_identifier.clear()
+
+    def _profile_for(self, profile: dict[str, Any], user_id: str | None) -> StoredProfile:
+        """The stored profile an event's profile matches, with its identifiers added; else a
+        new one (lock held)."""
+        source, kind = str(profile["source"]), str(profile["type"])
+        identifiers = [_stored_identifier(i) for i in profile["identifiers"]]
+        matches = [self._by_identifier.get((source, kind, _match_key(i))) for i in identifiers]
+        held = [p for p in matches if p is not None]
+        if held:
+            stored = held[0] if len(held) == 1 else min(held, key=lambda p: list(self._profiles).index(p.id))
+        else:
+            profile_id = profile_id_for(profile)
+            stored = StoredProfile(profile_id, source, kind, user_id or user_id_for(profile_id))
+            self._profiles[profile_id] = stored
+        for identifier in identifiers:
+            key = (source, kind, _match_key(identifier))
+            if key not in self._by_identifier:
+                self._by_identifier[key] = stored
+                stored.identifiers.append(identifier)
+        return stored
 
     def _auth_form(self, header: str | None) -> str | None:
         if not header:
@@ -412,7 +494,7 @@ class FakeZendesk(HttpFake):
         elif record.method == "POST" and (m := _RE_USER_ID.match(path)):
             profile_rule, user_id = "required", m.group(1)
         else:
-            return 404, {"error": "InvalidEndpoint", "description": "Not found"}, {}
+            return 404, _NOT_FOUND, {}
 
         with self._lock:
             wait = self._throttle(time.monotonic())
@@ -439,21 +521,24 @@ class FakeZendesk(HttpFake):
                     },
                     {},
                 )
-            if profile_id is not None and profile_id.startswith("missing"):
-                return 404, {"error": "RecordNotFound", "description": "Not found"}, {}
+            stored: StoredProfile | None = None
+            if profile_id is not None:
+                stored = self._profiles.get(profile_id)
+                if stored is None:  # "Returns an error if the profile does not exist"
+                    return 404, _NOT_FOUND, {}
             problems = payload_problems(record.body, profile=profile_rule)
             if problems:
                 return _invalid(problems)
 
             self._window_count += 1
-        if profile_id is None:
-            profile_id = profile_id_for(record.body["profile"])
+            if stored is None:
+                stored = self._profile_for(record.body["profile"], user_id)
         return (
             202,
             {
                 "status": "received",
-                "profile_id": profile_id,
-                "user_id": user_id if user_id is not None else user_id_for(profile_id),
+                "profile_id": stored.id,
+                "user_id": user_id if user_id is not None else stored.user_id,
             },
             {},
         )
@@ -472,9 +557,12 @@ class FakeZendesk(HttpFake):
         }
 
 
+# Zenpy's RecordNotFound body (reference 1.6), for an unknown route or profile.
+_NOT_FOUND = {"error": "RecordNotFound", "description": "Not found"}
+
+
 def _invalid(problems: list[str]) -> Answer:
-    return (
-        400,
-        {"errors": [{"code": "InvalidEventPayload", "title": title} for title in problems]},
-        {},
-    )
+    """A 400 in the documented ``errors[]`` shape with ZD-profiles' generic ``ClientError``
+    code (Zendesk's own codes for each rule are not published); the title names the rule."""
+    errors = [{"code": "ClientError", "id": str(uuid.uuid4()), "title": title} for title in problems]
+    return 400, {"errors": errors}, {}

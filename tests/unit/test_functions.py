@@ -9,8 +9,11 @@ from typing import Any
 
 import jmespath
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from jmespath.exceptions import ArityError, JMESPathTypeError, UnknownFunctionError
 
+from app.destinations.timestamps import is_rfc3339
 from app.mapping.functions import format_timestamp, jmespath_options, parse_timestamp
 
 SHA256_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -174,6 +177,10 @@ def test_e164_argument_errors() -> None:
         (0, "1970-01-01T00:00:00Z"),
         (100000000000, "5138-11-16T09:46:40Z"),  # 1e11 itself is still seconds
         (100000000001, "1973-03-03T09:46:40.001Z"),  # above 1e11: milliseconds
+        # a leap second (valid RFC 3339) is the last millisecond of its minute, in order
+        ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59.999Z"),
+        ("2016-12-31T23:59:60.5Z", "2016-12-31T23:59:59.999Z"),
+        ("2017-01-01T00:59:60+01:00", "2016-12-31T23:59:59.999Z"),
     ],
 )
 def test_iso8601(value: Any, expected: str) -> None:
@@ -211,6 +218,23 @@ def test_iso8601_rejects_other_types() -> None:
         search("iso8601(`true`)")
     with pytest.raises(JMESPathTypeError):
         search("iso8601(`[]`)")
+
+
+@given(
+    st.one_of(
+        st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+        st.datetimes().map(lambda d: d.isoformat(sep=" ")),
+        st.dates().map(str),
+        st.integers(min_value=-(10**14), max_value=10**14),
+        st.floats(min_value=-1e12, max_value=1e12),
+        st.text(alphabet="0123456789-:TZ+. W", max_size=30),
+    )
+)
+def test_iso8601_gives_rfc3339_or_null(value: str | float) -> None:
+    """What it gives is what Zendesk's created_at and Yotpo's timestamp must be."""
+    result = search("iso8601(v)", {"v": value})
+    assert result is None or is_rfc3339(result)
+    assert result is None or result.endswith("Z")
 
 
 def test_now() -> None:

@@ -33,7 +33,7 @@ PURCHASE = {
         "identityMap": {"Email": [{"id": "Jane@Example.com", "primary": True}]},
         "commerce": {"order": {"purchaseID": "ORD-1", "priceTotal": 12.5}},
     },
-    "data": {"uid": "U-77", "customer": {"name": "Jane"}},
+    "data": {"uid": "77", "customer": {"name": "Jane"}},
 }
 NORMALISED = {"xdm": PURCHASE["xdm"], "data": PURCHASE["data"], "meta": {}}
 
@@ -187,7 +187,7 @@ def test_endpoint_object_form_with_templated_params(tmp_path: Path) -> None:
     mapping = load_one(tmp_path, text)
     assert mapping.endpoint == "user_events"
     assert set(mapping.endpoint_params) == {"user_id"}
-    assert mapping.endpoint_params["user_id"](NORMALISED) == "U-77"
+    assert mapping.endpoint_params["user_id"](NORMALISED) == "77"
 
 
 def test_yml_extension_and_file_order(tmp_path: Path) -> None:
@@ -641,6 +641,19 @@ def test_example_breaking_several_zendesk_rules(tmp_path: Path, destinations: di
         "event.properties: required, an object; "
         "profile: required, an object"
     )
+
+
+def test_an_example_passes_with_warnings_only(tmp_path: Path, destinations: dict[str, Destination]) -> None:
+    """A warning (a vendor's recommendation not followed) is sent: it fails no example, so it
+    keeps no mapping, and no relay, from starting."""
+    body = (
+        "{note: hi, event: {source: s, type: t, properties: {a: 1}},"
+        " profile: {source: s, type: t, identifiers: [{type: email, value: a@b.c}, {type: email, value: a@b.c}]}}"
+    )
+    text = f"destination: zendesk\nbody: {body}\nexamples:\n  - input: {{xdm: {{}}}}\n    expect: {body}\n"
+    write(tmp_path, "m.yaml", text)
+    [result] = run_examples(load_mappings(tmp_path, DESTINATIONS), destinations)
+    assert result.passed, result.reason
 
 
 def test_example_render_error_fails_with_the_field(

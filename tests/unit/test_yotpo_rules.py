@@ -399,7 +399,7 @@ def problem_for(status: int, body: bytes = b"", headers: dict[str, str] | None =
         (404, "destination_not_found", 502, False),
         (301, "destination_not_found", 502, False),
         (408, "timeout", 504, True),
-        (409, "destination_conflict", 409, True),
+        (409, "destination_conflict", 409, False),
         (422, "destination_rejected", 422, False),
         (429, "rate_limited", 429, True),
         (500, "destination_unavailable", 502, True),

@@ -15,6 +15,11 @@ import pytest
 from app.destinations.zendesk import ZendeskConfig, ZendeskDestination, validate_body
 from tests.conftest import make_settings
 
+CREATED_AT_RULE = (
+    "must be an RFC 3339 date-time with an offset, e.g. 2024-05-01T12:00:00Z "
+    "(iso8601(...) in the mapping gives one)"
+)
+
 VALID: dict[str, Any] = {
     "profile": {
         "source": "shop",
@@ -60,9 +65,17 @@ def _drop(path: str) -> Edit:
 
 
 def violations_of(edit: Edit, *, with_profile: bool = True) -> list[tuple[str, str]]:
+    """The rules the edited body breaks (it would not be sent)."""
     body = copy.deepcopy(VALID)
     edit(body)
-    return [(v.path, v.message) for v in validate_body(body, with_profile=with_profile)]
+    return [(v.path, v.message) for v in validate_body(body, with_profile=with_profile) if not v.warning]
+
+
+def warnings_of(edit: Edit) -> list[tuple[str, str]]:
+    """The recommendations the edited body does not follow (it is sent all the same)."""
+    body = copy.deepcopy(VALID)
+    edit(body)
+    return [(v.path, v.message) for v in validate_body(body, with_profile=True) if v.warning]
 
 
 def test_valid_body_has_no_violations() -> None:
@@ -79,14 +92,18 @@ def test_valid_body_has_no_violations() -> None:
         (_set("event.type", None), [("event.type", "required, a non-empty string")]),
         (_set("event.type", "t" * 41), [("event.type", "at most 40 characters (has 41)")]),
         (_set("event.type", "t" * 40), []),
+        (_set("event.source", "   "), [("event.source", "required, a non-empty string")]),
+        (_set("event.type", "\t\n"), [("event.type", "required, a non-empty string")]),
         (
-            _set("event.source", "Zendesk"),
+            _set("event.source", "zendesk"),
             [("event.source", "`zendesk` is reserved for Zendesk's own events")],
         ),
+        (_set("event.source", "Zendesk"), []),  # the reference protects `zendesk`, in that case
+        (_set("event.source", "ZENDESK"), []),
         (_set("event.type", "zendesk"), []),  # only sources are reserved
         (_drop("event.properties"), [("event.properties", "required, an object")]),
-        (_set("event.created_at", "yesterday"), [("event.created_at", "must be an ISO-8601 timestamp")]),
-        (_set("event.created_at", 1714564800), [("event.created_at", "must be an ISO-8601 timestamp")]),
+        (_set("event.created_at", "yesterday"), [("event.created_at", CREATED_AT_RULE)]),
+        (_set("event.created_at", 1714564800), [("event.created_at", CREATED_AT_RULE)]),
         (_drop("event.created_at"), []),
         (_set("event.description", 7), [("event.description", "must be a string")]),
         (_drop("profile"), [("profile", "required, an object")]),
@@ -94,6 +111,9 @@ def test_valid_body_has_no_violations() -> None:
             _set("profile.source", "zendesk"),
             [("profile.source", "`zendesk` is reserved for Zendesk's own events")],
         ),
+        (_set("profile.source", "Zendesk"), []),
+        (_set("profile.source", " "), [("profile.source", "required, a non-empty string")]),
+        (_set("profile.type", "  "), [("profile.type", "required, a non-empty string")]),
         (_set("profile.type", "p" * 41), [("profile.type", "at most 40 characters (has 41)")]),
         (_set("profile.name", ["Jane"]), [("profile.name", "must be a string")]),
         (_set("profile.attributes", "gold"), [("profile.attributes", "must be an object")]),
@@ -117,21 +137,53 @@ def test_valid_body_has_no_violations() -> None:
                 ("profile.identifiers[1].type", "required, a non-empty string"),
             ],
         ),
+    ],
+)
+def test_each_rule_names_its_field(edit: Edit, expected: list[tuple[str, str]]) -> None:
+    assert violations_of(edit) == expected
+
+
+DUPLICATE = (
+    "repeats an earlier identifier; Adobe's Zendesk extension asks for unique ones "
+    "(Zendesk's own pages do not)"
+)
+UNKNOWN_KEY = "not a field of the Events API body (`event`, `profile`); sent as it is"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
         (
             _set(
                 "profile.identifiers",
                 [{"type": "email", "value": "a@x.io"}, {"type": "email", "value": "a@x.io"}],
             ),
-            [("profile.identifiers[1]", "duplicate identifier")],
+            [("profile.identifiers[1]", DUPLICATE)],
         ),
-        (
-            _set("zeta", 1),
-            [("zeta", "unknown top-level key")],
-        ),
+        (_set("zeta", 1), [("zeta", UNKNOWN_KEY)]),
     ],
 )
-def test_each_rule_names_its_field(edit: Edit, expected: list[tuple[str, str]]) -> None:
-    assert violations_of(edit) == expected
+def test_what_the_documents_do_not_forbid_is_a_warning(edit: Edit, expected: list[tuple[str, str]]) -> None:
+    assert violations_of(edit) == []
+    assert warnings_of(edit) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2024-05-01", "2024-W18-3", "2024-05-01T12:00:00", "20240501T120000Z", "2024-05-01 12:00:00Z",
+     "2024-05-01T12:00Z", "2024-05-01T12:00:00+0200", "2024-02-30T12:00:00Z", ""],
+)  # fmt: skip
+def test_created_at_must_be_an_rfc3339_date_time_with_an_offset(value: str) -> None:
+    assert violations_of(_set("event.created_at", value)) == [("event.created_at", CREATED_AT_RULE)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123+02:00", "2024-05-01t12:00:00z",
+     "2024-05-01T07:30:00-04:30", "2016-12-31T23:59:60Z"],
+)  # fmt: skip
+def test_created_at_with_an_offset_passes(value: str) -> None:
+    assert violations_of(_set("event.created_at", value)) == []
 
 
 def test_unknown_top_level_keys_are_listed_in_order() -> None:
@@ -139,7 +191,7 @@ def test_unknown_top_level_keys_are_listed_in_order() -> None:
         body["b"] = 1
         body["a"] = 2
 
-    assert violations_of(edit) == [("a", "unknown top-level key"), ("b", "unknown top-level key")]
+    assert warnings_of(edit) == [("a", UNKNOWN_KEY), ("b", UNKNOWN_KEY)]
 
 
 def test_profile_events_endpoint_refuses_a_profile() -> None:
@@ -176,3 +228,36 @@ def test_prepare_says_which_id_is_missing() -> None:
             "the user_events endpoint needs a non-empty `user_id` (in the body or `endpoint.user_id`)",
         )
     ]
+
+
+USER_ID_RULE = "must be a Zendesk user id, digits only (Zendesk answers 400: id must be an integer)"
+
+
+@pytest.mark.parametrize(
+    ("body_edit", "params", "path"),
+    [
+        (None, {"user_id": "abc"}, "endpoint.user_id"),
+        (None, {"user_id": "12 3"}, "endpoint.user_id"),
+        (None, {"user_id": " 123"}, "endpoint.user_id"),
+        (None, {"user_id": "-5"}, "endpoint.user_id"),
+        (None, {"user_id": "\u0661\u0662"}, "endpoint.user_id"),  # digits, but not ASCII ones
+        (None, {"user_id": "jane@example.com"}, "endpoint.user_id"),
+        (_set("user_id", "u-1"), {}, "user_id"),
+        (_set("profile.user_id", "zd-7"), {}, "profile.user_id"),
+    ],
+)
+def test_user_events_refuses_a_user_id_that_is_not_a_number(
+    body_edit: Edit | None, params: dict[str, Any], path: str
+) -> None:
+    body = copy.deepcopy(VALID)
+    if body_edit is not None:
+        body_edit(body)
+    _, violations = dest().prepare(body, "user_events", params)
+    assert [(v.path, v.message) for v in violations] == [(path, USER_ID_RULE)]
+
+
+@pytest.mark.parametrize("user_id", ["123456", 123456, "0042"])
+def test_user_events_takes_a_numeric_user_id(user_id: Any) -> None:
+    request, violations = dest().prepare(copy.deepcopy(VALID), "user_events", {"user_id": user_id})
+    assert violations == []
+    assert request.path == f"/api/v2/users/{user_id}/events"
