@@ -289,7 +289,12 @@ class AdaptiveRateLimiter:
             self._paused_until = max(self._paused_until, now + max(0.0, delay))
             if not already_paused:
                 self._lower(now)
-        elif 200 <= status < 300 and remaining == 0 and now - self._decreased_at >= self._cooldown:
+        elif (
+            200 <= status < 300
+            and remaining == 0
+            and self._per_second is None  # paced a second at a time, 0 left is the pace itself
+            and now - self._decreased_at >= self._cooldown
+        ):
             self._lower(now)
 
     def _rate(self, now: float) -> float:

@@ -284,7 +284,8 @@ class RedisRateLimiter:
         args = [
             *self._common(), status, delay,
             "" if limit_per_minute is None else limit_per_minute,
-            "" if remaining is None else remaining,
+            # paced a second at a time, a 0 left in the second is the pace itself, not a warning
+            "" if remaining is None or self._per_second is not None else remaining,
             self._decrease, DEFAULT_RETRY_AFTER_SECONDS, STATE_TTL_MS,
         ]  # fmt: skip
         self._spawn(self._script(FEEDBACK)(keys=[self._key], args=args))

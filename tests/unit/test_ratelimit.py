@@ -577,6 +577,20 @@ def test_remaining_zero_lowers_but_not_again_within_cooldown() -> None:
     run(main)
 
 
+def test_a_limiter_paced_per_second_is_not_slowed_by_an_empty_second() -> None:
+    """Yotpo counts per second: at the full pace of 5 a second, the fifth answer of a second
+    says 0 left, which is that pace itself, not a sign of another client; a 429 still is."""
+
+    async def main(clock: FakeClock) -> None:
+        limiter = make(clock, 300, per_second=5.0)
+        limiter.on_response(status=200, retry_after=None, limit_per_minute=300, remaining=0)
+        assert limiter.current_rate_per_minute == pytest.approx(300 * 0.98)
+        limiter.on_response(status=429, retry_after=1.0, limit_per_minute=300, remaining=0)
+        assert limiter.current_rate_per_minute == pytest.approx(240 * 0.98)
+
+    run(main)
+
+
 def test_decreases_never_go_below_one_per_minute() -> None:
     async def main(clock: FakeClock) -> None:
         limiter = make(clock, 10)
