@@ -129,7 +129,7 @@ def mappings_render(
         events = parse_payload(payload.read_bytes()).events
     except Problem as problem:
         _fail(f"{payload}: {problem.code}: {problem}")
-    outcomes = as_preview(plan(events, MappingSet.of((chosen,)), destinations, only=chosen))
+    outcomes = as_preview(plan(events, MappingSet((chosen,)), destinations, only=chosen))
     typer.echo(
         orjson.dumps([o.to_dict(show_request=True) for o in outcomes], option=orjson.OPT_INDENT_2).decode()
     )

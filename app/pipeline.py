@@ -102,7 +102,7 @@ def plan(
     outcomes: list[Outcome] = []
     for index, event in enumerate(events, first_index):
         matched = 0
-        for mapping in (only,) if only is not None else mappings.candidates(event):
+        for mapping in (only,) if only is not None else mappings.mappings:
             outcome = plan_one(
                 index, event, mapping, destinations, check_when=only is None, observe_render=observe_render
             )

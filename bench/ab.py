@@ -115,16 +115,16 @@ def side_server(spec: Spec, name: str, work: Path, fake_url: str, cores: str | N
     if spec.kind == "bare":
         cmd = [sys.executable, str(BENCH / "bare_app.py"), "--port", str(port)]
         return TreeServer(ROOT, name, pinned(cmd, cores), clean_env(), port, work / f"{name}.log")
-    env = clean_env(
-        RELAY_INGEST_TOKENS=TOKEN,
-        RELAY_STORE=f"sqlite:///{work / f'{name}.db'}",
-        RELAY_LOG_LEVEL="warning",
-        RELAY_MAPPINGS_DIR=str(order_mappings(work / f"{name}-mappings")),
-        RELAY_MAX_PENDING=MAX_PENDING,
-        ZENDESK_BASE_URL=fake_url,
-        ZENDESK_OAUTH_TOKEN="bench-zendesk-token",  # nosec B106 - the fake's
-        **spec.env,
-    )
+    defaults = {
+        "RELAY_INGEST_TOKENS": TOKEN,
+        "RELAY_STORE": f"sqlite:///{work / f'{name}.db'}",
+        "RELAY_LOG_LEVEL": "warning",
+        "RELAY_MAPPINGS_DIR": str(order_mappings(work / f"{name}-mappings")),
+        "RELAY_MAX_PENDING": MAX_PENDING,
+        "ZENDESK_BASE_URL": fake_url,
+        "ZENDESK_OAUTH_TOKEN": "bench-zendesk-token",  # nosec B105 - the fake's
+    }
+    env = clean_env(**{**defaults, **spec.env})  # a spec's settings win, RELAY_MAPPINGS_DIR too
     cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
     return TreeServer(spec.tree, name, pinned(cmd, cores), env, port, work / f"{name}.log")
 

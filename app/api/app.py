@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,7 +26,6 @@ from app.settings import Settings
 from app.ui import mount_ui
 
 log = structlog.get_logger("app")
-GC_THRESHOLD = 20_000  # allocations between young-generation collections (Python's default: 700)
 
 HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
               413: "payload_too_large"}  # fmt: skip
@@ -41,14 +39,6 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await relay.start()
         _log_start(relay)
-        # Everything built so far lives as long as the process: keep it out of the cyclic
-        # collector, whose full passes over it stalled every connection (p99 58 -> 26 ms).
-        gc.freeze()
-        # The requests in flight hold a few hundred containers each, which their ends free
-        # again: at the default threshold (700) that started a young-generation pass every 24
-        # requests, 3.5 % of the ingest time (bench/RESULTS.md, fifteenth session). Cyclic
-        # garbage is rare and is never freed otherwise, so it still reaches the threshold.
-        gc.set_threshold(GC_THRESHOLD, 20, 20)
         try:
             yield
         finally:

@@ -37,7 +37,7 @@ def preview_draft(
     except MappingLoadError as exc:
         errors = [{"file": str(i.file), "line": i.line, "reason": i.reason} for i in exc.issues]
         raise Problem("mapping_invalid", str(exc), errors=errors) from None
-    outcomes = as_preview(plan(parsed.events, MappingSet.of((draft,)), destinations))
+    outcomes = as_preview(plan(parsed.events, MappingSet((draft,)), destinations))
     answer = {
         "shape": parsed.shape,
         "events": len(parsed.events),

@@ -114,7 +114,7 @@ def test_an_outcome_says_where_its_id_came_from(tmp_path: Path) -> None:
     mapping = mapping_with(tmp_path, "xdm._id")
     destinations = build_destinations(make_settings())
     events = [{"xdm": {"_id": "order-1"}, "data": {}, "meta": {}}, alloy_event("03-purchase.json")]
-    named, derived = (o.to_dict() for o in plan(events, MappingSet.of((mapping,)), destinations))
+    named, derived = (o.to_dict() for o in plan(events, MappingSet((mapping,)), destinations))
     assert (named["event_id"], named["event_id_source"]) == ("order-1", "mapping")
     assert derived["event_id_source"] == "derived"
     assert re.fullmatch(
