@@ -15,7 +15,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app import pipeline
+from app import logs, pipeline
 from app.api.auth import authenticate_headers, request_path
 from app.api.body import read_limited_body
 from app.api.openapi import INGEST_OPENAPI, PREVIEW_OPENAPI
@@ -83,11 +83,12 @@ async def answer_ingest(request: Request, mapping_name: str | None) -> Response:
         response = ingest_response(ingested.outcomes, request_id)
         if wait is not None:
             response.headers["Preference-Applied"] = f"wait={wait:g}"
-        request.state.log_fields = {
-            "shape": ingested.shape,
-            "events": ingested.events,
-            "outcomes": _count(ingested.outcomes),
-        }
+        if logs.info_enabled():  # the request's log line is the only reader
+            request.state.log_fields = {
+                "shape": ingested.shape,
+                "events": ingested.events,
+                "outcomes": _count(ingested.outcomes),
+            }
     relay.metrics.ingest_duration.observe(time.perf_counter() - started)
     return response
 
