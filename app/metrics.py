@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -157,11 +157,21 @@ class RelayMetrics:
             self.events_routed.labels(result)
         self._store_refreshed = 0.0
         self._store_lock = asyncio.Lock()
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once: the library validates the values and
+        takes a lock on each call, and ingest asks for five children a request."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     # -- ingest ------------------------------------------------------------------------------
 
     def received(self, shape: str, events: int) -> None:
-        self.events_received.labels(shape).inc(events)
+        self.child(self.events_received, shape).inc(events)
 
     def routed(self, matched: int, ignored: int, rejected: int) -> None:
         """Count each received event once: matched, ignored or rejected."""
@@ -171,17 +181,17 @@ class RelayMetrics:
             (Routing.REJECTED, rejected),
         ):
             if count:
-                self.events_routed.labels(result).inc(count)
+                self.child(self.events_routed, result).inc(count)
 
     def mapping_result(self, mapping: str, result: str) -> None:
         """One event a mapping applied to: ``matched`` or the problem code that rejected it."""
-        self.mapping_events.labels(mapping, result).inc()
+        self.child(self.mapping_events, mapping, result).inc()
 
     def observe_render(self, mapping: str, seconds: float) -> None:
-        self.mapping_render.labels(mapping).observe(seconds)
+        self.child(self.mapping_render, mapping).observe(seconds)
 
     def accepted(self, destination: str, mapping: str, result: str) -> None:
-        self.deliveries_accepted.labels(destination, mapping, result).inc()
+        self.child(self.deliveries_accepted, destination, mapping, result).inc()
 
     def signature_accepted(self, form: str) -> None:
         self.signatures_accepted.labels(form).inc()
