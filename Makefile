@@ -19,10 +19,12 @@ run: $(BIN)/aep-relay
 	$(BIN)/aep-relay serve --host 0.0.0.0 --port $(PORT)
 
 # Debian packages the tests use (a real redis-server, chromium for the browser tests, npm for
-# Adobe's Web SDK and openssl for its fake Edge's certificate in tests/alloy),
-# installed with apt-get only when missing; without root, say which are missing and stop.
+# Adobe's Web SDK and openssl for its fake Edge's certificate in tests/alloy, prometheus for
+# promtool and the alert rules' end-to-end test), installed with apt-get only when missing;
+# without root, say which are missing and stop. Installing prometheus starts no daemon here
+# (no init system in containers); where one runs, tests use their own on another port.
 SYSTEM_PACKAGES := redis-server:redis-server chromium:/usr/bin/chromium fonts-dejavu-core:/usr/share/fonts/truetype/dejavu \
-	npm:npm openssl:openssl
+	npm:npm openssl:openssl prometheus:promtool
 system-deps:
 	@missing=""; for entry in $(SYSTEM_PACKAGES); do pkg=$${entry%%:*}; probe=$${entry#*:}; \
 		{ command -v "$$probe" >/dev/null || [ -e "$$probe" ]; } || missing="$$missing $$pkg"; done; \

@@ -124,6 +124,11 @@ class RelayMetrics:
             "aep_relay_store_stats_age_seconds", "Age of the store figures above (cached between scrapes)",
             registry=reg,
         )  # fmt: skip
+        self.store_writable = Gauge(
+            "aep_relay_store_writable",
+            "1 while the store's writes work, 0 from a failed write until a later one succeeds "
+            "(/readyz answers 503 meanwhile)", registry=reg,
+        )  # fmt: skip
         self.mapping_reloads = Counter(
             "aep_relay_mapping_reloads", "Mapping reloads (SIGHUP or folder change) by result",
             ["result"], registry=reg,
@@ -148,6 +153,7 @@ class RelayMetrics:
         for result in ("succeeded", "failed"):
             self.mapping_reloads.labels(result)
         self.mapping_reload_ok.set(1)
+        self.store_writable.set(1)
         self.mapping_reload_time.set(time.time())
 
         # series that exist at zero from the start, so that rates and alerts see them
@@ -220,6 +226,10 @@ class RelayMetrics:
                     self._store_refreshed = time.monotonic()
             if self._store_refreshed:
                 self.store_stats_age.set(time.monotonic() - self._store_refreshed)
+
+    def show_store_writable(self, writable: bool) -> None:
+        """Set the store's write health as ``/readyz`` sees it (read on scrape)."""
+        self.store_writable.set(1 if writable else 0)
 
     def show_circuits(self, circuits: Mapping[str, Mapping[str, str | float]]) -> None:
         """Set the one-hot circuit gauge from each destination's circuit (read on scrape)."""

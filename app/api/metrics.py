@@ -25,5 +25,6 @@ async def metrics(request: Request) -> Response:
     relay: Relay = request.app.state.relay
     await relay.metrics.refresh_store(relay.store, relay.destinations, relay.dispatcher.limiters)
     relay.metrics.show_circuits(relay.dispatcher.circuit_states())
+    relay.metrics.show_store_writable(relay.store.write_health.failure is None)
     body, content_type = relay.metrics.exposition(request.headers.get("accept"))
     return Response(body, headers={"Content-Type": content_type})

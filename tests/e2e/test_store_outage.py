@@ -72,6 +72,13 @@ def readyz(relay: RelayProcess) -> httpx.Response:
     return httpx.get(f"{relay.url}/readyz", timeout=10)
 
 
+def store_writable(relay: RelayProcess) -> str:
+    """The ``aep_relay_store_writable`` line of a scrape (the AepRelayNotReady alert reads it)."""
+    scrape = httpx.get(f"{relay.url}/metrics", timeout=10).text
+    [line] = [line for line in scrape.splitlines() if line.startswith("aep_relay_store_writable ")]
+    return line
+
+
 def test_disk_full_503_and_not_ready_until_space_is_freed_then_outcomes_recorded(
     fake_zendesk: FakeZendesk, tmp_path: Path
 ) -> None:
@@ -88,6 +95,7 @@ def test_disk_full_503_and_not_ready_until_space_is_freed_then_outcomes_recorded
         relay.start()
         try:
             assert readyz(relay).status_code == 200
+            assert store_writable(relay) == "aep_relay_store_writable 1.0"
             in_flight = [f"inflight-{n}" for n in range(5)]
             acked = {event_id for event_id in in_flight if post(relay, event_id).status_code == 202}
             assert acked == set(in_flight)
@@ -114,6 +122,7 @@ def test_disk_full_503_and_not_ready_until_space_is_freed_then_outcomes_recorded
             assert "database or disk is full" in problem["detail"], problem
             assert problem["detail"].startswith("last write failed"), problem
             assert problem["store"]["reason"] == "SQLite: database or disk is full"
+            assert store_writable(relay) == "aep_relay_store_writable 0.0"
 
             # the sends in flight get their answers now; recording them fails on the full disk
             assert wait_until(lambda: len(fake_zendesk.accepted) >= len(in_flight), 10)
@@ -127,6 +136,7 @@ def test_disk_full_503_and_not_ready_until_space_is_freed_then_outcomes_recorded
             freed_at = time.monotonic()
             assert wait_until(lambda: readyz(relay).status_code == 200, 5, interval=0.2), readyz(relay).text
             ready_after = time.monotonic() - freed_at
+            assert store_writable(relay) == "aep_relay_store_writable 1.0"
             after = post(relay, "after-1")
             assert after.status_code == 202, after.text
             acked.add("after-1")
