@@ -1,10 +1,12 @@
 """The Grafana dashboard ConfigMap (deploy/components/monitoring/dashboard.yaml), read as the
 file itself: a valid ConfigMap the Grafana sidecar picks up, holding a dashboard with the
-panels the operators asked for, every one of whose metrics a running relay exposes."""
+panels the operators asked for, every one of whose metrics a running relay exposes. The same
+check covers every PrometheusRule in that folder."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,10 +15,13 @@ import pytest
 import yaml
 
 from tests.deploy.manifests import lint_errors, schema_errors
-from tests.deploy.promql_names import exposed_names, metric_names, panel_expressions
+from tests.deploy.promql_names import exposed_names, metric_names, panel_expressions, rule_expressions
 from tests.e2e.relay_process import ROOT, RelayProcess
 
-DASHBOARD_FILE = ROOT / "deploy" / "components" / "monitoring" / "dashboard.yaml"
+MONITORING = ROOT / "deploy" / "components" / "monitoring"
+DASHBOARD_FILE = MONITORING / "dashboard.yaml"
+# Series an alert may read that Prometheus itself or kube-state-metrics provide, not the relay
+FROM_ELSEWHERE = re.compile(r"^(up|scrape_\w+|kube_\w+)$")
 # What the panels must show (issue 30): a title for each, and a metric each must read
 WANTED_PANELS = {
     "Ingest rate by outcome": "aep_relay_events_routed_total",
@@ -91,3 +96,14 @@ def test_a_misspelt_metric_in_a_panel_is_caught(exposition: str) -> None:
     assert metric_names(panel_expressions(board)) - exposed_names(exposition) == {
         "aep_relay_event_routed_total"
     }
+
+
+def test_every_metric_the_alert_rules_read_is_one_the_relay_exposes(exposition: str) -> None:
+    rules = [
+        doc
+        for path in sorted(MONITORING.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc.get("kind") == "PrometheusRule"
+    ]
+    named = metric_names(e for doc in rules for e in rule_expressions(doc))
+    assert {n for n in named - exposed_names(exposition) if not FROM_ELSEWHERE.match(n)} == set()
