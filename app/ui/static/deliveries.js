@@ -90,7 +90,7 @@ function card(destination, summary) {
       { className: "figures" },
       figure("Backlog", `${destination.pending} waiting`, "backlog"),
       figure("Oldest waiting", duration(destination.oldest_pending_age_seconds), "oldest"),
-      figure("Delivered, last 15 min", `${total(destination)} (${last(destination)} this minute)`, "delivered"),
+      figure(`Delivered, last ${summary.minutes} min`, `${total(destination)} (${last(destination)} this minute)`, "delivered"),
       figure("Rate limit", destination.limit_per_minute === null ? "none" : `${round(destination.limit_per_minute)} / min`, "limit"),
       figure("Dead letters, last hour", deadText, "dead", codes.join(", ")),
     ),
@@ -116,7 +116,7 @@ function round(value) {
 }
 
 /** Seconds as "42 s", "3 min 5 s" or "2 h 10 min". */
-export function duration(seconds) {
+function duration(seconds) {
   const s = Math.round(seconds);
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
