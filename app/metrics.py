@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from app.delivery.circuit import STATES as CIRCUIT_STATES
+from app.delivery.delivered_minutes import DeliveredMinutes
 from app.delivery.store import Store
 from app.status import Routing
 
@@ -163,6 +164,7 @@ class RelayMetrics:
             self.events_routed.labels(result)
         self._store_refreshed = 0.0
         self._store_lock = asyncio.Lock()
+        self.delivered_minutes = DeliveredMinutes()  # the playground's chart (GET /v1/deliveries/summary)
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def child(self, metric: Counter | Histogram, *labels: str) -> Any:
@@ -198,6 +200,11 @@ class RelayMetrics:
 
     def accepted(self, destination: str, mapping: str, result: str) -> None:
         self.child(self.deliveries_accepted, destination, mapping, result).inc()
+
+    def delivered(self, destination: str, mapping: str) -> None:
+        """One delivery the destination accepted: the counter and the per-minute chart."""
+        self.deliveries_delivered.labels(destination, mapping).inc()
+        self.delivered_minutes.delivered(destination)
 
     def signature_accepted(self, form: str) -> None:
         self.signatures_accepted.labels(form).inc()

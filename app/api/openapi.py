@@ -165,6 +165,39 @@ _DEAD_LETTERS: dict[str, Any] = {
         "circuits": _CIRCUITS,
     },
 }
+_SUMMARY: dict[str, Any] = {
+    "type": "object",
+    "required": ["generated_at", "minutes", "dead_window_seconds", "dead_last_hour_capped",
+                 "dead_letters", "destinations"],
+    "properties": {
+        "generated_at": {"type": "number"},
+        "minutes": {"type": "integer"},
+        "dead_window_seconds": {"type": "integer"},
+        "dead_last_hour_capped": {"type": "boolean"},
+        "dead_letters": {"type": "integer"},
+        "destinations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "dry_run", "pending", "oldest_pending_age_seconds",
+                             "delivered_per_minute", "limit_per_minute", "circuit", "dead_last_hour",
+                             "dead_last_hour_by_code"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "dry_run": {"type": "boolean"},
+                    "pending": {"type": "integer", "minimum": 0},
+                    "oldest_pending_age_seconds": {"type": "number", "minimum": 0},
+                    "delivered_per_minute": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                    "limit_per_minute": {"type": ["number", "null"]},
+                    "circuit": {"oneOf": [{"type": "null"}, _CIRCUITS["additionalProperties"]]},
+                    "dead_last_hour": {"type": "integer", "minimum": 0},
+                    "dead_last_hour_by_code": {"type": "object",
+                                               "additionalProperties": {"type": "integer"}},
+                },
+            },
+        },
+    },
+}  # fmt: skip
 _HEALTH: dict[str, Any] = {
     "type": "object",
     "required": ["status"],
@@ -219,6 +252,7 @@ ROUTE_ANSWERS: dict[tuple[str, str], tuple[dict[str, Any], tuple[str, ...]]] = {
         _INGEST_ERRORS,
     ),
     ("post", "/v1/preview"): ({"200": _PREVIEW}, ("400", "401", "404", "408", "413")),
+    ("get", "/v1/deliveries/summary"): ({"200": _SUMMARY}, (*_ADMIN_ERRORS, "503")),
     ("get", "/v1/deliveries/{delivery_id}"): ({"200": _DELIVERY_SCHEMA}, ("401", "404")),
     ("get", "/v1/dead-letters"): ({"200": _DEAD_LETTERS}, ("400", *_ADMIN_ERRORS)),
     ("get", "/v1/dead-letters/{delivery_id}"): ({"200": _DELIVERY_SCHEMA}, (*_ADMIN_ERRORS, "404")),

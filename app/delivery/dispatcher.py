@@ -302,7 +302,7 @@ class Dispatcher:
             attempt.record(self.metrics, outcome, code, **extra)
             delivery = attempt.delivery
             if outcome == AttemptOutcome.DELIVERED:
-                self.metrics.deliveries_delivered.labels(attempt.destination, delivery.mapping).inc()
+                self.metrics.delivered(attempt.destination, delivery.mapping)
             elif outcome == AttemptOutcome.DEAD:
                 self.metrics.dead_letters.labels(attempt.destination, delivery.mapping, code).inc()
             if outcome in (AttemptOutcome.DELIVERED, AttemptOutcome.DEAD):

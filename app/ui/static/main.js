@@ -1,10 +1,11 @@
-// Start-up: the two views (switched by the URL fragment) and the token fields.
+// Start-up: the three views (switched by the URL fragment) and the token fields.
 
 import { tokens } from "./api.js";
 import { initDeadLetters, loadDeadLetters } from "./deadletters.js";
+import { loadDeliveries, startDeliveries, stopDeliveries } from "./deliveries.js";
 import { initPlayground, loadLists, updateSendButton } from "./playground.js";
 
-const VIEWS = ["playground", "dead-letters"];
+const VIEWS = ["playground", "dead-letters", "deliveries"];
 const $ = (id) => document.getElementById(id);
 
 function showView() {
@@ -17,6 +18,8 @@ function showView() {
     else tab.removeAttribute("aria-current");
   }
   if (view === "dead-letters") loadDeadLetters();
+  if (view === "deliveries") startDeliveries();
+  else stopDeliveries(); // polls only while shown
 }
 
 function bindToken(kind, onChange) {
@@ -37,6 +40,7 @@ bindToken("ingest", () => {
 });
 bindToken("admin", () => {
   if (!$("dead-letters").hidden) loadDeadLetters();
+  if (!$("deliveries").hidden) loadDeliveries();
 });
 initDeadLetters();
 window.addEventListener("hashchange", showView);
