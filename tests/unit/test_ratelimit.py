@@ -9,6 +9,7 @@ import math
 import random
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import pytest
 
@@ -88,6 +89,52 @@ def run(main: Callable[[FakeClock], Awaitable[None]], *, autojump: bool = True) 
                     await driver
 
     asyncio.run(runner())
+
+
+@dataclass(frozen=True)
+class Answers:
+    """How long answers take: ``slow`` of them anywhere in ``slow_range`` seconds, the rest in
+    ``usual_range``."""
+
+    slow: float
+    slow_range: tuple[float, float]
+    usual_range: tuple[float, float]
+
+
+async def simulate(
+    clock: FakeClock,
+    limiter: AdaptiveRateLimiter,
+    rng: random.Random,
+    seconds: float,
+    answers: Answers,
+    idle: float,
+) -> list[float]:
+    """Requests sent as fast as ``limiter`` grants them for ``seconds``, with stalls of the
+    process (a fifth of the grants) and idle spells (``idle`` of them); each arrives at some time
+    between its grant and its answer. Their arrival times, sorted."""
+    arrivals: list[float] = []
+    pending: set[asyncio.Task[None]] = set()
+
+    async def answer(after: float) -> None:
+        await clock.sleep(after)
+        limiter.finished()
+
+    while clock.now < START + seconds:
+        await limiter.acquire()
+        span = answers.slow_range if rng.random() < answers.slow else answers.usual_range
+        delay = rng.uniform(*span)
+        arrivals.append(clock.now + rng.choice((0.0, delay, rng.uniform(0.0, delay))))
+        task = asyncio.create_task(answer(delay))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        draw = rng.random()
+        if draw < 0.2:
+            clock.now += rng.uniform(0.0, 1.5)  # a stall
+        elif draw < 0.2 + idle:
+            clock.now += rng.uniform(1.0, 30.0)  # idle
+    for task in pending:
+        task.cancel()
+    return sorted(arrivals)
 
 
 def make(clock: FakeClock, rate: int = 300, **kwargs: float | None) -> AdaptiveRateLimiter:
@@ -204,33 +251,13 @@ def test_no_60_second_window_of_arrivals_exceeds_the_cap_whatever_the_stalls_idl
 
     async def main(clock: FakeClock) -> None:
         limiter = make(clock, rate, max_catch_up=catch_up)
-        arrivals: list[float] = []
-        answers: set[asyncio.Task[None]] = set()
-
-        async def answer(after: float) -> None:
-            await clock.sleep(after)
-            limiter.finished()
-
-        while clock.now < START + 600.0:
-            await limiter.acquire()
-            delay = rng.uniform(0.0, 30.0) if rng.random() < 0.05 else rng.uniform(0.0, 5.0)
-            arrivals.append(clock.now + rng.choice((0.0, delay, rng.uniform(0.0, delay))))
-            task = asyncio.create_task(answer(delay))
-            answers.add(task)
-            task.add_done_callback(answers.discard)
-            draw = rng.random()
-            if draw < 0.2:
-                clock.now += rng.uniform(0.0, 1.5)  # a stall
-            elif draw < 0.22:
-                clock.now += rng.uniform(1.0, 30.0)  # idle
-        arrivals.sort()
+        answers = Answers(0.05, (0.0, 30.0), (0.0, 5.0))
+        arrivals = await simulate(clock, limiter, rng, 600.0, answers, idle=0.02)
         cap = window_cap(rate, 0.98)
         for i, t in enumerate(arrivals):
             assert bisect_right(arrivals, t + 60.0) - i <= cap, (
                 f"{cap} a minute exceeded at {t - START:.3f} s"
             )
-        for task in answers:
-            task.cancel()
 
     run(main)
 
@@ -360,29 +387,8 @@ def test_no_second_of_arrivals_exceeds_the_limit_per_second_whatever_the_stalls_
     async def main(clock: FakeClock) -> None:
         limiter = make(clock, int(per_second * 60), max_catch_up=MAX_CATCH_UP_SECONDS, per_second=per_second)
         assert limiter.burst == int(per_second)
-        arrivals: list[float] = []
-        answers: set[asyncio.Task[None]] = set()
-
-        async def answer(after: float) -> None:
-            await clock.sleep(after)
-            limiter.finished()
-
-        while clock.now < START + 300.0:
-            await limiter.acquire()
-            delay = rng.uniform(0.0, 2.0) if rng.random() < 0.1 else rng.uniform(0.0, 0.2)
-            arrivals.append(clock.now + rng.choice((0.0, delay, rng.uniform(0.0, delay))))
-            task = asyncio.create_task(answer(delay))
-            answers.add(task)
-            task.add_done_callback(answers.discard)
-            draw = rng.random()
-            if draw < 0.2:
-                clock.now += rng.uniform(0.0, 1.5)  # a stall
-            elif draw < 0.25:
-                clock.now += rng.uniform(1.0, 30.0)  # idle
-        arrivals.sort()
+        arrivals = await simulate(clock, limiter, rng, 300.0, Answers(0.1, (0.0, 2.0), (0.0, 0.2)), idle=0.05)
         assert most_in_one_second(arrivals) == int(per_second)
-        for task in answers:
-            task.cancel()
 
     run(main)
 
