@@ -16,6 +16,8 @@ from kubernetes_validate.utils import latest_version
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
+from tests.deploy.operator_schemas import is_operator_kind, operator_schema_errors
+
 Doc = dict[str, Any]
 
 # The oldest Kubernetes still supported somewhere (managed services' extended support) and the
@@ -59,10 +61,11 @@ def render(overlay: Path) -> list[Doc]:
 
 
 def schema_errors(docs: list[Doc], versions: tuple[str, ...] = KUBERNETES_VERSIONS) -> list[str]:
-    """Strict validation (unknown fields are errors) against each Kubernetes version's schemas."""
-    errors: list[str] = []
+    """Strict validation (unknown fields are errors) against each Kubernetes version's schemas,
+    and of the Prometheus Operator's kinds against its CRD schemas (operator_schemas.py)."""
+    errors = [error for doc in docs if is_operator_kind(doc) for error in operator_schema_errors(doc)]
     for version in versions:
-        for doc in docs:
+        for doc in [d for d in docs if not is_operator_kind(d)]:
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
             except kubernetes_validate.ValidationError as exc:
