@@ -20,17 +20,14 @@ COMPONENT = DEPLOY / "components" / "monitoring"
 PROMTOOL_TESTS = COMPONENT / "alerts"
 
 
-def is_operator_kind(doc: Doc) -> bool:
-    return str(doc.get("apiVersion", "")).startswith("monitoring.coreos.com/")
-
-
-def render_with_monitoring(overlay: Path, workdir: Path, component: Path = COMPONENT) -> list[Doc]:
-    """``overlay`` with the component switched on, as an operator's overlay would do it."""
+def render_with_monitoring(overlay: Path | None, workdir: Path, component: Path = COMPONENT) -> list[Doc]:
+    """``overlay`` with the component switched on, as an operator's overlay would do it; with
+    no overlay, what the component alone adds."""
     workdir.mkdir(parents=True, exist_ok=True)
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [os.path.relpath(overlay, workdir)],
+        "resources": [] if overlay is None else [os.path.relpath(overlay, workdir)],
         "components": [os.path.relpath(component, workdir)],
     }
     (workdir / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))

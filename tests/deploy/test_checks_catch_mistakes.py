@@ -5,11 +5,13 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import MAPPINGS, ROOT
 from tests.deploy.manifests import RenderError, lint_errors, policy_errors, render, schema_errors
+from tests.deploy.monitoring import render_with_monitoring
 
 
 @pytest.fixture
@@ -33,6 +35,91 @@ def single(tree: Path) -> Path:
 def test_the_unbroken_copy_passes(tree: Path) -> None:
     docs = render(single(tree))
     assert schema_errors(docs) == [] and policy_errors(docs) == []
+
+
+def monitored(tree: Path) -> list[dict[str, Any]]:
+    """The single overlay with the copy's monitoring component switched on."""
+    component = tree / "deploy/components/monitoring"
+    return render_with_monitoring(single(tree), tree / "monitored", component)
+
+
+def test_the_unbroken_copy_with_monitoring_passes(tree: Path) -> None:
+    docs = monitored(tree)
+    assert {"ServiceMonitor", "PrometheusRule"} <= {d["kind"] for d in docs}
+    assert schema_errors(docs) == []
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "finding"),
+    [
+        (
+            "servicemonitor.yaml",
+            "scrapeTimeout: 10s",
+            "scrapeTimout: 10s",
+            "ServiceMonitor/aep-relay (operator CRD) at spec.endpoints.0.scrapeTimout: Extra inputs are not permitted",
+        ),
+        (
+            "servicemonitor.yaml",
+            "  endpoints:\n    - port: http",
+            "  endpoints:\n      port: http",  # a mapping, not a list of one
+            "ServiceMonitor/aep-relay (operator CRD) at spec.endpoints: Input should be a valid array",
+        ),
+        (
+            "servicemonitor.yaml",
+            "scrapeTimeout: 10s",
+            'scrapeTimeout: 10s\n      honorLabels: "true"',  # a string, which lax parsing would take
+            "at spec.endpoints.0.honorLabels: Input should be a valid boolean",
+        ),
+        (
+            "servicemonitor.yaml",
+            "interval: 30s",
+            "interval: 30 seconds",
+            "at spec.endpoints.0.interval: String should match pattern",
+        ),
+        (
+            "servicemonitor.yaml",
+            "spec:\n  selector:",
+            "spec:\n  namespaceSelector: {any: true}\n  selectr:",
+            "ServiceMonitor/aep-relay (operator CRD) at spec.selector: Field required",
+        ),
+        (
+            "servicemonitor.yaml",
+            "apiVersion: monitoring.coreos.com/v1",
+            "apiVersion: monitoring.coreos.com/v2",
+            "ServiceMonitor/aep-relay: no schema for monitoring.coreos.com/v2 ServiceMonitor",
+        ),
+        (
+            "prometheusrule.yaml",
+            "for: 1m",
+            "for: 60",
+            "PrometheusRule/aep-relay (operator CRD) at spec.groups.0.rules.1.for: Input should be a valid string",
+        ),
+        (
+            "prometheusrule.yaml",
+            "- alert: AepRelayDeadLetters\n          expr:",
+            "- expr:",
+            "PrometheusRule/aep-relay at spec.groups.0.rules.0: set exactly one of alert and record",
+        ),
+        (
+            "prometheusrule.yaml",
+            "- alert: AepRelayDeadLetters\n",
+            "- alert: AepRelayDeadLetters\n          record: aep_relay:dead_letters\n",
+            "PrometheusRule/aep-relay at spec.groups.0.rules.0: set exactly one of alert and record",
+        ),
+        (
+            "prometheusrule.yaml",
+            "    - name: aep-relay\n      rules:",
+            "    - nam: aep-relay\n      rules:",
+            "PrometheusRule/aep-relay (operator CRD) at spec.groups.0.name: Field required",
+        ),
+    ],
+)
+def test_a_broken_monitoring_resource_fails_the_operator_schema(
+    tree: Path, file: str, old: str, new: str, finding: str
+) -> None:
+    edit(tree / "deploy/components/monitoring" / file, old, new)
+    errors = schema_errors(monitored(tree))
+    assert any(finding in e for e in errors), errors
 
 
 def test_a_misspelt_field_fails_the_schema(tree: Path) -> None:

@@ -1,15 +1,18 @@
-"""deploy/components/monitoring switched on in every overlay: it renders, adds a ServiceMonitor
-and a PrometheusRule (whose rules promtool checks, test_alert_rules.py), the rest still passes
-Kubernetes' schemas and the workload rules, and the ServiceMonitor scrapes the relay's port."""
+"""deploy/components/monitoring switched on in every overlay (and alone): it renders, adds a
+ServiceMonitor and a PrometheusRule (whose rules promtool checks, test_alert_rules.py) that pass
+the Prometheus Operator's CRD schemas, the rest still passes Kubernetes' schemas and the workload
+rules, and the ServiceMonitor scrapes the relay's port."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from tests.deploy.manifests import Doc, find, policy_errors, render, schema_errors
-from tests.deploy.monitoring import DEPLOY, is_operator_kind, render_with_monitoring
+from tests.deploy.monitoring import DEPLOY, render_with_monitoring
+from tests.deploy.operator_schemas import is_operator_kind
 from tests.deploy.test_manifests import OVERLAYS
 
 OPERATIONS = DEPLOY.parent / "docs" / "operations.md"
@@ -29,10 +32,16 @@ def test_the_component_adds_a_service_monitor_and_the_alert_rules(monitored: lis
             assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "aep-relay"
 
 
-def test_the_rest_still_passes_the_kubernetes_schemas_and_workload_rules(monitored: list[Doc]) -> None:
-    kubernetes_docs = [d for d in monitored if not is_operator_kind(d)]
-    assert schema_errors(kubernetes_docs) == []
-    assert policy_errors(kubernetes_docs) == []
+def test_every_document_passes_its_schemas_and_the_workload_rules(monitored: list[Doc]) -> None:
+    """Kubernetes' schemas for its kinds, the operator's CRD schemas for the two it adds."""
+    assert schema_errors(monitored) == []
+    assert policy_errors(monitored) == []
+
+
+def test_the_component_alone_renders_and_passes_the_schemas(tmp_path: Path) -> None:
+    docs = render_with_monitoring(None, tmp_path)
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "PrometheusRule", "ServiceMonitor"]
+    assert schema_errors(docs) == []
 
 
 def test_the_service_monitor_scrapes_metrics_on_the_relay_service_port(monitored: list[Doc]) -> None:
