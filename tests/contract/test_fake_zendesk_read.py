@@ -183,7 +183,7 @@ def test_get_events_of_user_includes_zendesk_standard_events(
     created = post(client, created_at="2024-05-01T12:00:00Z")
     user = created["user_id"]
     standard = fake_zendesk.add_zendesk_event(
-        user, "ticket_requested", {"ticket_id": 7}, created_at="2024-05-01T13:00:00Z"
+        user, "ticket_requested", {"ticket_id": 7}, created_at="2024-05-01T11:00:00Z"
     )
     assert standard["source"] == "zendesk" and is_rfc3339_date_time(standard["received_at"])
     post(client, path=f"/api/v2/users/{user}/events", email="other@example.com", event_type="called",
@@ -191,7 +191,7 @@ def test_get_events_of_user_includes_zendesk_standard_events(
 
     events = client.get(f"/api/v2/users/{user}/events").json()["events"]
     assert [(e["source"], e["type"]) for e in events] == [
-        ("adobe", "order_placed"), ("zendesk", "ticket_requested"), ("adobe", "called"),
+        ("zendesk", "ticket_requested"), ("adobe", "order_placed"), ("adobe", "called"),
     ]  # fmt: skip
     assert events == fake_zendesk.events_of_user(user)
     # a standard event is not on any profile
