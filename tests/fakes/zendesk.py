@@ -104,10 +104,6 @@ MAX_IDENTIFIERS = 20
 DEFAULT_RATE_LIMIT_HEADER = 700
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
-EVENTS_PATH = "/api/v2/user_profiles/events"
-_RE_PROFILE_ID = re.compile(r"^/api/v2/user_profiles/([^/]+)/events$")
-_RE_USER_ID = re.compile(r"^/api/v2/users/([^/]+)/events$")
-
 # Every error body of reference sections 1.5 and 1.6 (and nothing else), each distinctive.
 ERROR_BODIES: dict[str, CannedResponse] = {
     # ZD-events 400/404 examples (placeholder code reused for every endpoint).
@@ -600,7 +596,10 @@ class FakeZendesk(HttpFake):
                 answer, HTTPStatus(answer).phrase, content_type="text/plain; charset=utf-8"
             )
         with self._lock:
-            self._failing_reads, self._failing_reads_left = answer, count
+            if count is not None and count <= 0:
+                self._failing_reads, self._failing_reads_left = None, None
+            else:
+                self._failing_reads, self._failing_reads_left = answer, count
 
     def clear_faults(self) -> None:
         """End every fault mode (slow accepts, lost requests, failing reads)."""
