@@ -375,8 +375,9 @@ def test_every_aware_datetime_the_standard_library_writes_is_accepted(when: date
     [
         ("POST", "/api/v2/nowhere"),
         ("POST", "/api/v2/user_profiles"),
-        ("GET", EVENTS),
+        ("GET", "/api/v2/nowhere"),
         ("PUT", "/api/v2/users/1/events"),
+        ("PATCH", "/api/v2/user_profiles/01E1DPYAA7HW7645KMJEY9CXRJ"),
     ],
 )
 def test_unknown_route_is_404(client: httpx.Client, method: str, path: str) -> None:

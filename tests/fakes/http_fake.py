@@ -4,7 +4,8 @@
 served from a daemon thread: start/stop (same port again after a stop), every request recorded
 as a :class:`ReceivedRequest`, scripted answers (:meth:`HttpFake.enqueue`,
 :meth:`HttpFake.set_default`) as :class:`CannedResponse`, a fixed-window rate-limit counter and
-the writing of answers. A subclass says how its upstream authenticates, routes and answers.
+the writing of answers, late (:class:`Late`) or never (``CannedResponse(drop=True)``). A subclass
+says how its upstream authenticates, routes and answers.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class CannedResponse:
     delay: float = 0.0  # seconds slept in the handler thread before answering (a client gone by then
     # is not answered: the request stays unanswered, status None)
     content_type: str = "application/json"
+    drop: bool = False  # hang up (after the delay) without answering: the request stays unanswered
 
     def encode(self) -> bytes:
         if self.body is None:
@@ -64,6 +66,15 @@ class CannedResponse:
         if isinstance(self.body, str):
             return self.body.encode("utf-8")
         return json_bytes(self.body)
+
+
+@dataclass(frozen=True)
+class Late:
+    """An unscripted answer written only after ``delay`` seconds (a client gone by then is not
+    answered), while the work behind it is already done."""
+
+    answer: Answer
+    delay: float
 
 
 def json_bytes(payload: Any) -> bytes:
@@ -146,6 +157,17 @@ def _hung_up(connection: socket.socket) -> bool:
         return True  # reset by the peer
     finally:
         connection.settimeout(previous)
+
+
+def _waited(handler: _Handler, stopping: threading.Event, delay: float) -> bool:
+    """Sleep ``delay`` before answering; False (and the connection marked for closing) when
+    there is nobody to answer any more: the fake stopped, or the client hung up meanwhile."""
+    if delay <= 0:
+        return True
+    if stopping.wait(delay) or _hung_up(handler.connection):
+        handler.close_connection = True
+        return False
+    return True
 
 
 def _read_body(handler: _Handler) -> bytes:
@@ -355,19 +377,22 @@ class HttpFake:
             self._received.append(record)
 
         if canned is not None:
-            if canned.delay > 0:
-                if stopping.wait(canned.delay):
-                    handler.close_connection = True  # stopped while "slow": hang up
-                    return
-                if _hung_up(handler.connection):
-                    handler.close_connection = True  # the client gave up waiting: nobody to answer
-                    return
+            if not _waited(handler, stopping, canned.delay):
+                return
+            if canned.drop:
+                handler.close_connection = True  # the connection closes with no answer on it
+                return
             content_type = canned.content_type if canned.body is not None else None
             self._send(
                 handler, record, canned.status, canned.encode(), content_type, canned.headers, scripted=True
             )
             return
-        status, payload, extra = self.bad_framing_answer if bad_framing else self._answer(record, parsed)
+        answer = self.bad_framing_answer if bad_framing else self._answer(record, parsed)
+        if isinstance(answer, Late):
+            if not _waited(handler, stopping, answer.delay):
+                return
+            answer = answer.answer
+        status, payload, extra = answer
         if payload is None:
             data, content_type = b"", None
         elif isinstance(payload, str):
@@ -417,7 +442,7 @@ class HttpFake:
         the scripted answer it takes, if any. By default: the queue, then the default."""
         return self._queue.popleft() if self._queue else self._default
 
-    def _answer(self, record: ReceivedRequest, parsed: bool) -> Answer:
+    def _answer(self, record: ReceivedRequest, parsed: bool) -> Answer | Late:
         """The answer to a request that is not scripted (``parsed``: the body was JSON)."""
         raise NotImplementedError
 

@@ -2,28 +2,67 @@
 
 It is a real HTTP/1.1 server on a free loopback port, served from a daemon thread (the plumbing
 is :class:`tests.fakes.http_fake.HttpFake`). It follows the facts in
-``shared/reference/zendesk.md`` and no more: the three ``POST`` event endpoints, the three auth
-forms, the documented body rules (none stricter than Zendesk's), ``202`` success bodies,
-rate-limit headers on every answer and ``429`` + ``Retry-After``, and only documented error
-bodies and codes. Tests can also script answers with :meth:`FakeZendesk.enqueue` (next N
-requests) and :meth:`FakeZendesk.set_default` (every request until cleared), e.g. with the error
-bodies in :data:`ERROR_BODIES`.
+``shared/reference/zendesk.md`` and no more: the three ``POST`` event endpoints, the three
+``GET .../events`` read endpoints, ``GET``/``DELETE`` of profiles, the three auth forms, the
+documented body rules (none stricter than Zendesk's), rate-limit headers on every answer and
+``429`` + ``Retry-After``, and only documented error bodies and codes. Tests can also script
+answers with :meth:`FakeZendesk.enqueue` (next N requests, any method) and
+:meth:`FakeZendesk.set_default` (every request until cleared), e.g. with the error bodies in
+:data:`ERROR_BODIES`, and turn on fault modes (:meth:`FakeZendesk.slow_accept`,
+:meth:`FakeZendesk.lose_requests`, :meth:`FakeZendesk.fail_reads`).
 
 Profiles (reference 1.2): an event's profile is the stored one with the same ``source`` and
 ``type`` that shares any one identifier with it (``google`` is matched as ``email``; ``email``
 and ``twitter`` values are lower-cased), and the request's other identifiers are added to it;
-without one, a profile is created (and an anonymous user for it). When identifiers match
-several profiles the oldest is taken (Zendesk's pages do not say). ``POST
-/api/v2/user_profiles/{profile_id}/events`` answers 404 for a profile that does not exist.
+without one, a profile is created (and an anonymous user for it). ``?identifier=`` queries find
+a profile the same way. ``POST /api/v2/user_profiles/{profile_id}/events`` answers 404 for a
+profile that does not exist.
+
+Events (reference 1.1, 1.2): every event answered 202 is stored on its profile and user (the
+user in the path of ``POST /users/{user_id}/events``, else the profile's) as posted, with the
+read-only ``id`` and ``received_at`` set and ``created_at`` set to the receive time when absent.
+
+Where the reference is silent, the fake chooses (each can be wrong about the real Zendesk):
+
+* When identifiers match several profiles the oldest is taken.
+* Ids: profile ids are derived from the first post's source, type and identifiers (so a
+  deleted profile posted again gets its old id back); event ids are 26 random Crockford base32
+  characters. ``received_at`` and a profile's ``created_at``/``updated_at`` are UTC to the
+  millisecond (``2024-05-01T12:00:00.123Z``); a posted ``created_at`` is kept as written.
+* A posted profile ``name`` replaces the stored one; posted ``attributes`` are merged into the
+  stored ones (key by key); ``updated_at`` moves when identifiers, name or attributes change.
+  Without a name, the name shown is the email, else "User " + external_id, else "User " + the
+  first identifier's value.
+* Read order is ``created_at`` (as an instant), then arrival. ``page[size]`` defaults to 100
+  (``page_size``) and larger sizes are served as 100 (``max_page_size``). The cursor is opaque
+  and points past the page's last event, so events stored or deleted meanwhile do not shift
+  pages. ``links`` holds ``{"next": ...}`` whenever ``after_cursor`` is set, even on the last
+  page (only ``has_more`` says whether more follow); an empty page has ``after_cursor`` null
+  and no links. Blank query values count as absent; unknown parameters are ignored; the first
+  value of a repeated parameter counts. ``filter[start_time]``/``filter[end_time]`` must be RFC
+  3339 date-times and are inclusive. Query problems are 400 in the ``errors[]`` shape: a bad
+  start time with ZD-events' example code ``StartTimestampNotValid``, the rest ``ClientError``.
+* In an ``?identifier=`` query the value is everything after the third ``:`` (so it may hold
+  ``:``); fewer than four non-empty parts is a 400 ``ClientError``.
+* ``GET /users/{user_id}/events`` knows a user once a profile was created for it, an event was
+  posted to its path, or :meth:`FakeZendesk.add_zendesk_event` added one; others get 404.
+  Deleting a profile deletes its events, not its user.
+* Unknown profiles and users get Zenpy's ``RecordNotFound`` 404 body (as unknown routes do).
+* The rate-limit window counts the requests the fake carries out (2xx), reads and deletes
+  included; refused ones and scripted answers are not counted.
+* ``Content-Type: application/json`` is required on POST and on a DELETE with a body; never on
+  GET or on a DELETE without a body.
 
 Order of checks for a request that is not scripted: auth (401), route (404), rate limit (429),
-``Content-Type`` (400 plain text), JSON, path parameters (400/404), body rules (400), then 202.
+``Content-Type`` (400 plain text), JSON, path parameters (400), body rules or query (400),
+lookup (404), then 202/200/204.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import hashlib
 import hmac
 import json
@@ -31,15 +70,28 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode
 
-from tests.fakes.http_fake import Answer, CannedResponse, HttpFake, ReceivedRequest, is_json
+from tests.fakes.http_fake import Answer, CannedResponse, HttpFake, Late, ReceivedRequest, is_json
+from tests.fakes.rfc3339 import is_rfc3339_date_time, utc_now_text
+from tests.fakes.zendesk_events import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    EventStore,
+    StoredEvent,
+    events_page,
+    parse_event_query,
+    parse_identifier,
+)
 
 __all__ = [
     "ERROR_BODIES",
     "CannedResponse",
     "FakeZendesk",
     "ReceivedRequest",
+    "StoredEvent",
     "StoredProfile",
     "is_rfc3339_date_time",
     "payload_problems",
@@ -51,10 +103,6 @@ MAX_NAME_LENGTH = 40
 MAX_IDENTIFIERS = 20
 DEFAULT_RATE_LIMIT_HEADER = 700
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-EVENTS_PATH = "/api/v2/user_profiles/events"
-_RE_PROFILE_ID = re.compile(r"^/api/v2/user_profiles/([^/]+)/events$")
-_RE_USER_ID = re.compile(r"^/api/v2/users/([^/]+)/events$")
 
 # Every error body of reference sections 1.5 and 1.6 (and nothing else), each distinctive.
 ERROR_BODIES: dict[str, CannedResponse] = {
@@ -235,40 +283,6 @@ def user_id_for(profile_id: str) -> str:
     return str(10**11 + int.from_bytes(digest[:8], "big") % (9 * 10**11))
 
 
-# RFC 3339 section 5.6, read here on its own (the relay's check must not be the one that tests it)
-_DATE_TIME = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?"
-    r"(?:[Zz]|[+-]([0-9]{2}):([0-9]{2}))"
-)
-
-
-def _days_in_month(year: int, month: int) -> int:
-    if month == 2:
-        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
-    return 30 if month in (4, 6, 9, 11) else 31
-
-
-def is_rfc3339_date_time(value: Any) -> bool:
-    """An RFC 3339 ``date-time``: full date, ``T``, full time with seconds, offset or ``Z``.
-
-    Section 5.7's ranges: month 01-12, the month's days (leap years included), hour 00-23,
-    minute 00-59, second 00-60 (a leap second), offset hour 00-23 and minute 00-59."""
-    found = _DATE_TIME.fullmatch(value) if isinstance(value, str) else None
-    if found is None:
-        return False
-    year, month, day, hour, minute, second = (int(part) for part in found.groups()[:6])
-    offset_hour, offset_minute = (int(part or 0) for part in found.groups()[6:])
-    return (
-        1 <= month <= 12
-        and 1 <= day <= _days_in_month(year, month)
-        and hour <= 23
-        and minute <= 59
-        and second <= 60
-        and offset_hour <= 23
-        and offset_minute <= 59
-    )
-
-
 def _check_name(obj: dict[str, Any], key: str, path: str, problems: list[str]) -> None:
     value = obj.get(key)
     where = f"{path}.{key}"
@@ -345,13 +359,42 @@ def payload_problems(body: Any, *, profile: str) -> list[str]:
 
 @dataclass
 class StoredProfile:
-    """One profile the fake holds: its id, source, type, identifiers and Zendesk user."""
+    """One profile the fake holds: its id, source, type, Zendesk user and identifiers, and what
+    the profile endpoints show besides (reference 1.3)."""
 
     id: str
     source: str
     type: str
     user_id: str
     identifiers: list[dict[str, str]] = field(default_factory=list)
+    name: str | None = None  # as last posted; None: derived from the identifiers when shown
+    attributes: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    updated_at: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``profile`` object of the profile endpoints."""
+        return {
+            "id": self.id,
+            "name": self.name if self.name is not None else _derived_name(self.identifiers),
+            "source": self.source,
+            "type": self.type,
+            "identifiers": [dict(i) for i in self.identifiers],
+            "attributes": copy.deepcopy(self.attributes),
+            "user_id": self.user_id,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+def _derived_name(identifiers: list[dict[str, str]]) -> str:
+    """Reference 1.2: "email, then "User "+external_id, and so on"; the fake's "so on" is
+    "User " + the first identifier's value."""
+    for kind, form in (("email", "{}"), ("external_id", "User {}")):
+        for identifier in identifiers:
+            if identifier["type"] == kind:
+                return form.format(identifier["value"])
+    return f"User {identifiers[0]['value']}" if identifiers else ""
 
 
 def _stored_identifier(identifier: dict[str, Any]) -> dict[str, str]:
@@ -366,6 +409,39 @@ def _match_key(identifier: dict[str, str]) -> tuple[str, str]:
     if kind == "google":
         return "email", value.lower()
     return kind, value
+
+
+# ---------------------------------------------------------------------------------------------
+# Routes.
+
+# (method, path, route name); the first match wins, so the literal ``events`` path comes first.
+_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    ("POST", re.compile(r"/api/v2/user_profiles/events"), "create"),
+    ("POST", re.compile(r"/api/v2/user_profiles/([^/]+)/events"), "create_for_profile"),
+    ("POST", re.compile(r"/api/v2/users/([^/]+)/events"), "create_for_user"),
+    ("GET", re.compile(r"/api/v2/user_profiles/events"), "events_by_identifier"),
+    ("GET", re.compile(r"/api/v2/user_profiles/([^/]+)/events"), "events_of_profile"),
+    ("GET", re.compile(r"/api/v2/users/([^/]+)/events"), "events_of_user"),
+    ("GET", re.compile(r"/api/v2/user_profiles"), "profile_by_identifier"),
+    ("GET", re.compile(r"/api/v2/user_profiles/([^/]+)"), "profile"),
+    ("DELETE", re.compile(r"/api/v2/user_profiles/([^/]+)"), "delete_profile"),
+]
+
+
+def _route(method: str, path: str) -> tuple[str, str] | None:
+    """The route name and its path parameter ("" when it has none), or None."""
+    for route_method, pattern, name in _ROUTES:
+        if route_method == method and (found := pattern.fullmatch(path)):
+            return name, found.group(1) if pattern.groups else ""
+    return None
+
+
+def _first_values(query: str) -> dict[str, str]:
+    """Each query parameter's first value, URL-decoded."""
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        params.setdefault(name, value)
+    return params
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,6 +470,8 @@ class FakeZendesk(HttpFake):
         rate_limit: int | None = None,
         rate_window: float = 60.0,
         retry_after: int | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        max_page_size: int = MAX_PAGE_SIZE,
     ) -> None:
         super().__init__(rate_limit=rate_limit, rate_window=rate_window)
         self.email = email
@@ -401,34 +479,158 @@ class FakeZendesk(HttpFake):
         self.oauth_token = oauth_token
         self.password = password
         self.retry_after = retry_after
+        self.page_size = page_size
+        self.max_page_size = max_page_size
         self._profiles: dict[str, StoredProfile] = {}  # by id, oldest first
         # (source, type, matched identifier) -> the oldest profile holding it
         self._by_identifier: dict[tuple[str, str, tuple[str, str]], StoredProfile] = {}
+        self._users: set[str] = set()  # the Zendesk users the fake knows
+        self._events = EventStore()
+        # fault modes (see "fault modes" below)
+        self._slow_accepts, self._slow_delay = 0, 0.0
+        self._lost_posts = 0
+        self._failing_reads: CannedResponse | None = None
+        self._failing_reads_left: int | None = None
+
+    # -- profiles, users and events ----------------------------------------------------------
 
     @property
     def profiles(self) -> list[StoredProfile]:
         """The profiles the fake holds, oldest first (copies)."""
         with self._lock:
-            return [
-                StoredProfile(p.id, p.source, p.type, p.user_id, [dict(i) for i in p.identifiers])
-                for p in self._profiles.values()
-            ]
+            return [copy.deepcopy(p) for p in self._profiles.values()]
 
     def add_profile(self, profile: dict[str, Any], user_id: str | None = None) -> str:
         """Store a profile as an event for it would (matched or created); its id."""
         with self._lock:
-            return self._profile_for(profile, user_id).id
+            return self._profile_for(profile, user_id, utc_now_text()).id
+
+    @property
+    def stored_events(self) -> list[StoredEvent]:
+        """Every event the fake holds, standard ones included, in arrival order (copies)."""
+        with self._lock:
+            return [e.copy() for e in self._events.all()]
+
+    def events_of(self, profile_id: str) -> list[dict[str, Any]]:
+        """The profile's events as ``GET .../{profile_id}/events`` serves them, in its order
+        (``created_at`` as an instant, then arrival), unpaged (copies)."""
+        with self._lock:
+            return [e.copy().event for e in self._events.of_profile(profile_id)]
+
+    def events_of_user(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's events as ``GET /api/v2/users/{user_id}/events`` serves them, unpaged."""
+        with self._lock:
+            return [e.copy().event for e in self._events.of_user(user_id)]
+
+    def duplicate_count(self, profile_id: str | None = None) -> int:
+        """How many stored events repeat an earlier one of the same profile: equal ``source``,
+        ``type``, ``created_at`` (the same instant) and ``properties``. One profile, or all."""
+        with self._lock:
+            return self._events.duplicates(profile_id)
+
+    def forget_events(self, profile_id: str | None = None) -> int:
+        """Zendesk loses stored events: one profile's, or every event (standard ones too).
+        Profiles and users stay. Returns how many were forgotten."""
+        with self._lock:
+            return self._events.remove(profile_id)
+
+    def add_zendesk_event(
+        self,
+        user_id: str,
+        event_type: str = "ticket_requested",
+        properties: dict[str, Any] | None = None,
+        *,
+        created_at: str | None = None,
+    ) -> dict[str, Any]:
+        """Store one of Zendesk's own standard events (source ``zendesk``, no profile) for
+        ``user_id`` (a string of digits), who becomes known; the event as served."""
+        if not user_id.isdigit():
+            raise ValueError(f"a Zendesk user id is a string of digits, not {user_id!r}")
+        event: dict[str, Any] = {"source": "zendesk", "type": event_type, "properties": properties or {}}
+        if created_at is not None:
+            if not is_rfc3339_date_time(created_at):
+                raise ValueError(f"created_at must be an RFC 3339 date-time, not {created_at!r}")
+            event["created_at"] = created_at
+        with self._lock:
+            self._users.add(user_id)
+            stored = self._events.add(
+                event, event_id=_new_id(), received_at=utc_now_text(), profile_id=None, user_id=user_id
+            )
+            return stored.copy().event
 
     def reset(self) -> None:
-        """Also forget every profile."""
+        """Also forget every profile, user and event, and clear the fault modes."""
         with self._lock:
             super().reset()
             self._profiles.clear()
             self._by_identifier.clear()
+            self._users.clear()
+            self._events.remove()
+            self._clear_faults()
 
-    def _profile_for(self, profile: dict[str, Any], user_id: str | None) -> StoredProfile:
-        """The stored profile an event's profile matches, with its identifiers added; else a
-        new one (lock held)."""
+    # -- fault modes -------------------------------------------------------------------------
+
+    def slow_accept(self, count: int = 1, delay: float = 5.0) -> None:
+        """The next ``count`` POSTs the fake accepts are stored at once (event, profile) but
+        answered 202 only ``delay`` seconds later: a client whose read timeout is shorter times
+        out although the event is stored. A client gone by then gets no answer (``status``
+        stays None, so the request is not in ``accepted``). Replaces an earlier setting."""
+        with self._lock:
+            self._slow_accepts, self._slow_delay = count, delay
+
+    def lose_requests(self, count: int = 1) -> None:
+        """The next ``count`` POSTs (any path) are lost: not checked, not stored, and the
+        connection is closed without an answer (the request is in ``received`` with ``status``
+        None). Answers queued with :meth:`enqueue` go first. Replaces an earlier setting."""
+        with self._lock:
+            self._lost_posts = count
+
+    def fail_reads(self, answer: int | CannedResponse = 500, count: int | None = None) -> None:
+        """Every GET route (events and profiles) answers ``answer`` for the next ``count`` GETs
+        to them, or until :meth:`clear_faults` when ``count`` is None. An int is sent with its
+        reason phrase as a plain-text body (reference 1.6); pass a :class:`CannedResponse`
+        (e.g. from :data:`ERROR_BODIES`) for anything else. Answers queued with :meth:`enqueue`
+        go first; auth and the rate limit are not checked. Replaces an earlier setting."""
+        if isinstance(answer, int):
+            answer = CannedResponse(
+                answer, HTTPStatus(answer).phrase, content_type="text/plain; charset=utf-8"
+            )
+        with self._lock:
+            if count is not None and count <= 0:
+                self._failing_reads, self._failing_reads_left = None, None
+            else:
+                self._failing_reads, self._failing_reads_left = answer, count
+
+    def clear_faults(self) -> None:
+        """End every fault mode (slow accepts, lost requests, failing reads)."""
+        with self._lock:
+            self._clear_faults()
+
+    def _clear_faults(self) -> None:
+        self._slow_accepts, self._slow_delay = 0, 0.0
+        self._lost_posts = 0
+        self._failing_reads = None
+        self._failing_reads_left = None
+
+    def _fault(self, record: ReceivedRequest) -> CannedResponse | None:
+        """The fault a request meets on arrival (lock held), if any."""
+        if record.method == "POST" and self._lost_posts > 0:
+            self._lost_posts -= 1
+            return _LOST
+        failing = self._failing_reads
+        if failing is None or record.method != "GET" or _route("GET", record.path) is None:
+            return None
+        if self._failing_reads_left is not None:
+            self._failing_reads_left -= 1
+            if self._failing_reads_left <= 0:
+                self._failing_reads, self._failing_reads_left = None, None
+        return failing
+
+    # -- internals (lock held) ---------------------------------------------------------------
+
+    def _profile_for(self, profile: dict[str, Any], user_id: str | None, now: str) -> StoredProfile:
+        """The stored profile an event's profile matches, with its identifiers added and its
+        name and attributes updated; else a new one."""
         source, kind = str(profile["source"]), str(profile["type"])
         identifiers = [_stored_identifier(i) for i in profile["identifiers"]]
         matches = [self._by_identifier.get((source, kind, _match_key(i))) for i in identifiers]
@@ -437,14 +639,34 @@ class FakeZendesk(HttpFake):
             stored = held[0] if len(held) == 1 else min(held, key=lambda p: list(self._profiles).index(p.id))
         else:
             profile_id = profile_id_for(profile)
-            stored = StoredProfile(profile_id, source, kind, user_id or user_id_for(profile_id))
+            user = user_id or user_id_for(profile_id)
+            stored = StoredProfile(profile_id, source, kind, user, created_at=now, updated_at=now)
             self._profiles[profile_id] = stored
+            self._users.add(user)
+        before = copy.deepcopy((stored.identifiers, stored.name, stored.attributes))
         for identifier in identifiers:
             key = (source, kind, _match_key(identifier))
             if key not in self._by_identifier:
                 self._by_identifier[key] = stored
                 stored.identifiers.append(identifier)
+        if isinstance(profile.get("name"), str):
+            stored.name = profile["name"]
+        if isinstance(profile.get("attributes"), dict):
+            stored.attributes.update(copy.deepcopy(profile["attributes"]))
+        if (stored.identifiers, stored.name, stored.attributes) != before:
+            stored.updated_at = now
         return stored
+
+    def _find_profile(self, source: str, kind: str, id_type: str, value: str) -> StoredProfile | None:
+        """The profile an identifier query names, matched as events' profiles are."""
+        identifier = _stored_identifier({"type": id_type, "value": value})
+        return self._by_identifier.get((source, kind, _match_key(identifier)))
+
+    def _delete_profile(self, profile: StoredProfile) -> None:
+        del self._profiles[profile.id]
+        for key in [k for k, p in self._by_identifier.items() if p is profile]:
+            del self._by_identifier[key]
+        self._events.remove(profile.id)
 
     def _auth_form(self, header: str | None) -> str | None:
         if not header:
@@ -470,31 +692,28 @@ class FakeZendesk(HttpFake):
             return "password"
         return None
 
+    # -- hooks -------------------------------------------------------------------------------
+
     def _arrived(self, record: ReceivedRequest) -> CannedResponse | None:
         record.auth = self._auth_form(record.headers.get("authorization"))
-        return super()._arrived(record)
+        if self._queue:
+            return self._queue.popleft()
+        return self._fault(record) or self._default
 
     def _is_accepted(self, record: ReceivedRequest) -> bool:
         return record.status == 202
 
-    def _answer(self, record: ReceivedRequest, parsed: bool) -> Answer:
+    def _answer(self, record: ReceivedRequest, parsed: bool) -> Answer | Late:
         if record.auth is None:
             return (
                 401,
                 {"error": "Couldn't authenticate you"},
                 {"WWW-Authenticate": 'Basic realm="Web Password"'},
             )
-        path = record.path
-        profile_id: str | None = None
-        user_id: str | None = None
-        if record.method == "POST" and path == EVENTS_PATH:
-            profile_rule = "required"
-        elif record.method == "POST" and (m := _RE_PROFILE_ID.match(path)):
-            profile_rule, profile_id = "forbidden", m.group(1)
-        elif record.method == "POST" and (m := _RE_USER_ID.match(path)):
-            profile_rule, user_id = "required", m.group(1)
-        else:
+        route = _route(record.method, record.path)
+        if route is None:
             return 404, _NOT_FOUND, {}
+        name, param = route
 
         with self._lock:
             wait = self._throttle(time.monotonic())
@@ -504,44 +723,92 @@ class FakeZendesk(HttpFake):
                     {"error": [{"code": "TooManyRequests", "title": "Too Many Requests"}]},
                     {"Retry-After": str(self.retry_after if self.retry_after is not None else wait)},
                 )
-
-            if not is_json(record):
+            # Required on POST/PUT/DELETE (reference 1.6); a DELETE without a body has none to type.
+            if (record.method == "POST" or (record.method == "DELETE" and record.raw)) and not is_json(
+                record
+            ):
                 return 400, "Bad Request: Content-Type must be application/json", {}
-            if record.body is None:
-                return _invalid(["body: must be valid JSON"])
-            if user_id is not None and not user_id.isdigit():
-                return (
-                    400,
-                    {
-                        "error": {
-                            "title": "Invalid attribute",
-                            "message": "You passed an invalid value for the id attribute. "
-                            "Invalid parameter: id must be an integer from api/v2/users/show",
-                        }
-                    },
-                    {},
-                )
-            stored: StoredProfile | None = None
-            if profile_id is not None:
-                stored = self._profiles.get(profile_id)
-                if stored is None:  # "Returns an error if the profile does not exist"
-                    return 404, _NOT_FOUND, {}
-            problems = payload_problems(record.body, profile=profile_rule)
-            if problems:
-                return _invalid(problems)
+            answer = (
+                self._create(record, name, param)
+                if record.method == "POST"
+                else self._read(record, name, param)
+            )
+            if 200 <= answer[0] < 300:  # the window counts what the fake carried out
+                self._window_count += 1
+            if answer[0] == 202 and self._slow_accepts > 0:
+                self._slow_accepts -= 1
+                return Late(answer, self._slow_delay)
+        return answer
 
-            self._window_count += 1
-            if stored is None:
-                stored = self._profile_for(record.body["profile"], user_id)
-        return (
-            202,
-            {
-                "status": "received",
-                "profile_id": stored.id,
-                "user_id": user_id if user_id is not None else stored.user_id,
-            },
-            {},
+    def _create(self, record: ReceivedRequest, name: str, param: str) -> Answer:
+        """The three POST routes (lock held)."""
+        profile_id = param if name == "create_for_profile" else None
+        user_id = param if name == "create_for_user" else None
+        if record.body is None:
+            return _invalid(["body: must be valid JSON"])
+        if user_id is not None and not user_id.isdigit():
+            return _INVALID_USER_ID
+        stored: StoredProfile | None = None
+        if profile_id is not None:
+            stored = self._profiles.get(profile_id)
+            if stored is None:  # "Returns an error if the profile does not exist"
+                return 404, _NOT_FOUND, {}
+        problems = payload_problems(record.body, profile="forbidden" if profile_id else "required")
+        if problems:
+            return _invalid(problems)
+
+        now = utc_now_text()
+        if stored is None:
+            stored = self._profile_for(record.body["profile"], user_id, now)
+        if user_id is not None:
+            self._users.add(user_id)
+        user = user_id if user_id is not None else stored.user_id
+        self._events.add(
+            record.body["event"], event_id=_new_id(), received_at=now, profile_id=stored.id, user_id=user
         )
+        return 202, {"status": "received", "profile_id": stored.id, "user_id": user}, {}
+
+    def _read(self, record: ReceivedRequest, name: str, param: str) -> Answer:
+        """The GET and DELETE routes (lock held)."""
+        params = _first_values(record.query)
+        if name == "events_of_user" and not param.isdigit():
+            return _INVALID_USER_ID
+        profile: StoredProfile | None = None
+        if name.endswith("_by_identifier"):
+            parts = parse_identifier(params.get("identifier", ""))
+            if parts is None:
+                return _invalid(["identifier: is required, as source:type:identifier_type:value"])
+            profile = self._find_profile(*parts)
+        elif name != "events_of_user":
+            profile = self._profiles.get(param)
+
+        if not name.startswith("events"):
+            if profile is None:
+                return 404, _NOT_FOUND, {}
+            if name == "delete_profile":
+                self._delete_profile(profile)
+                return 204, None, {}
+            return 200, {"profile": profile.as_json()}, {}
+
+        query = parse_event_query(params, default_size=self.page_size, max_size=self.max_page_size)
+        if isinstance(query, list):
+            errors = [{"code": p.code, "id": str(uuid.uuid4()), "title": p.title} for p in query]
+            return 400, {"errors": errors}, {}
+        if name == "events_of_user":
+            if param not in self._users:
+                return 404, _NOT_FOUND, {}
+            events = self._events.of_user(param)
+        elif profile is None:
+            return 404, _NOT_FOUND, {}
+        else:
+            events = self._events.of_profile(profile.id)
+        return 200, events_page(events, query, lambda cursor: self._next_url(record, cursor)), {}
+
+    def _next_url(self, record: ReceivedRequest, cursor: str) -> str:
+        """The request's own URL with ``page[after]`` set to ``cursor``."""
+        pairs = [(k, v) for k, v in parse_qsl(record.query, keep_blank_values=True) if k != "page[after]"]
+        pairs.append(("page[after]", cursor))
+        return f"{self.base_url}{record.path}?{urlencode(pairs, safe='[]:')}"
 
     def _upstream_headers(self, record: ReceivedRequest, scripted: bool) -> dict[str, str]:
         self._window(time.monotonic())
@@ -557,8 +824,28 @@ class FakeZendesk(HttpFake):
         }
 
 
-# Zenpy's RecordNotFound body (reference 1.6), for an unknown route or profile.
+def _new_id() -> str:
+    """A new event id: 26 Crockford base32 characters, like Zendesk's profile ids."""
+    return _crockford26(uuid.uuid4().bytes)
+
+
+# Zenpy's RecordNotFound body (reference 1.6), for an unknown route, profile or user.
 _NOT_FOUND = {"error": "RecordNotFound", "description": "Not found"}
+
+# ZD-events' documented 400 for ``users/{id}/events`` with a non-numeric id (reference 1.6).
+_INVALID_USER_ID: Answer = (
+    400,
+    {
+        "error": {
+            "title": "Invalid attribute",
+            "message": "You passed an invalid value for the id attribute. "
+            "Invalid parameter: id must be an integer from api/v2/users/show",
+        }
+    },
+    {},
+)
+
+_LOST = CannedResponse(0, drop=True)
 
 
 def _invalid(problems: list[str]) -> Answer:
