@@ -83,6 +83,13 @@ class MemoryKeys:
         self._held.pop(digest, None)  # re-added last: the order stays that of expiry
         self._held[digest] = _pack(delivery_id, expires_at)
 
+    def forget(self, key: str, delivery_id: str) -> None:
+        """``delivery_id`` was deleted: its key is free, unless another delivery took it since."""
+        digest = hash(key)
+        held = self._held.get(digest)
+        if held is not None and _unpack(held)[0] == delivery_id:
+            del self._held[digest]
+
     def prune(self, now: float) -> int:
         """Drop keys that expired by ``now``; returns how many.
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from app.delivery.store import Delivery, Store, StoreUnavailable
+from app.delivery.store import AttemptRecord, Delivery, Store, StoreUnavailable
 from app.status import DeliveryStatus
 
 log = structlog.get_logger("app.delivery")
@@ -32,7 +32,8 @@ RETRY_SECONDS = 0.5
 class Outcome:
     """What became of one leased delivery: ``delivered``, ``pending`` (a retry at ``due_at``),
     ``dead``, or ``release`` (given back unsent). ``then`` does the bookkeeping once recorded
-    (metrics, the log line, waiters), with whether the lease was still held."""
+    (metrics, the log line, waiters), with whether the lease was still held. ``attempt``: the
+    send as the delivery's history keeps it, recorded with the outcome (none on a release)."""
 
     delivery: Delivery
     status: str
@@ -40,15 +41,16 @@ class Outcome:
     problem: dict[str, Any] | None = None
     response: dict[str, Any] | None = None
     then: Callable[[bool], None] | None = None
+    attempt: AttemptRecord | None = None
 
     async def record(self, store: Store) -> bool:
         """Record it; False when the lease was lost. ``StoreUnavailable`` when it could not."""
         if self.status == DeliveryStatus.DELIVERED:
-            done = await store.mark_delivered(self.delivery, self.response or {})
+            done = await store.mark_delivered(self.delivery, self.response or {}, self.attempt)
         elif self.status == DeliveryStatus.PENDING:
-            done = await store.mark_retry(self.delivery, self.due_at, self.problem or {})
+            done = await store.mark_retry(self.delivery, self.due_at, self.problem or {}, self.attempt)
         elif self.status == DeliveryStatus.DEAD:
-            done = await store.mark_dead(self.delivery, self.problem or {})
+            done = await store.mark_dead(self.delivery, self.problem or {}, self.attempt)
         else:
             done = await store.release(self.delivery)
         if self.then is not None:

@@ -9,13 +9,25 @@ Keys, all under one prefix ``P`` (a ``{hash tag}``, so a Redis Cluster keeps the
 - ``P dead``         sorted set of dead letters, scored by when they died
 - ``P done``         sorted set of delivered and dry-run ids, scored by when they finished
 - ``P idem:<mapping>\\x1f<event_id>``  the first delivery id, expiring with the idempotency TTL
+- ``P ev:<event_id>`` sorted set of the ids of an event's deliveries, scored by creation
+- ``P at:<id>``      list of the delivery's attempts (JSON, ``AttemptRecord.to_dict``), oldest first
 - ``P dests``        set of destinations seen; ``P schema`` the schema version
 - ``P probe``        the time of the last readiness probe's write
 
 Times are epoch seconds passed in by the caller. Floats are handed to Redis as strings.
+Whatever deletes a delivery's hash deletes its ``at:`` list and its ``ev:`` entry (``FORGET``).
 """
 
 from __future__ import annotations
+
+# A Lua function the scripts that delete deliveries start with: removes the delivery's hash,
+# its attempts and its entry in its event's index, given its id and event id (or false).
+FORGET = """
+local function forget(P, id, event_id)
+  redis.call('DEL', P .. 'd:' .. id, P .. 'at:' .. id)
+  if event_id then redis.call('ZREM', P .. 'ev:' .. event_id, id) end
+end
+"""
 
 # ARGV: prefix, now, ttl_ms, max_pending, JSON list of
 #   [id, mapping, destination, event_id|null, request_id|null, method, path, body, status]
@@ -48,6 +60,7 @@ for i, d in ipairs(items) do
     if d[4] ~= cjson.null then
       redis.call('HSET', key, 'event_id', d[4])
       redis.call('SET', P .. 'idem:' .. d[2] .. '\\31' .. d[4], id, 'PX', ttl)
+      redis.call('ZADD', P .. 'ev:' .. d[4], now, id)
     end
     if d[5] ~= cjson.null then redis.call('HSET', key, 'request_id', d[5]) end
     if status == 'pending' then
@@ -116,14 +129,15 @@ return count
 """
 
 # ARGV: prefix, id, lease_token, outcome (delivered|pending|dead|release), now, due_at,
-#       problem JSON or '', code or '', response JSON or ''
-# Returns 1 when the lease was still held, else 0.
+#       problem JSON or '', code or '', response JSON or '', attempt JSON or ''
+# Returns 1 when the lease was still held (and then adds the attempt to the history), else 0.
 FINISH = """
 local P, id, token, outcome, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local key = P .. 'd:' .. id
 local state = redis.call('HMGET', key, 'status', 'lease_token', 'destination', 'attempts')
 if state[1] ~= 'in_flight' or state[2] ~= token then return 0 end
 local dest = state[3]
+if ARGV[10] ~= '' then redis.call('RPUSH', P .. 'at:' .. id, ARGV[10]) end
 redis.call('ZREM', P .. 'lease:' .. dest, id)
 redis.call('HDEL', key, 'lease_token')
 redis.call('HSET', key, 'updated_at', now)
@@ -173,7 +187,9 @@ return count
 """
 
 # ARGV: prefix, ids...  Delete dead letters, and their idempotency keys while they point at them.
-PURGE = """
+PURGE = (
+    FORGET
+    + """
 local P, count = ARGV[1], 0
 for j = 2, #ARGV do
   local id = ARGV[j]
@@ -184,21 +200,61 @@ for j = 2, #ARGV do
       local idem = P .. 'idem:' .. state[2] .. '\\31' .. state[3]
       if redis.call('GET', idem) == id then redis.call('DEL', idem) end
     end
-    redis.call('DEL', key)
+    forget(P, id, state[3])
     redis.call('ZREM', P .. 'dead', id)
     count = count + 1
   end
 end
 return count
 """
+)
 
 # ARGV: prefix, before, batch.  Drop finished deliveries that finished before a time.
-CLEANUP = """
+CLEANUP = (
+    FORGET
+    + """
 local P = ARGV[1]
 local ids = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do
-  redis.call('DEL', P .. 'd:' .. id)
+  forget(P, id, redis.call('HGET', P .. 'd:' .. id, 'event_id'))
   redis.call('ZREM', P .. 'done', id)
 end
 return #ids
 """
+)
+
+# ARGV: prefix, ids...  Delete deliveries in any state (an erasure: the caller found that their
+# bodies hold a person's identifier), with every index entry and their idempotency keys while
+# they point at them. Returns {deliveries that were not dead, dead letters, keys deleted}.
+ERASE = (
+    FORGET
+    + """
+local P, erased, dead, keys = ARGV[1], 0, 0, 0
+for j = 2, #ARGV do
+  local id = ARGV[j]
+  local state = redis.call('HMGET', P .. 'd:' .. id, 'status', 'destination', 'mapping', 'event_id')
+  if state[1] then
+    local dest = state[2]
+    if state[1] == 'dead' then
+      dead = dead + 1
+      redis.call('ZREM', P .. 'dead', id)
+    else
+      erased = erased + 1
+      redis.call('ZREM', P .. 'due:' .. dest, id)
+      redis.call('ZREM', P .. 'lease:' .. dest, id)
+      redis.call('ZREM', P .. 'age:' .. dest, id)
+      redis.call('ZREM', P .. 'done', id)
+    end
+    if state[4] then
+      local idem = P .. 'idem:' .. state[3] .. '\\31' .. state[4]
+      if redis.call('GET', idem) == id then
+        redis.call('DEL', idem)
+        keys = keys + 1
+      end
+    end
+    forget(P, id, state[4])
+  end
+end
+return {erased, dead, keys}
+"""
+)

@@ -26,14 +26,19 @@ import structlog
 from redis.exceptions import RedisError
 
 from app.delivery import redis_scripts as scripts
+from app.delivery.erasure import Matcher
 from app.delivery.store import (
+    AttemptRecord,
     DeadLetterFilter,
     Delivery,
     EnqueueResult,
+    Erased,
+    Identifier,
     NewDelivery,
     Overloaded,
     StoreStats,
     StoreUnavailable,
+    Traced,
 )
 from app.delivery.write_health import WriteHealth
 from app.destinations.base import OutboundRequest
@@ -42,6 +47,7 @@ from app.status import DeliveryStatus
 SCHEMA_VERSION = 1
 SCAN_BATCH = 500  # dead letters read per round trip when filtering
 CLEANUP_BATCH = 1000
+ERASE_SCAN = 1000  # keys a SCAN step of an erasure asks for
 DEFAULT_PREFIX = "aep-relay"
 MAX_CONNECTIONS = 64
 
@@ -92,7 +98,7 @@ class RedisStore:
         client = aioredis.Redis.from_pool(pool)  # the client owns (and closes) the pool
         self._scripts = {
             name: client.register_script(getattr(scripts, name))
-            for name in ("ENQUEUE", "LEASE", "RELEASE_LEASE", "FINISH", "REPLAY", "PURGE", "CLEANUP")
+            for name in ("ENQUEUE", "LEASE", "RELEASE_LEASE", "FINISH", "REPLAY", "PURGE", "CLEANUP", "ERASE")
         }
         self._client = client
         try:
@@ -190,14 +196,20 @@ class RedisStore:
             if released:
                 log.info("unanswered_lease_given_back", destination=destination, deliveries=int(released))
 
-    async def mark_delivered(self, delivery: Delivery, response: dict[str, Any]) -> bool:
-        return await self._finish(delivery, "delivered", response=response)
+    async def mark_delivered(
+        self, delivery: Delivery, response: dict[str, Any], attempt: AttemptRecord | None = None
+    ) -> bool:
+        return await self._finish(delivery, "delivered", response=response, attempt=attempt)
 
-    async def mark_retry(self, delivery: Delivery, due_at: float, problem: dict[str, Any]) -> bool:
-        return await self._finish(delivery, "pending", due_at=due_at, problem=problem)
+    async def mark_retry(
+        self, delivery: Delivery, due_at: float, problem: dict[str, Any], attempt: AttemptRecord | None = None
+    ) -> bool:
+        return await self._finish(delivery, "pending", due_at=due_at, problem=problem, attempt=attempt)
 
-    async def mark_dead(self, delivery: Delivery, problem: dict[str, Any]) -> bool:
-        return await self._finish(delivery, DeliveryStatus.DEAD, problem=problem)
+    async def mark_dead(
+        self, delivery: Delivery, problem: dict[str, Any], attempt: AttemptRecord | None = None
+    ) -> bool:
+        return await self._finish(delivery, DeliveryStatus.DEAD, problem=problem, attempt=attempt)
 
     async def release(self, delivery: Delivery) -> bool:
         return await self._finish(delivery, "release")
@@ -210,6 +222,7 @@ class RedisStore:
         due_at: float | None = None,
         problem: dict[str, Any] | None = None,
         response: dict[str, Any] | None = None,
+        attempt: AttemptRecord | None = None,
     ) -> bool:
         now = time.time()
         done = await self._script(
@@ -220,6 +233,7 @@ class RedisStore:
                 orjson.dumps(problem) if problem is not None else "",
                 str(problem.get("code") or "") if problem else "",
                 orjson.dumps(response) if response else "",
+                orjson.dumps(attempt.to_dict()) if attempt is not None else "",
             ],
         )  # fmt: skip
         return bool(done)
@@ -314,6 +328,58 @@ class RedisStore:
             removed += batch
             if batch < CLEANUP_BATCH:
                 return removed
+
+    async def trace(self, event_id: str, limit: int = 100) -> list[Traced]:
+        async with self._errors():
+            # equal scores (one enqueue) come in id order, as SQLite's ORDER BY created_at, id
+            found = await self.client.zrange(self._key(f"ev:{event_id}"), 0, limit - 1)
+            ids = [_text(i) for i in found if isinstance(i, bytes | str)]
+            if not ids:
+                return []
+            async with self.client.pipeline(transaction=True) as pipe:  # rows and histories agree
+                for delivery_id in ids:
+                    pipe.hgetall(self._key(f"d:{delivery_id}"))
+                    pipe.lrange(self._key(f"at:{delivery_id}"), 0, -1)
+                replies = await pipe.execute()
+        traced = []
+        for n, delivery_id in enumerate(ids):
+            row, history = replies[2 * n], replies[2 * n + 1]
+            if row:
+                attempts = tuple(AttemptRecord.from_dict(orjson.loads(a)) for a in history)
+                traced.append(Traced(_delivery(delivery_id, row), attempts))
+        return traced
+
+    async def erase(self, identifiers: Sequence[Identifier]) -> Erased:
+        matcher = Matcher(identifiers)
+        if not matcher:
+            return Erased(0, 0, 0)
+        erased, dead, keys = 0, 0, 0
+        # SCAN may return a key twice: ERASE skips what is gone, so nothing counts twice
+        pattern = _glob_escape(self._key("d:")) + "*"
+        cursor: int = 0
+        while True:
+            async with self._errors():
+                cursor, found = await self.client.scan(cursor, match=pattern, count=ERASE_SCAN)
+                ids = [_text(k)[len(self._key("d:")) :] for k in found]
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for delivery_id in ids:
+                        pipe.hget(self._key(f"d:{delivery_id}"), "body")
+                    bodies = await pipe.execute() if ids else []
+            matched = [
+                delivery_id
+                for delivery_id, body in zip(ids, bodies, strict=True)
+                if body is not None and matcher.may_hold(body) and matcher.holds(body)
+            ]
+            if matched:
+                counts = await self._script("ERASE", matched)
+                erased, dead, keys = erased + int(counts[0]), dead + int(counts[1]), keys + int(counts[2])
+            if cursor == 0:
+                return Erased(erased, dead, keys)
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally by a SCAN pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def _matches(delivery: Delivery, where: DeadLetterFilter) -> bool:

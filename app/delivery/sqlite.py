@@ -20,20 +20,26 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from app.delivery.erasure import Matcher
 from app.delivery.key_index import MemoryKeys
 from app.delivery.store import (
+    AttemptRecord,
     DeadLetterFilter,
     Delivery,
     EnqueueResult,
+    Erased,
+    Identifier,
     NewDelivery,
     Overloaded,
     StoreStats,
     StoreUnavailable,
+    Traced,
 )
 from app.delivery.write_health import WriteHealth
 from app.destinations.base import OutboundRequest
@@ -44,11 +50,13 @@ Operation = Callable[[sqlite3.Connection], Any]
 Batch = list[tuple[Operation, "asyncio.Future[Any]"]]
 Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]  # a future, its result or error
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Version 2 keeps each delivery's idempotency key (mapping + event id) in its own row: one
 # statement per stored delivery instead of a second table (version 1). Version 3 drops its
 # unique index: how the keys are looked up is the store's `keys` (`Keys`), which creates the
-# index it needs (`deliveries_key`) or drops it when it opens.
+# index it needs (`deliveries_key`) or drops it when it opens. Version 4 adds the attempts of
+# each delivery (`attempts`, deleted with it by a trigger, whoever deletes it) and an index on
+# the event id, for `trace`.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -77,6 +85,19 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (destination, due_at)
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (updated_at) WHERE status = 'dead';
 CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (updated_at)
     WHERE status IN ('delivered', 'dry_run');
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id) WHERE event_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS attempts (
+    delivery_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    code TEXT NOT NULL,
+    upstream_status INTEGER,
+    latency_ms REAL
+);
+CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
+CREATE TRIGGER IF NOT EXISTS deliveries_gone AFTER DELETE ON deliveries BEGIN
+    DELETE FROM attempts WHERE delivery_id = OLD.id;
+END;
 """
 # Version 1 stores: move the live keys into their deliveries, then drop the old table.
 MIGRATE_1_TO_2 = """
@@ -91,6 +112,11 @@ UPDATE schema_version SET version = 2;
 MIGRATE_2_TO_3 = """
 DROP INDEX IF EXISTS deliveries_idem;
 UPDATE schema_version SET version = 3;
+"""
+# Version 3 stores: SCHEMA, run after the migrations, adds what version 4 has (the event index
+# over the rows already stored, the attempts table and its trigger); none has a history yet.
+MIGRATE_3_TO_4 = """
+UPDATE schema_version SET version = 4;
 """
 KEY_INDEX = "CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (idem_key) WHERE idem_key IS NOT NULL"
 # The live holders of some keys (at most one a key: a key is taken only while it is free).
@@ -108,6 +134,15 @@ INSERT_DELIVERY = (
 IDEM_KEY, IDEM_EXPIRES = 12, 13  # the idempotency key's place among INSERT_DELIVERY's parameters
 INSERT_CHUNK = 32  # rows per multi-row INSERT (so at most 32 statement shapes are cached)
 KEYS_CHUNK = 32  # keys per look-up of their holders (HOLDERS), likewise
+INSERT_ATTEMPT = (
+    "INSERT INTO attempts (delivery_id, at, outcome, code, upstream_status, latency_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+ATTEMPTS = (
+    "SELECT delivery_id, at, outcome, code, upstream_status, latency_ms FROM attempts "
+    "WHERE delivery_id IN ({marks}) ORDER BY rowid"  # the order they were recorded in
+)
+ERASE_CHUNK = 5_000  # rows (by rowid) an erasure scans in one writer operation, between ingests
 BUSY_TIMEOUT = 10.0  # seconds a batch waits for another connection's write lock, then StoreUnavailable
 
 
@@ -127,6 +162,9 @@ class Keys(Protocol):
     def prune(self, now: float) -> int:
         """Forget what expired by ``now`` (cleanup); returns how many."""
 
+    def forget(self, key: str, delivery_id: str) -> None:
+        """``delivery_id`` was deleted (erased) and holds ``key`` no more, once committed."""
+
 
 class SqlKeys:
     """The keys looked up in the rows' own column through an index (``deliveries_key``)."""
@@ -145,6 +183,9 @@ class SqlKeys:
 
     def prune(self, now: float) -> int:
         return 0  # the rows' cleanup
+
+    def forget(self, key: str, delivery_id: str) -> None:
+        pass  # went with the row
 
 
 def sqlite_path(url: str) -> str:
@@ -168,7 +209,7 @@ class SqliteStore:
         self.path = path
         self.synchronous = synchronous
         self.owner = owner
-        self._keys: Keys = keys or MemoryKeys()
+        self._keys: Keys = MemoryKeys() if keys is None else keys  # an empty MemoryKeys is falsy
         self._closing = False
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the one it serves, from open()
@@ -234,6 +275,8 @@ class SqliteStore:
             _run_script(conn, MIGRATE_1_TO_2)
         if row is not None and row[0] <= 2:
             _run_script(conn, MIGRATE_2_TO_3)
+        if row is not None and row[0] <= 3:
+            _run_script(conn, MIGRATE_3_TO_4)
         _run_script(conn, SCHEMA)
         if row is None:
             conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
@@ -429,14 +472,20 @@ class SqliteStore:
 
         return await self._run(lease)
 
-    async def mark_delivered(self, delivery: Delivery, response: dict[str, Any]) -> bool:
-        return await self._finish(delivery, DeliveryStatus.DELIVERED, None, None, response)
+    async def mark_delivered(
+        self, delivery: Delivery, response: dict[str, Any], attempt: AttemptRecord | None = None
+    ) -> bool:
+        return await self._finish(delivery, DeliveryStatus.DELIVERED, None, None, response, attempt)
 
-    async def mark_retry(self, delivery: Delivery, due_at: float, problem: dict[str, Any]) -> bool:
-        return await self._finish(delivery, DeliveryStatus.PENDING, due_at, problem, None)
+    async def mark_retry(
+        self, delivery: Delivery, due_at: float, problem: dict[str, Any], attempt: AttemptRecord | None = None
+    ) -> bool:
+        return await self._finish(delivery, DeliveryStatus.PENDING, due_at, problem, None, attempt)
 
-    async def mark_dead(self, delivery: Delivery, problem: dict[str, Any]) -> bool:
-        return await self._finish(delivery, DeliveryStatus.DEAD, None, problem, None)
+    async def mark_dead(
+        self, delivery: Delivery, problem: dict[str, Any], attempt: AttemptRecord | None = None
+    ) -> bool:
+        return await self._finish(delivery, DeliveryStatus.DEAD, None, problem, None, attempt)
 
     async def release(self, delivery: Delivery) -> bool:
         def release(conn: sqlite3.Connection) -> bool:
@@ -457,6 +506,7 @@ class SqliteStore:
         due_at: float | None,
         problem: dict[str, Any] | None,
         response: dict[str, Any] | None,
+        attempt: AttemptRecord | None,
     ) -> bool:
         def finish(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
@@ -472,6 +522,12 @@ class SqliteStore:
             done = cursor.rowcount == 1
             if done and status != DeliveryStatus.PENDING:
                 self._pending -= 1
+            if done and attempt is not None:
+                conn.execute(
+                    INSERT_ATTEMPT,
+                    (delivery.id, attempt.at, attempt.outcome, attempt.code, attempt.upstream_status,
+                     attempt.latency_ms),
+                )  # fmt: skip
             return done
 
         return await self._run(finish)
@@ -583,6 +639,41 @@ class SqliteStore:
 
         return await self._run(cleanup)
 
+    async def trace(self, event_id: str, limit: int = 100) -> list[Traced]:
+        def trace(conn: sqlite3.Connection) -> list[Traced]:
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM deliveries WHERE event_id = ? ORDER BY created_at, id LIMIT ?",  # nosec B608 - interpolates module constants and ? marks, never input
+                (event_id, limit),
+            ).fetchall()
+            deliveries = [_delivery(row) for row in rows]
+            history: dict[str, list[AttemptRecord]] = {d.id: [] for d in deliveries}
+            for chunk in _chunks(list(history), KEYS_CHUNK):
+                for delivery_id, *fields in conn.execute(
+                    ATTEMPTS.format(marks=",".join("?" * len(chunk))), chunk
+                ):
+                    history[delivery_id].append(AttemptRecord(*fields))
+            return [Traced(d, tuple(history[d.id])) for d in deliveries]
+
+        return await self._run(trace)
+
+    async def erase(self, identifiers: Sequence[Identifier]) -> Erased:
+        matcher = Matcher(identifiers)
+        if not matcher:
+            return Erased(0, 0, 0)
+        last = await self._run(lambda conn: conn.execute("SELECT MAX(rowid) FROM deliveries").fetchone()[0])
+        erased, dead, keys = 0, 0, 0
+        # a chunk at a time, so ingests go on between them (each chunk is one writer operation)
+        for start in range(0, (last or 0) + 1, ERASE_CHUNK):
+            part = await self._run(_Erase(self, matcher, start, start + ERASE_CHUNK))
+            erased, dead, keys = erased + part.deliveries, dead + part.dead_letters, keys + len(part.keys)
+            if part.keys:  # committed: the keys are free (after any taken since, see forget)
+                await self._run(functools.partial(self._forget, part.keys))
+        return Erased(erased, dead, keys)
+
+    def _forget(self, keys: list[tuple[str, str]], conn: sqlite3.Connection) -> None:
+        for key, delivery_id in keys:
+            self._keys.forget(key, delivery_id)
+
     @property
     def pending_estimate(self) -> int:
         """The store's running count of pending and in-flight deliveries."""
@@ -643,6 +734,49 @@ class _Enqueue:
         return results
 
 
+@dataclass(slots=True)
+class _ErasedPart:
+    """What one chunk of an erasure removed; ``keys``: (key, holder) of the live keys."""
+
+    deliveries: int
+    dead_letters: int
+    keys: list[tuple[str, str]]
+
+
+class _Erase:
+    """One chunk of ``erase``: the rows with rowid in [start, stop) holding an identifier."""
+
+    def __init__(self, store: SqliteStore, matcher: Matcher, start: int, stop: int) -> None:
+        self.store, self.matcher, self.start, self.stop = store, matcher, start, stop
+
+    def __call__(self, conn: sqlite3.Connection) -> _ErasedPart:
+        tests = ["instr(body, ?)"] * len(self.matcher.exact_terms)
+        tests += ["instr(lower(body), ?)"] * len(self.matcher.folded_terms)
+        candidates = conn.execute(
+            "SELECT id, body, status, idem_key, idem_expires_at FROM deliveries "  # nosec B608 - interpolates module constants and ? marks, never input
+            f"WHERE rowid >= ? AND rowid < ? AND ({' OR '.join(tests)})",
+            [self.start, self.stop, *self.matcher.exact_terms, *map(bytes.decode, self.matcher.folded_terms)],
+        ).fetchall()
+        now = time.time()
+        part = _ErasedPart(0, 0, [])
+        ids = []
+        for delivery_id, body, status, key, expires_at in candidates:
+            if not self.matcher.holds(body):
+                continue
+            ids.append(delivery_id)
+            if status == DeliveryStatus.DEAD:
+                part.dead_letters += 1
+            else:
+                part.deliveries += 1
+            if status in (DeliveryStatus.PENDING, DeliveryStatus.IN_FLIGHT):
+                self.store._pending -= 1
+            if key is not None and expires_at > now:
+                part.keys.append((key, delivery_id))
+        for chunk in _chunks(ids, KEYS_CHUNK):  # the trigger takes their attempts
+            conn.execute(f"DELETE FROM deliveries WHERE id IN ({','.join('?' * len(chunk))})", chunk)  # nosec B608 - interpolates module constants and ? marks, never input
+        return part
+
+
 def _set_results(outcomes: list[Outcome]) -> None:
     """Settle each future (on the loop) unless its caller gave up on it."""
     for future, result, error in outcomes:
@@ -664,9 +798,14 @@ def _probe(conn: sqlite3.Connection) -> None:
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     """Run each statement of ``script`` inside the open transaction (``executescript`` would
     commit it); ``:now`` is the time."""
-    for statement in script.split(";"):
-        if statement.strip():
+    statement = ""
+    for piece in script.split(";"):
+        statement += piece + ";"
+        if not sqlite3.complete_statement(statement):  # a trigger's body holds ";" too
+            continue
+        if statement.strip(" \n;"):
             conn.execute(statement, {"now": time.time()} if ":now" in statement else {})
+        statement = ""
 
 
 def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:

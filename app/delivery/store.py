@@ -83,6 +83,63 @@ class EnqueueResult:
 
 
 @dataclass(frozen=True)
+class AttemptRecord:
+    """One send attempt as a trace shows it."""
+
+    at: float  # epoch seconds when the attempt started
+    outcome: str  # an ``AttemptOutcome``: delivered, retry or dead
+    code: str  # "ok", "verified", or the problem code
+    upstream_status: int | None
+    latency_ms: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "outcome": self.outcome,
+            "code": self.code,
+            "upstream_status": self.upstream_status,
+            "latency_ms": self.latency_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> AttemptRecord:
+        """The record ``to_dict`` gave (how the Redis store keeps it)."""
+        return cls(doc["at"], doc["outcome"], doc["code"], doc["upstream_status"], doc["latency_ms"])
+
+
+@dataclass(frozen=True)
+class Traced:
+    """A delivery of a traced event, with its attempts oldest first."""
+
+    delivery: Delivery
+    history: tuple[AttemptRecord, ...]
+
+
+@dataclass(frozen=True)
+class Identifier:
+    """A person's identifier, as a profile or event carries it (``email``, ``external_id``, ...)."""
+
+    type: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What an erasure removed."""
+
+    deliveries: int  # not dead letters: pending, in flight, delivered, dry run
+    dead_letters: int
+    idempotency_keys: int  # live keys that went with them
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "deliveries": self.deliveries,
+            "dead_letters": self.dead_letters,
+            "idempotency_keys": self.idempotency_keys,
+        }
+
+
+@dataclass(frozen=True)
 class DeadLetterFilter:
     """Which dead letters a list, replay or purge applies to (all fields optional)."""
 
@@ -150,20 +207,30 @@ class Store(Protocol):
         lease), mark them in flight with a new lease token, and count an attempt."""
         ...
 
-    async def mark_delivered(self, delivery: Delivery, response: dict[str, Any]) -> bool:
-        """Record success; False when the lease was lost (another worker owns it now)."""
+    async def mark_delivered(
+        self, delivery: Delivery, response: dict[str, Any], attempt: AttemptRecord | None = None
+    ) -> bool:
+        """Record success; False when the lease was lost (another worker owns it now).
+
+        ``attempt`` (here and in ``mark_retry``, ``mark_dead``) joins the delivery's history in
+        the same write, only when the lease was still held."""
         ...
 
-    async def mark_retry(self, delivery: Delivery, due_at: float, problem: dict[str, Any]) -> bool:
+    async def mark_retry(
+        self, delivery: Delivery, due_at: float, problem: dict[str, Any], attempt: AttemptRecord | None = None
+    ) -> bool:
         """Put back as pending until ``due_at`` with the last problem."""
         ...
 
-    async def mark_dead(self, delivery: Delivery, problem: dict[str, Any]) -> bool:
+    async def mark_dead(
+        self, delivery: Delivery, problem: dict[str, Any], attempt: AttemptRecord | None = None
+    ) -> bool:
         """Move to the dead letters with the problem."""
         ...
 
     async def release(self, delivery: Delivery) -> bool:
-        """Give a leased delivery back (due now) without an outcome, e.g. on shutdown."""
+        """Give a leased delivery back (due now) without an outcome, e.g. on shutdown; it
+        records no attempt."""
         ...
 
     async def get(self, delivery_id: str) -> Delivery | None: ...
@@ -196,4 +263,15 @@ class Store(Protocol):
 
     async def cleanup(self, delivered_before: float) -> int:
         """Drop expired idempotency keys and finished deliveries older than a time."""
+        ...
+
+    async def trace(self, event_id: str, limit: int = 100) -> list[Traced]:
+        """Every stored delivery of one event id (any mapping, destination or status), oldest
+        first, each with its attempts; found through an index, not a scan."""
+        ...
+
+    async def erase(self, identifiers: Sequence[Identifier]) -> Erased:
+        """Delete every delivery whose body holds one of the identifiers' values as a whole JSON
+        string (``app.delivery.erasure``), in any status, with its history and idempotency key.
+        A delivery in flight is deleted too: its outcome then finds the lease lost."""
         ...

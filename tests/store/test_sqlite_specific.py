@@ -34,7 +34,7 @@ def _query(path: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
-def test_file_is_in_wal_mode_with_schema_version_3(tmp_path: Path) -> None:
+def test_file_is_in_wal_mode_with_schema_version_4(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "relay.db"
 
     async def touch(s: Store) -> None:
@@ -43,11 +43,11 @@ def test_file_is_in_wal_mode_with_schema_version_3(tmp_path: Path) -> None:
     run(SqliteStore(str(path)), touch)
     assert path.is_file()
     assert _query(path, "PRAGMA journal_mode") == [("wal",)]
-    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(4,)]
     assert _query(path, "SELECT COUNT(*) FROM deliveries") == [(1,)]
     # Opening again migrates nothing twice.
     run(SqliteStore(str(path)), touch)
-    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(4,)]
     assert _query(path, "SELECT COUNT(*) FROM deliveries") == [(2,)]
 
 
@@ -265,7 +265,7 @@ def test_a_call_racing_close_is_answered(tmp_path: Path) -> None:
 
 def _the_live_key_holds_and_the_expired_one_is_free(path: Path) -> None:
     """After a migration: events "evt-live" (held by "live") and "evt-gone" (expired) sent again
-    are a duplicate and a new delivery, and the store is at schema 3."""
+    are a duplicate and a new delivery, and the store is at schema 4."""
     again_live = new(event_id="evt-live")
     again_gone = new(event_id="evt-gone")
 
@@ -276,7 +276,7 @@ def _the_live_key_holds_and_the_expired_one_is_free(path: Path) -> None:
         EnqueueResult(ResultStatus.DUPLICATE, "live"),
         EnqueueResult(ResultStatus.QUEUED, again_gone.id),
     ]
-    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(4,)]
 
 
 # The version 1 layout, as the relay created it before idempotency keys moved into deliveries.
@@ -384,6 +384,7 @@ def test_a_version_2_store_drops_its_key_index_and_keeps_its_live_keys(tmp_path:
         ("deliveries_due",),
         ("deliveries_dead",),
         ("deliveries_finished",),
+        ("deliveries_event",),
     ]
 
 
@@ -484,4 +485,4 @@ def test_keys_looked_up_in_sql_have_their_index(tmp_path: Path) -> None:
         EnqueueResult(ResultStatus.QUEUED, again_gone.id),
     ]
     assert _query(path, key_index) == [(1,)]
-    assert _query(path, "SELECT version FROM schema_version") == [(3,)]
+    assert _query(path, "SELECT version FROM schema_version") == [(4,)]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from app.delivery.outcomes import RELEASE, Outcome, UnrecordedOutcomes
 from app.delivery.sqlite import SqliteStore
-from app.status import DeliveryStatus
+from app.delivery.store import AttemptRecord
+from app.status import SUCCESS_CODE, AttemptOutcome, DeliveryStatus
 from tests.store.conftest import BIG, TTL, new
 
 
@@ -70,6 +71,34 @@ def test_a_kept_delivery_leased_again_is_recorded_under_its_new_lease_not_sent(t
         found = {d.id: d for d in await store.get_many([sent.id, unsent.id])}
         assert found[sent.id].status == DeliveryStatus.DELIVERED
         assert found[unsent.id].status == DeliveryStatus.IN_FLIGHT  # leased to be sent now
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_an_outcome_records_its_attempt_with_it_even_when_kept(tmp_path: Path) -> None:
+    """The attempt goes into the history with the outcome, also when it is recorded late; a
+    release has none."""
+    sent = AttemptRecord(1_800_000_000.0, AttemptOutcome.DELIVERED, SUCCESS_CODE, 202, 9.5)
+
+    async def main() -> None:
+        store = SqliteStore(str(tmp_path / "relay.db"), owner=False)
+        await store.open()
+        first, second = new(event_id="evt-1"), new(event_id="evt-2")
+        await store.enqueue([first, second], max_pending=BIG, idempotency_ttl=TTL)
+        now, kept = await store.lease("zendesk", 2, 60.0)
+        outcomes = UnrecordedOutcomes(store)
+        assert await outcomes.record(Outcome(now, RELEASE)) is True
+        [now] = await store.lease("zendesk", 1, 60.0)
+        assert await outcomes.record(
+            Outcome(now, DeliveryStatus.PENDING, due_at=0.0, problem={"code": "timeout"}, attempt=sent)
+        )
+        await store.close()  # the store fails
+        assert await outcomes.record(Outcome(kept, DeliveryStatus.DELIVERED, attempt=sent)) is False
+        await store.open()
+        await outcomes.flush()
+        assert [t.history for t in await store.trace("evt-1")] == [(sent,)]
+        assert [t.history for t in await store.trace("evt-2")] == [(sent,)]
         await store.close()
 
     asyncio.run(main())
