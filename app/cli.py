@@ -1,5 +1,6 @@
 """The ``aep-relay`` command line: serve, check and test mappings, render a payload, send,
-and list, show, replay or purge dead letters."""
+trace an event and erase a person (on a running relay), and list, show, replay or purge dead
+letters."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from urllib.parse import quote
 
 import orjson
 import typer
@@ -152,6 +154,67 @@ def send(
     response = httpx.post(url, content=payload.read_bytes(), headers=headers, timeout=35.0)
     typer.echo(f"HTTP {response.status_code}")
     typer.echo(response.text)
+    if response.status_code >= 400:
+        raise typer.Exit(1)
+
+
+RelayUrl = Annotated[str, typer.Option(help="The running relay's base URL")]
+AdminToken = Annotated[
+    str | None, typer.Option(envvar="RELAY_ADMIN_TOKEN", help="The relay's admin token", show_default=False)
+]
+DEFAULT_RELAY = "http://127.0.0.1:8080"
+
+
+@cli.command()
+def trace(
+    event_id: Annotated[str, typer.Argument(help="The Adobe event id (the mapping's event_id)")],
+    verify: Annotated[bool, typer.Option("--verify", help="Ask Zendesk whether it holds each one")] = False,
+    url: RelayUrl = DEFAULT_RELAY,
+    token: AdminToken = None,
+) -> None:
+    """Print every delivery of one event with its attempts (GET /v1/trace on a running relay)."""
+    params = {"verify": "true"} if verify else {}
+    _admin_call("GET", f"{url.rstrip('/')}/v1/trace/{quote(event_id, safe='')}", token, params=params)
+
+
+@cli.command()
+def erase(
+    identifiers: Annotated[
+        list[str],
+        typer.Argument(
+            help="TYPE:VALUE, e.g. email:jane@example.com or external_id:C-1", metavar="TYPE:VALUE"
+        ),
+    ],
+    url: RelayUrl = DEFAULT_RELAY,
+    token: AdminToken = None,
+) -> None:
+    """Erase a person at Zendesk and in the relay (POST /v1/erasure on a running relay)."""
+    parsed = []
+    for text in identifiers:
+        kind, sep, value = text.partition(":")
+        if not (sep and kind and value):
+            _fail(f"{text!r} is not TYPE:VALUE")
+        parsed.append({"type": kind, "value": value})
+    _admin_call("POST", f"{url.rstrip('/')}/v1/erasure", token, body={"identifiers": parsed})
+
+
+def _admin_call(
+    method: str, url: str, token: str | None, *, params: dict[str, str] | None = None, body: Any = None
+) -> None:
+    """One admin call to a running relay: print the JSON answer; exit 1 on a problem."""
+    import httpx
+
+    if not token:
+        _fail("set RELAY_ADMIN_TOKEN (or --token) to the relay's admin token")
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        response = httpx.request(method, url, params=params, json=body, headers=headers, timeout=120.0)
+    except httpx.HTTPError as exc:
+        _fail(f"{url}: {exc}")
+    try:
+        typer.echo(orjson.dumps(response.json(), option=orjson.OPT_INDENT_2).decode())
+    except ValueError:
+        typer.echo(response.text)
     if response.status_code >= 400:
         raise typer.Exit(1)
 

@@ -81,6 +81,12 @@ class RelayMetrics:
             "Send attempts by outcome (delivered, retry, dead) and code (ok or the problem code)",
             ["destination", "outcome", "code"], registry=reg,
         )  # fmt: skip
+        self.readbacks = Counter(
+            "aep_relay_readbacks",
+            "Read-backs before resending a delivery whose outcome was unknown: verified (found, "
+            "not resent), resent (not found), failed (the read failed or could not tell; resent)",
+            ["destination", "result"], registry=reg,
+        )  # fmt: skip
         self.deliveries_delivered = Counter(
             "aep_relay_deliveries_delivered", "Deliveries the destination accepted",
             ["destination", "mapping"], registry=reg,

@@ -232,18 +232,18 @@ async def accept(
     planned = [o for o in outcomes if o.status == ResultStatus.PLANNED and o.request is not None]
     if not planned:
         return outcomes
-    new = [
-        NewDelivery(
-            new_id(),
-            str(o.mapping),
-            str(o.destination),
-            o.event_id,
-            o.request,  # type: ignore[arg-type]  # filtered above
-            request_id,
-            DeliveryStatus.DRY_RUN if destinations[str(o.destination)].dry_run else DeliveryStatus.PENDING,
+    now = time.time()
+    new = []
+    for o in planned:
+        destination = destinations[str(o.destination)]
+        request: OutboundRequest = o.request  # type: ignore[assignment]  # filtered above
+        if destination.dry_run:  # kept to show, never sent: as rendered
+            status = DeliveryStatus.DRY_RUN
+        else:  # as every attempt will send it
+            request, status = destination.stamp(request, now), DeliveryStatus.PENDING
+        new.append(
+            NewDelivery(new_id(), str(o.mapping), str(o.destination), o.event_id, request, request_id, status)
         )
-        for o in planned
-    ]
     try:
         results = await store.enqueue(new, max_pending=max_pending, idempotency_ttl=idempotency_ttl)
     except Overloaded as exc:

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api import deliveries, events, health, mappings, samples, summary
+from app.api import deliveries, events, health, mappings, people, samples, summary
 from app.api import metrics as metrics_route
 from app.api.fast_ingest import IngestShortcut
 from app.api.inbound import InboundGuard
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, relay: Relay | None = None) -> 
     app.include_router(events.router)
     app.include_router(summary.router)  # before deliveries: /v1/deliveries/{id} would take it
     app.include_router(deliveries.router)
+    app.include_router(people.router)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
     app.include_router(mappings.router)

@@ -20,10 +20,11 @@ from app import logs
 from app.delivery.circuit import CLOSED, CircuitBreaker
 from app.delivery.outcomes import RELEASE, Outcome, UnrecordedOutcomes
 from app.delivery.ratelimit import RateLimiter
+from app.delivery.readback import VERIFIED, Pace, outcome_unknown, read_back
 from app.delivery.retry import RetryPolicy
-from app.delivery.store import Delivery, Store, StoreUnavailable
+from app.delivery.store import AttemptRecord, Delivery, Store, StoreUnavailable
 from app.delivery.waiters import OutcomeWaiters
-from app.destinations.base import Delivered, Destination
+from app.destinations.base import Delivered, Destination, ReadsBack
 from app.metrics import RelayMetrics
 from app.problems import Problem
 from app.status import SUCCESS_CODE, AttemptOutcome, DeliveryStatus
@@ -254,8 +255,15 @@ class Dispatcher:
                 limit_per_minute=delivered.rate_limit,
                 remaining=delivered.rate_remaining,
             )
-            noted = self._noted(attempt, AttemptOutcome.DELIVERED, SUCCESS_CODE)
-            outcome = Outcome(delivery, DeliveryStatus.DELIVERED, response=delivered.response, then=noted)
+            code = VERIFIED if delivered.verified else SUCCESS_CODE
+            noted = self._noted(attempt, AttemptOutcome.DELIVERED, code)
+            outcome = Outcome(
+                delivery,
+                DeliveryStatus.DELIVERED,
+                response=delivered.response,
+                then=noted,
+                attempt=attempt.as_record(AttemptOutcome.DELIVERED, code),
+            )
             await self.outcomes.record(outcome)
         except asyncio.CancelledError:
             await asyncio.shield(self.outcomes.record(Outcome(delivery, RELEASE)))
@@ -265,31 +273,48 @@ class Dispatcher:
             due = time.time() + self.policy.backoff(delivery.attempts)
             crashed = {"code": "internal_error", "detail": "the relay failed while sending"}
             noted = self._noted(attempt, AttemptOutcome.RETRY, "internal_error")
+            record = attempt.as_record(AttemptOutcome.RETRY, "internal_error")
             await self.outcomes.record(
-                Outcome(delivery, DeliveryStatus.PENDING, due_at=due, problem=crashed, then=noted)
+                Outcome(
+                    delivery, DeliveryStatus.PENDING, due_at=due, problem=crashed, then=noted, attempt=record
+                )
             )
         finally:
             slots.release()
 
-    @staticmethod
-    async def _exchange(destination: Destination, limiter: RateLimiter, delivery: Delivery) -> Delivered:
+    async def _exchange(
+        self, destination: Destination, limiter: RateLimiter, delivery: Delivery
+    ) -> Delivered:
+        """Send the delivery, or find it already at the destination (``readback``)."""
+        pace = Pace(limiter, self.settings.lease_seconds / 2)
         try:
+            if outcome_unknown(delivery) and isinstance(destination, ReadsBack):
+                found = await read_back(destination, delivery, pace, self.metrics, destination.name)
+                if found is not None:
+                    return found
+                await pace.take()
             return await destination.send(delivery.request)
         finally:  # it has arrived if it ever will: from now it counts in the 60 s window as answered
-            limiter.finished()
+            pace.done()
 
     async def _failed(self, delivery: Delivery, problem: Problem, attempt: Attempt) -> None:
         problem.extensions.update({"mapping": delivery.mapping, "event_id": delivery.event_id})
+        if outcome_unknown(delivery):  # until delivered, every attempt may find the first one there
+            problem.extensions["outcome_unknown"] = True
         doc = problem.to_dict()
         now = time.time()
         due = self.policy.next_attempt(problem, delivery.attempts, delivery.created_at, now)
         if due is None:
             noted = self._noted(attempt, AttemptOutcome.DEAD, problem.code, detail=problem.detail)
-            await self.outcomes.record(Outcome(delivery, DeliveryStatus.DEAD, problem=doc, then=noted))
+            record = attempt.as_record(AttemptOutcome.DEAD, problem.code)
+            await self.outcomes.record(
+                Outcome(delivery, DeliveryStatus.DEAD, problem=doc, then=noted, attempt=record)
+            )
             return
         noted = self._noted(attempt, AttemptOutcome.RETRY, problem.code, retry_in=round(due - now, 3))
+        record = attempt.as_record(AttemptOutcome.RETRY, problem.code)
         await self.outcomes.record(
-            Outcome(delivery, DeliveryStatus.PENDING, due_at=due, problem=doc, then=noted)
+            Outcome(delivery, DeliveryStatus.PENDING, due_at=due, problem=doc, then=noted, attempt=record)
         )
 
     def _noted(self, attempt: Attempt, outcome: str, code: str, **extra: Any) -> Callable[[bool], None]:
@@ -327,6 +352,7 @@ class Attempt:
     def __init__(self, destination: str, delivery: Delivery) -> None:
         self.destination = destination
         self.delivery = delivery
+        self.at = time.time()
         self.started = time.perf_counter()
         self.seconds: float | None = None
         self.upstream_status: int | None = None
@@ -335,6 +361,11 @@ class Attempt:
         """The destination answered (or failed to): stop the clock and observe it."""
         self.seconds = time.perf_counter() - self.started
         metrics.upstream_duration.labels(self.destination).observe(self.seconds)
+
+    def as_record(self, outcome: str, code: str) -> AttemptRecord:
+        """The attempt as the delivery's history keeps it."""
+        seconds = self.seconds if self.seconds is not None else time.perf_counter() - self.started
+        return AttemptRecord(self.at, outcome, code, self.upstream_status, round(seconds * 1000, 2))
 
     def fields(self) -> dict[str, Any]:
         return {

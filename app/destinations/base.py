@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from app.destinations.zendesk_read import ReadScope
     from app.settings import Settings
 
 
@@ -55,6 +56,8 @@ class Delivered:
     # What the API said of its rate limit (per minute), for the limiter; None when not told.
     rate_limit: int | None = None
     rate_remaining: int | None = None
+    # True when not sent now but found at the destination by a read-back (``ReadsBack``)
+    verified: bool = False
 
 
 class Destination(Protocol):
@@ -80,12 +83,31 @@ class Destination(Protocol):
         none) and its name as ``mapping``."""
         ...
 
+    def stamp(self, request: OutboundRequest, received_at: float) -> OutboundRequest:
+        """The request as stored to be sent: what must not change between attempts is fixed
+        here, at ingest (Zendesk: ``event.created_at``)."""
+        ...
+
     async def send(self, request: OutboundRequest) -> Delivered:
         """Send one prepared request; raise ``Problem`` for every kind of failure."""
         ...
 
     async def aclose(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class ReadsBack(Protocol):
+    """A destination whose sent requests can be read back (Zendesk): an attempt whose outcome
+    was unknown is settled by looking before sending again (``app.delivery.readback``)."""
+
+    def read_scope(self, request: OutboundRequest) -> ReadScope | None:
+        """Where the request's event would be found, None when it cannot be looked for."""
+        ...
+
+    async def read(self, method: str, path: str) -> Delivered:
+        """One read (GET) or delete: the decoded body as ``response``; ``Problem`` otherwise."""
         ...
 
 

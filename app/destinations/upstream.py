@@ -121,6 +121,7 @@ async def exchange(
             "timeout",
             f"{label} did not answer within the timeout ({type(exc).__name__})",
             destination=destination,
+            **unknown_outcome(exc),
         ) from None
     except httpx.TransportError as exc:
         logged(None, None, type(exc).__name__)
@@ -128,9 +129,20 @@ async def exchange(
             "destination_unavailable",
             f"Could not reach {label} ({type(exc).__name__})",
             destination=destination,
+            **unknown_outcome(exc),
         ) from None
     logged(response.status_code, response.headers.get(request_id_header))
     return response
+
+
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+"""Failures before a request left: the destination cannot have it."""
+
+
+def unknown_outcome(exc: httpx.TransportError) -> dict[str, bool]:
+    """``outcome_unknown`` for a failure after the request may have been sent (a read timeout,
+    a connection lost mid-exchange): the destination may have stored it."""
+    return {} if isinstance(exc, NOT_SENT) else {"outcome_unknown": True}
 
 
 def code_for_status(status: int) -> str:

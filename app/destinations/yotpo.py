@@ -187,6 +187,10 @@ class YotpoDestination:
         violations.extend(validate_body(body))
         return OutboundRequest(method, path, body), violations
 
+    def stamp(self, request: OutboundRequest, received_at: float) -> OutboundRequest:
+        """Nothing to fix at ingest: the event's ``id`` makes a resend an update, not a copy."""
+        return request
+
     async def send(self, request: OutboundRequest) -> Delivered:
         """Send one event; ``Delivered`` on 2xx, else a normalised ``Problem``.
 

@@ -24,6 +24,7 @@ from app.destinations.upstream import (
     parse_retry_after,
     trim_body,
 )
+from app.destinations.zendesk_read import ReadScope, now_rfc3339, read_scope
 from app.problems import Problem
 from app.settings import Settings
 from app.urls import check_base_url, check_subdomain, path_segment
@@ -189,6 +190,35 @@ class ZendeskDestination:
             secrets=self.config.secrets,
         )
 
+    def read_scope(self, request: OutboundRequest) -> ReadScope | None:
+        """Where a sent create request's event can be read back (None: it cannot)."""
+        return read_scope(request)
+
+    async def read(self, method: str, path: str) -> Delivered:
+        """A GET of the read endpoints or a DELETE of a profile (``path`` with its query):
+        ``Delivered`` with the decoded body as ``response``, else a ``Problem``."""
+        response = await exchange(
+            self._http(),
+            OutboundRequest(method, path, None),
+            destination=self.name,
+            label="Zendesk",
+            request_id_header="x-zendesk-request-id",
+            content=b"",
+        )
+        return classify_read(
+            response.status_code, response.headers, response.content, secrets=self.config.secrets
+        )
+
+    def stamp(self, request: OutboundRequest, received_at: float) -> OutboundRequest:
+        """The request with ``event.created_at`` set to the time of ingest when the mapping
+        left it out: every attempt then sends the same instant, which a read-back looks for."""
+        body = request.body
+        event = body.get("event") if isinstance(body, dict) else None
+        if not isinstance(event, dict) or event.get("created_at") is not None:
+            return request
+        stamped = {**body, "event": {**event, "created_at": now_rfc3339(received_at)}}
+        return OutboundRequest(request.method, request.path, stamped)
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
@@ -236,11 +266,50 @@ def classify_response(
             rate_limit=rate_limit,
             rate_remaining=rate_remaining,
         )
+    raise _problem(status, headers, body, request_id, rate_limit, rate_remaining, secrets)
+
+
+def classify_read(
+    status: int,
+    headers: httpx.Headers | dict[str, str],
+    raw: bytes,
+    *,
+    secrets: tuple[str, ...] = (),
+) -> Delivered:
+    """A read or delete answer: ``Delivered`` with the decoded body as ``response`` on 2xx
+    (``{}`` for a 204), else the matching ``Problem``."""
+    headers = httpx.Headers(headers)
+    body = decode_body(raw)
+    request_id = headers.get("x-zendesk-request-id")
+    rate_limit = int_header(headers, "x-rate-limit")
+    rate_remaining = int_header(headers, "x-rate-limit-remaining")
+    if 200 <= status < 300:
+        return Delivered(
+            status=status,
+            request_id=request_id,
+            response=body if isinstance(body, dict) else {},
+            rate_limit=rate_limit,
+            rate_remaining=rate_remaining,
+        )
+    raise _problem(status, headers, body, request_id, rate_limit, rate_remaining, secrets)
+
+
+def _problem(
+    status: int,
+    headers: httpx.Headers,
+    body: Any,
+    request_id: str | None,
+    rate_limit: int | None,
+    rate_remaining: int | None,
+    secrets: tuple[str, ...],
+) -> Problem:
     code = code_for_status(status)
     retry_after = parse_retry_after(headers.get("retry-after"))
     if code == "rate_limited" and retry_after is None:
         retry_after = DEFAULT_RETRY_AFTER
-    raise Problem(
+    # a 5xx may come after Zendesk stored the event (it creates events synchronously)
+    unknown = {"outcome_unknown": True} if status >= 500 else {}
+    return Problem(
         code,
         f"Zendesk: {error_message(body) or f'HTTP {status}'}",
         retry_after=retry_after,
@@ -252,6 +321,7 @@ def classify_response(
             "request_id": request_id,
             "body": trim_body(body, secrets),
         },
+        **unknown,
     )
 
 

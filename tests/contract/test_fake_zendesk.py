@@ -574,7 +574,7 @@ def test_enqueue_is_fifo_and_bypasses_checks(
     )
     with make_client(fake_zendesk.base_url) as c:  # no auth, no body
         first = c.post("/anything")
-        second = c.get("/else")
+        second = c.post("/else")
         third = c.post(EVENTS, json=payload())
     assert (first.status_code, first.json()) == (503, {"n": 1})
     assert second.status_code == 202

@@ -481,12 +481,13 @@ def test_reads_and_deletes_count_in_the_rate_limit() -> None:
         assert fake.throttled == 2
 
 
-def test_enqueue_and_set_default_script_reads(fake_zendesk: FakeZendesk, client: httpx.Client) -> None:
+def test_enqueue_and_set_default_script_posts_only(fake_zendesk: FakeZendesk, client: httpx.Client) -> None:
     post(client)
     fake_zendesk.enqueue(ERROR_BODIES["errors_array_400"])
-    assert client.get(by_identifier()).json() == ERROR_BODIES["errors_array_400"].body
-    fake_zendesk.set_default(CannedResponse(200, {"events": [], "links": [], "meta": {"has_more": False}}))
-    assert client.get(by_identifier()).json()["events"] == []
+    fake_zendesk.set_default(ERROR_BODIES["plain_text_503"])
+    assert len(client.get(by_identifier()).json()["events"]) == 1  # a read takes neither
+    assert client.post(EVENTS, json={}).status_code == 400  # the queue first
+    assert client.post(EVENTS, json={}).status_code == 503  # then the default
     fake_zendesk.set_default(None)
     assert len(client.get(by_identifier()).json()["events"]) == 1
 

@@ -6,9 +6,10 @@ is :class:`tests.fakes.http_fake.HttpFake`). It follows the facts in
 ``GET .../events`` read endpoints, ``GET``/``DELETE`` of profiles, the three auth forms, the
 documented body rules (none stricter than Zendesk's), rate-limit headers on every answer and
 ``429`` + ``Retry-After``, and only documented error bodies and codes. Tests can also script
-answers with :meth:`FakeZendesk.enqueue` (next N requests, any method) and
-:meth:`FakeZendesk.set_default` (every request until cleared), e.g. with the error bodies in
-:data:`ERROR_BODIES`, and turn on fault modes (:meth:`FakeZendesk.slow_accept`,
+the answers to POSTs with :meth:`FakeZendesk.enqueue` (the next N) and
+:meth:`FakeZendesk.set_default` (every one until cleared), e.g. with the error bodies in
+:data:`ERROR_BODIES` (reads and deletes keep their own answers, so a relay that reads back
+between two sends does not take a send's scripted answer), and turn on fault modes (:meth:`FakeZendesk.slow_accept`,
 :meth:`FakeZendesk.lose_requests`, :meth:`FakeZendesk.fail_reads`).
 
 Profiles (reference 1.2): an event's profile is the stored one with the same ``source`` and
@@ -495,6 +496,16 @@ class FakeZendesk(HttpFake):
     # -- profiles, users and events ----------------------------------------------------------
 
     @property
+    def posts(self) -> list[ReceivedRequest]:
+        """The received POSTs (the sends), without the reads and deletes."""
+        return [r for r in self.received if r.method == "POST"]
+
+    @property
+    def reads(self) -> list[ReceivedRequest]:
+        """The received GETs."""
+        return [r for r in self.received if r.method == "GET"]
+
+    @property
     def profiles(self) -> list[StoredProfile]:
         """The profiles the fake holds, oldest first (copies)."""
         with self._lock:
@@ -589,8 +600,8 @@ class FakeZendesk(HttpFake):
         """Every GET route (events and profiles) answers ``answer`` for the next ``count`` GETs
         to them, or until :meth:`clear_faults` when ``count`` is None. An int is sent with its
         reason phrase as a plain-text body (reference 1.6); pass a :class:`CannedResponse`
-        (e.g. from :data:`ERROR_BODIES`) for anything else. Answers queued with :meth:`enqueue`
-        go first; auth and the rate limit are not checked. Replaces an earlier setting."""
+        (e.g. from :data:`ERROR_BODIES`) for anything else. Auth and the rate limit are not
+        checked. Replaces an earlier setting."""
         if isinstance(answer, int):
             answer = CannedResponse(
                 answer, HTTPStatus(answer).phrase, content_type="text/plain; charset=utf-8"
@@ -695,7 +706,12 @@ class FakeZendesk(HttpFake):
     # -- hooks -------------------------------------------------------------------------------
 
     def _arrived(self, record: ReceivedRequest) -> CannedResponse | None:
+        # ``enqueue`` and ``set_default`` script the create requests (POST) only: a test that
+        # scripts a send's answers keeps them when the relay reads back in between; reads and
+        # deletes are scripted with ``fail_reads``
         record.auth = self._auth_form(record.headers.get("authorization"))
+        if record.method != "POST":
+            return self._fault(record)
         if self._queue:
             return self._queue.popleft()
         return self._fault(record) or self._default
