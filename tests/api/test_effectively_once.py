@@ -114,7 +114,7 @@ def test_created_at_is_stamped_at_ingest_and_sent_the_same_by_every_attempt(
         "  event:\n"
         "    source: shop\n"
         "    type: order_completed\n"
-        "    properties: {order_id: \"{{ xdm.commerce.order.purchaseID }}\"}\n"
+        '    properties: {order_id: "{{ xdm.commerce.order.purchaseID }}"}\n'
     )
     fake_zendesk.enqueue(ERROR_BODIES["plain_text_503"])
     settings = zendesk_settings(fake_zendesk.base_url, relay_mappings_dir=mappings, **SLOW)

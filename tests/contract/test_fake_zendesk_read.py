@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from tests.contract.test_fake_zendesk import DOCUMENTED_CODES, codes_in
-from tests.fakes.http_fake import CannedResponse
 from tests.fakes.rfc3339 import instant, is_rfc3339_date_time
 from tests.fakes.zendesk import ERROR_BODIES, FakeZendesk
 

@@ -23,7 +23,11 @@ SENT: dict[str, Any] = {
     "created_at": "2024-05-01T12:00:00.250Z",
     "properties": {"order_id": "ORD-1", "total": 539.97, "items": [{"sku": "A", "qty": 2}], "gift": False},
 }
-PROFILE = {"source": "shop", "type": "customer", "identifiers": [{"type": "email", "value": "a+b@example.com"}]}
+PROFILE = {
+    "source": "shop",
+    "type": "customer",
+    "identifiers": [{"type": "email", "value": "a+b@example.com"}],
+}
 
 
 def stored(**changes: Any) -> dict[str, Any]:
@@ -33,7 +37,12 @@ def stored(**changes: Any) -> dict[str, Any]:
 def test_the_event_as_zendesk_keeps_it_is_the_one_sent() -> None:
     assert same_event(SENT, stored())
     # the same instant written another way, and properties as strings ("all event properties are strings")
-    as_strings = {"order_id": "ORD-1", "total": "539.97", "items": [{"sku": "A", "qty": "2"}], "gift": "false"}
+    as_strings = {
+        "order_id": "ORD-1",
+        "total": "539.97",
+        "items": [{"sku": "A", "qty": "2"}],
+        "gift": "false",
+    }
     assert same_event(SENT, stored(created_at="2024-05-01T14:00:00.250+02:00", properties=as_strings))
 
 
