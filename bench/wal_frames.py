@@ -35,11 +35,13 @@ INDEXES = {
     "WHERE status IN ('pending', 'in_flight')",
     "deliveries_idem": "CREATE UNIQUE INDEX deliveries_idem ON deliveries (idem_key) "
     "WHERE idem_key IS NOT NULL",
+    "deliveries_event": "CREATE INDEX deliveries_event ON deliveries (event_id) WHERE event_id IS NOT NULL",
 }
 VARIANTS = (  # label, indexes kept, integer rowid key with `id` unindexed
     ("schema v2 (table, id key, due, idem)", ("deliveries_due", "deliveries_idem"), False),
     ("without deliveries_due", ("deliveries_idem",), False),
     ("without deliveries_idem (schema v3)", ("deliveries_due",), False),
+    ("schema v4 (due, event)", ("deliveries_due", "deliveries_event"), False),
     ("without both", (), False),
     ("rowid key, id unindexed, without both", (), True),
 )

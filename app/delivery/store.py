@@ -250,7 +250,7 @@ class Store(Protocol):
         ...
 
     async def purge(self, where: DeadLetterFilter) -> int:
-        """Delete dead letters matching the filter."""
+        """Delete dead letters matching the filter, with their history."""
         ...
 
     async def stats(self) -> StoreStats: ...
@@ -262,7 +262,8 @@ class Store(Protocol):
         ...
 
     async def cleanup(self, delivered_before: float) -> int:
-        """Drop expired idempotency keys and finished deliveries older than a time."""
+        """Drop expired idempotency keys and finished deliveries older than a time, with their
+        history."""
         ...
 
     async def trace(self, event_id: str, limit: int = 100) -> list[Traced]:
