@@ -41,7 +41,7 @@ VARIANTS = (  # label, indexes kept, integer rowid key with `id` unindexed
     ("schema v2 (table, id key, due, idem)", ("deliveries_due", "deliveries_idem"), False),
     ("without deliveries_due", ("deliveries_idem",), False),
     ("without deliveries_idem (schema v3)", ("deliveries_due",), False),
-    ("schema v4 (due, event)", ("deliveries_due", "deliveries_event"), False),
+    ("with an event-id index (tried for trace)", ("deliveries_due", "deliveries_event"), False),
     ("without both", (), False),
     ("rowid key, id unindexed, without both", (), True),
 )

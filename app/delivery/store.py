@@ -268,7 +268,8 @@ class Store(Protocol):
 
     async def trace(self, event_id: str, limit: int = 100) -> list[Traced]:
         """Every stored delivery of one event id (any mapping, destination or status), oldest
-        first, each with its attempts; found through an index, not a scan."""
+        first, each with its attempts (SQLite scans for it on a reader connection, Redis keeps an
+        index)."""
         ...
 
     async def erase(self, identifiers: Sequence[Identifier]) -> Erased:

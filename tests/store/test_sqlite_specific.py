@@ -384,7 +384,6 @@ def test_a_version_2_store_drops_its_key_index_and_keeps_its_live_keys(tmp_path:
         ("deliveries_due",),
         ("deliveries_dead",),
         ("deliveries_finished",),
-        ("deliveries_event",),
     ]
 
 
