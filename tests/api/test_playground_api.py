@@ -269,6 +269,7 @@ def test_the_page_is_served_with_a_policy_that_keeps_it_to_the_relay(relay_clien
         "playground.js",
         "deadletters.js",
         "deliveries.js",
+        "trace.js",
     ]
     for script in scripts:
         response = client.get(f"/ui/static/{script}")

@@ -42,3 +42,9 @@ export function utc(seconds) {
   if (typeof seconds !== "number") return "";
   return new Date(seconds * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, "");
 }
+
+/** Epoch seconds as ISO 8601 in UTC, e.g. "2024-05-01T12:00:00.250Z". */
+export function iso(seconds) {
+  if (typeof seconds !== "number") return "";
+  return new Date(seconds * 1000).toISOString();
+}

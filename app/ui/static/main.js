@@ -1,11 +1,12 @@
-// Start-up: the three views (switched by the URL fragment) and the token fields.
+// Start-up: the four views (switched by the URL fragment) and the token fields.
 
 import { tokens } from "./api.js";
 import { initDeadLetters, loadDeadLetters } from "./deadletters.js";
 import { loadDeliveries, startDeliveries, stopDeliveries } from "./deliveries.js";
 import { initPlayground, loadLists, updateSendButton } from "./playground.js";
+import { initTrace } from "./trace.js";
 
-const VIEWS = ["playground", "dead-letters", "deliveries"];
+const VIEWS = ["playground", "dead-letters", "deliveries", "trace"];
 const $ = (id) => document.getElementById(id);
 
 function showView() {
@@ -43,6 +44,7 @@ bindToken("admin", () => {
   if (!$("deliveries").hidden) loadDeliveries();
 });
 initDeadLetters();
+initTrace();
 window.addEventListener("hashchange", showView);
 showView();
 initPlayground();
