@@ -239,6 +239,57 @@ _SAMPLES: dict[str, Any] = {
     "required": ["samples"],
     "properties": {"samples": {"type": "array", "items": _OBJECT}},
 }
+_ATTEMPT: dict[str, Any] = {
+    "type": "object",
+    "required": ["at", "outcome", "code", "upstream_status", "latency_ms"],
+    "properties": {
+        "at": {"type": "number"},
+        "outcome": {"type": "string", "enum": ["delivered", "retry", "dead"]},
+        "code": {"type": "string"},
+        "upstream_status": {"type": ["integer", "null"]},
+        "latency_ms": {"type": ["number", "null"]},
+    },
+}
+_TRACE: dict[str, Any] = {
+    "type": "object",
+    "required": ["event_id", "deliveries"],
+    "properties": {
+        "event_id": {"type": "string"},
+        "deliveries": {
+            "type": "array",
+            "items": {
+                "allOf": [_DELIVERY_SCHEMA],
+                "type": "object",
+                "required": ["history", "body"],
+                "properties": {
+                    "history": {"type": "array", "items": _ATTEMPT},
+                    "verified": {"type": ["boolean", "null"]},
+                },
+            },
+        },
+    },
+}
+_ERASED: dict[str, Any] = {
+    "type": "object",
+    "required": ["identifiers", "relay", "zendesk"],
+    "properties": {
+        "identifiers": {"type": "integer"},
+        "relay": {
+            "type": "object",
+            "required": ["deliveries", "dead_letters", "idempotency_keys"],
+            "additionalProperties": {"type": "integer", "minimum": 0},
+        },
+        "zendesk": {
+            "type": "object",
+            "required": ["profiles_deleted", "lookups"],
+            "properties": {
+                "profiles_deleted": {"type": "array", "items": _OBJECT},
+                "lookups": {"type": "integer", "minimum": 0},
+                "skipped": {"type": "string"},
+            },
+        },
+    },
+}
 _INGEST_ERRORS = ("400", "401", "404", "408", "409", "413", "422", "429", "502", "503", "504")
 _ADMIN_ERRORS = ("401", "403")
 # (method, path) -> {success status: body schema}, and the error statuses it may answer
@@ -259,6 +310,11 @@ ROUTE_ANSWERS: dict[tuple[str, str], tuple[dict[str, Any], tuple[str, ...]]] = {
     ("delete", "/v1/dead-letters/{delivery_id}"): ({"204": {}}, (*_ADMIN_ERRORS, "404")),
     ("post", "/v1/dead-letters/{delivery_id}/replay"): ({"202": _REPLAYED}, (*_ADMIN_ERRORS, "404")),
     ("post", "/v1/dead-letters/replay"): ({"202": _REPLAYED}, ("400", *_ADMIN_ERRORS)),
+    ("get", "/v1/trace/{event_id}"): ({"200": _TRACE}, ("400", *_ADMIN_ERRORS, "404", "503")),
+    ("post", "/v1/erasure"): (
+        {"200": _ERASED},
+        ("400", *_ADMIN_ERRORS, "408", "413", "422", "429", "502", "503", "504"),
+    ),
     ("get", "/healthz"): ({"200": _HEALTH}, ()),
     ("get", "/readyz"): ({"200": _READY}, ("503",)),
     ("get", "/metrics"): ({"200": {"media_type": "text/plain"}}, ()),
