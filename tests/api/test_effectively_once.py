@@ -124,3 +124,30 @@ def test_created_at_is_stamped_at_ingest_and_sent_the_same_by_every_attempt(
     first, second = (r.body["event"]["created_at"] for r in fake_zendesk.posts)
     assert first == second and first.endswith("Z")
     assert fake_zendesk.reads[0].status == 404  # looked for it (no such profile yet), then sent it
+
+
+def test_a_read_back_follows_cursor_pages_to_the_event(relay_client: Client) -> None:
+    with FakeZendesk(max_page_size=2) as fake:  # Zendesk's pages may be shorter than asked
+        client = relay_client(zendesk_settings(fake.base_url, **SLOW))
+        for n in range(5):  # the same person, source, type and created_at: one window
+            assert post(client, purchase(f"page-{n}"))["status"] == "delivered"
+        fake.slow_accept(count=1, delay=SLOW_ANSWER)
+        result = post(client, purchase("page-last"))
+        assert (result["status"], result["verified"]) == ("delivered", True)
+        pages = fake.reads
+        assert len(pages) == 3  # six events, two a page, the sixth on the last
+        assert "page%5Bafter%5D=" in pages[-1].query
+        assert fake.duplicate_count() == 0
+
+
+def test_read_backs_take_rate_limit_slots(relay_client: Client, fake_zendesk: FakeZendesk) -> None:
+    """At 60 a minute (one slot a second), a send, a read-back and a resend of one event
+    take three slots: the resend goes at least a slot after the read."""
+    fake_zendesk.lose_requests(1)
+    settings = zendesk_settings(fake_zendesk.base_url, zendesk_rate_limit_per_minute=60, **SLOW)
+    client = relay_client(settings)
+    assert post(client, PURCHASE)["status"] == "delivered"
+    [read] = fake_zendesk.reads
+    first, resend = fake_zendesk.posts
+    assert resend.received_at - read.received_at >= 0.5  # a slot is 1/0.98 s; generous
+    assert read.received_at - first.received_at >= 0.5
