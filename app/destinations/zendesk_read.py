@@ -91,12 +91,16 @@ async def find_event(scope: ReadScope, get: Get) -> dict[str, Any] | None:
     created = parse_instant(sent["created_at"])
     if created is None:
         raise LookupError("created_at is not a date-time")
+    try:
+        start, end = rfc3339(created - WINDOW), rfc3339(created + WINDOW)
+    except OverflowError:  # a valid date-time within a second of year 1 or 9999
+        raise LookupError("created_at is too near the ends of the calendar to look around") from None
     query = {
         **scope.query,
         "filter[source]": sent["source"],
         "filter[type]": sent["type"],
-        "filter[start_time]": rfc3339(created - WINDOW),
-        "filter[end_time]": rfc3339(created + WINDOW),
+        "filter[start_time]": start,
+        "filter[end_time]": end,
         "page[size]": str(PAGE_SIZE),
     }
     for _ in range(MAX_PAGES):

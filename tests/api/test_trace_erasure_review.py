@@ -1,0 +1,40 @@
+"""Trace and erasure at their edges: what Zendesk answers and what the data holds, against the
+fake Zendesk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import EXAMPLES, auth, zendesk_settings
+from tests.fakes.zendesk import FakeZendesk
+
+Client = Callable[..., TestClient]
+ADMIN = "test-admin-token"
+PURCHASE = json.loads((EXAMPLES / "purchase.json").read_bytes())
+CRM_ID = "CRM-0987654321"  # the purchase's CRMID: an external_id, which no log pattern masks
+
+
+def start(relay_client: Client, fake: FakeZendesk) -> TestClient:
+    return relay_client(zendesk_settings(fake.base_url, relay_admin_token=ADMIN))
+
+
+def ingest(client: TestClient, body: dict[str, object]) -> str:
+    response = client.post("/v1/events?wait=10", content=json.dumps(body), headers=auth())
+    [result] = response.json()["results"]
+    return str(result["status"])
+
+
+def test_verify_of_an_event_at_the_end_of_time_is_null_not_a_500(
+    relay_client: Client, fake_zendesk: FakeZendesk
+) -> None:
+    client = start(relay_client, fake_zendesk)
+    body = json.loads(json.dumps(PURCHASE))
+    body["xdm"]["timestamp"] = "9999-12-31T23:59:59.999Z"  # valid RFC 3339, sent as it came
+    ingest(client, body)
+    response = client.get(f"/v1/trace/{body['xdm']['_id']}?verify=true", headers=auth(ADMIN))
+    assert response.status_code == 200, response.text
+    [traced] = response.json()["deliveries"]
+    assert traced["verified"] is None
