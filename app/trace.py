@@ -53,6 +53,8 @@ async def _verified(relay: Relay, item: Traced) -> bool | None:
     try:
         found = await look(destination, delivery.request, pace)
     except (Problem, LookupError) as exc:
+        if isinstance(exc, Problem) and exc.code == "rate_limited":  # ``look`` leaves a 429 to its caller
+            pace.answered(exc)
         log.info("trace_verify_failed", delivery_id=delivery.id, error=str(exc))
         return None
     return found is not None

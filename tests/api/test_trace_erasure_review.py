@@ -4,6 +4,7 @@ fake Zendesk."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
@@ -38,3 +39,14 @@ def test_verify_of_an_event_at_the_end_of_time_is_null_not_a_500(
     assert response.status_code == 200, response.text
     [traced] = response.json()["deliveries"]
     assert traced["verified"] is None
+
+
+def test_a_429_on_a_verify_read_pauses_the_limiter(relay_client: Client, fake_zendesk: FakeZendesk) -> None:
+    client = start(relay_client, fake_zendesk)
+    assert ingest(client, PURCHASE) == "delivered"
+    fake_zendesk.rate_limit, fake_zendesk.retry_after = 1, 30  # the send took the window's one request
+    response = client.get(f"/v1/trace/{PURCHASE['xdm']['_id']}?verify=true", headers=auth(ADMIN))
+    assert response.json()["deliveries"][0]["verified"] is None
+    assert fake_zendesk.received[-1].status == 429
+    limiter = client.app.state.relay.dispatcher.limiters["zendesk"]  # type: ignore[attr-defined]
+    assert limiter.paused_until > time.monotonic()  # Zendesk asked for 30 s: nothing goes before
