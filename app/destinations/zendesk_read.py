@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import orjson
 
@@ -79,6 +79,16 @@ def identifier_query(profile: Any) -> str | None:
 def with_query(path: str, query: dict[str, str]) -> str:
     """A path with its query, every part percent-encoded (identifiers may hold ``:`` or ``+``)."""
     return f"{path}?{urlencode(query, quote_via=quote)}" if query else path
+
+
+def masked_identifier(path: str) -> str:
+    """``path`` for a log line: an ``identifier`` query's value masked, since the redactor
+    knows e-mail addresses and phone numbers but not an external_id or a handle."""
+    base, mark, query = path.partition("?")
+    if not mark:
+        return path
+    pairs = [(key, "***" if key == "identifier" else value) for key, value in parse_qsl(query)]
+    return f"{base}?{urlencode(pairs, safe='[]*', quote_via=quote)}"
 
 
 async def find_event(scope: ReadScope, get: Get) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@ fake Zendesk."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable
@@ -26,6 +27,20 @@ def ingest(client: TestClient, body: dict[str, object]) -> str:
     response = client.post("/v1/events?wait=10", content=json.dumps(body), headers=auth())
     [result] = response.json()["results"]
     return str(result["status"])
+
+
+def test_an_erasure_by_external_id_writes_the_value_in_no_log_line(
+    relay_client: Client, fake_zendesk: FakeZendesk, logs: io.StringIO
+) -> None:
+    client = start(relay_client, fake_zendesk)
+    assert ingest(client, PURCHASE) == "delivered"
+    logs.truncate(0)
+    logs.seek(0)
+    erase = {"identifiers": [{"type": "external_id", "value": CRM_ID}]}
+    response = client.post("/v1/erasure", json=erase, headers=auth(ADMIN))
+    assert response.status_code == 200, response.text
+    assert response.json()["zendesk"]["profiles_deleted"]  # it did look the value up at Zendesk
+    assert CRM_ID not in logs.getvalue()
 
 
 def test_verify_of_an_event_at_the_end_of_time_is_null_not_a_500(
