@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
+from app.trace import VERIFY_WAIT
 from tests.conftest import EXAMPLES, auth, zendesk_settings
 from tests.fakes.http_fake import CannedResponse
 from tests.fakes.zendesk import FakeZendesk
@@ -108,3 +109,21 @@ def _until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return condition()
+
+
+def test_a_verify_that_zendesk_throttles_answers_null_for_the_rest_at_once(
+    relay_client: Client, fake_zendesk: FakeZendesk
+) -> None:
+    client = relay_client(
+        zendesk_settings(fake_zendesk.base_url, relay_admin_token=ADMIN, relay_idempotency_ttl=0.05)
+    )
+    for _ in range(3):  # the same event again once its idempotency key expired: three deliveries
+        assert ingest(client, PURCHASE) == "delivered"
+        time.sleep(0.1)
+    fake_zendesk.rate_limit, fake_zendesk.retry_after = 3, 60  # the sends took the window
+    started = time.monotonic()
+    response = client.get(f"/v1/trace/{PURCHASE['xdm']['_id']}?verify=true", headers=auth(ADMIN))
+    took = time.monotonic() - started
+    assert [d["verified"] for d in response.json()["deliveries"]] == [None, None, None]
+    assert len(fake_zendesk.reads) == 1  # throttled once, asked no more
+    assert took < VERIFY_WAIT  # not a wait for a slot per delivery while Zendesk said wait 60 s
