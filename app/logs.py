@@ -159,3 +159,6 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(numeric_level)
+    # httpx logs every request's full URL at info; a read-back's or an erasure's query names a
+    # person's identifier, which the redactor may not know. ``upstream_call`` logs each call.
+    logging.getLogger("httpx").setLevel(max(numeric_level, logging.WARNING))

@@ -31,28 +31,33 @@ async def trace(relay: Relay, event_id: str, *, verify: bool = False) -> dict[st
     if not traced:
         raise Problem("not_found", "The relay holds no delivery of that event id")
     deliveries = []
+    throttled: set[str] = set()  # destinations that gave no slot in time or said 429
     for item in traced:
         doc = item.delivery.to_dict(with_body=True)
         doc["history"] = [attempt.to_dict() for attempt in item.history]
         if verify:
-            doc["verified"] = await _verified(relay, item)
+            doc["verified"] = await _verified(relay, item, throttled)
         deliveries.append(doc)
     return {"event_id": event_id, "deliveries": deliveries}
 
 
-async def _verified(relay: Relay, item: Traced) -> bool | None:
+async def _verified(relay: Relay, item: Traced, throttled: set[str]) -> bool | None:
     delivery = item.delivery
     destination = relay.destinations.get(delivery.destination)
     if (
         not isinstance(destination, ReadsBack)
         or relay.destinations[delivery.destination].dry_run
         or delivery.status == DeliveryStatus.DRY_RUN
+        or delivery.destination in throttled
     ):
         return None
     pace = Pace(relay.dispatcher.limiters[delivery.destination], VERIFY_WAIT, held=False)
     try:
         found = await look(destination, delivery.request, pace)
     except (Problem, LookupError) as exc:
+        if isinstance(exc, Problem) and exc.code == "rate_limited":  # ``look`` leaves a 429 to its caller
+            pace.answered(exc)
+            throttled.add(delivery.destination)
         log.info("trace_verify_failed", delivery_id=delivery.id, error=str(exc))
         return None
     return found is not None

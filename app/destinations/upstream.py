@@ -95,8 +95,10 @@ async def exchange(
     request_id_header: str,
     content: bytes,
     headers: dict[str, str] | None = None,
+    logged_path: str | None = None,
 ) -> httpx.Response:
-    """One HTTP call to a destination, logged once (``upstream_call``, never the body);
+    """One HTTP call to a destination, logged once (``upstream_call``, never the body, and
+    ``logged_path`` instead of the path when given);
     timeouts and connection errors raise the retryable ``timeout`` and
     ``destination_unavailable`` problems."""
     started = time.perf_counter()
@@ -106,7 +108,7 @@ async def exchange(
             "upstream_call",
             destination=destination,
             method=request.method,
-            path=logs.clip(request.path),  # rendered from event data; masked by the redactor
+            path=logs.clip(logged_path or request.path),  # rendered from event data; masked by the redactor
             status=status,
             latency_ms=round((time.perf_counter() - started) * 1000, 2),
             upstream_request_id=request_id,

@@ -24,7 +24,7 @@ from app.destinations.upstream import (
     parse_retry_after,
     trim_body,
 )
-from app.destinations.zendesk_read import ReadScope, now_rfc3339, read_scope
+from app.destinations.zendesk_read import ReadScope, masked_identifier, now_rfc3339, read_scope
 from app.problems import Problem
 from app.settings import Settings
 from app.urls import check_base_url, check_subdomain, path_segment
@@ -204,6 +204,7 @@ class ZendeskDestination:
             label="Zendesk",
             request_id_header="x-zendesk-request-id",
             content=b"",
+            logged_path=masked_identifier(path),
         )
         return classify_read(
             response.status_code, response.headers, response.content, secrets=self.config.secrets

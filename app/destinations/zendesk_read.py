@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import orjson
 
@@ -81,6 +81,16 @@ def with_query(path: str, query: dict[str, str]) -> str:
     return f"{path}?{urlencode(query, quote_via=quote)}" if query else path
 
 
+def masked_identifier(path: str) -> str:
+    """``path`` for a log line: an ``identifier`` query's value masked, since the redactor
+    knows e-mail addresses and phone numbers but not an external_id or a handle."""
+    base, mark, query = path.partition("?")
+    if not mark:
+        return path
+    pairs = [(key, "***" if key == "identifier" else value) for key, value in parse_qsl(query)]
+    return f"{base}?{urlencode(pairs, safe='[]*', quote_via=quote)}"
+
+
 async def find_event(scope: ReadScope, get: Get) -> dict[str, Any] | None:
     """The stored event identical to the sent one, or None when Zendesk holds none.
 
@@ -91,12 +101,16 @@ async def find_event(scope: ReadScope, get: Get) -> dict[str, Any] | None:
     created = parse_instant(sent["created_at"])
     if created is None:
         raise LookupError("created_at is not a date-time")
+    try:
+        start, end = rfc3339(created - WINDOW), rfc3339(created + WINDOW)
+    except OverflowError:  # a valid date-time within a second of year 1 or 9999
+        raise LookupError("created_at is too near the ends of the calendar to look around") from None
     query = {
         **scope.query,
         "filter[source]": sent["source"],
         "filter[type]": sent["type"],
-        "filter[start_time]": rfc3339(created - WINDOW),
-        "filter[end_time]": rfc3339(created + WINDOW),
+        "filter[start_time]": start,
+        "filter[end_time]": end,
         "page[size]": str(PAGE_SIZE),
     }
     for _ in range(MAX_PAGES):
