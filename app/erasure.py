@@ -94,6 +94,9 @@ async def _call(zendesk: ReadsBack, pace: Pace, method: str, path: str) -> dict[
         if problem.code == "destination_not_found":
             return None
         raise
+    except BaseException:  # cancelled: the slot is given back
+        pace.done()
+        raise
     pace.done()
     pace.answered(answer)
     return answer.response

@@ -20,7 +20,7 @@ from app import logs
 from app.delivery.circuit import CLOSED, CircuitBreaker
 from app.delivery.outcomes import RELEASE, Outcome, UnrecordedOutcomes
 from app.delivery.ratelimit import RateLimiter
-from app.delivery.readback import VERIFIED, Pace, outcome_unknown, read_back
+from app.delivery.readback import VERIFIED, LeaseLost, Pace, outcome_unknown, read_back
 from app.delivery.retry import RetryPolicy
 from app.delivery.store import AttemptRecord, Delivery, Store, StoreUnavailable
 from app.delivery.waiters import OutcomeWaiters
@@ -265,13 +265,24 @@ class Dispatcher:
                 attempt=attempt.as_record(AttemptOutcome.DELIVERED, code),
             )
             await self.outcomes.record(outcome)
+        except LeaseLost:
+            log.info(
+                "attempt_abandoned",
+                reason="erased or leased again while it was looked for",
+                **attempt.fields(),
+            )
         except asyncio.CancelledError:
             await asyncio.shield(self.outcomes.record(Outcome(delivery, RELEASE)))
             raise
         except Exception:
             log.exception("delivery_crashed", **attempt.fields())
             due = time.time() + self.policy.backoff(delivery.attempts)
-            crashed = {"code": "internal_error", "detail": "the relay failed while sending"}
+            # it may have crashed after the request left: the next attempt looks first
+            crashed = {
+                "code": "internal_error",
+                "detail": "the relay failed while sending",
+                "outcome_unknown": True,
+            }
             noted = self._noted(attempt, AttemptOutcome.RETRY, "internal_error")
             record = attempt.as_record(AttemptOutcome.RETRY, "internal_error")
             await self.outcomes.record(
@@ -293,9 +304,26 @@ class Dispatcher:
                 if found is not None:
                     return found
                 await pace.take()
+                # the look and the slot took a while: an erasure may have deleted it meanwhile,
+                # or its lease run out and another replica taken it
+                if not await self._still_leased(delivery):
+                    raise LeaseLost(delivery.id)
             return await destination.send(delivery.request)
         finally:  # it has arrived if it ever will: from now it counts in the 60 s window as answered
             pace.done()
+
+    async def _still_leased(self, delivery: Delivery) -> bool:
+        """Whether this attempt still holds the delivery's lease (True when the store cannot
+        tell: at least once stays the floor)."""
+        try:
+            current = await self.store.get(delivery.id)
+        except StoreUnavailable:
+            return True
+        return (
+            current is not None
+            and current.status == DeliveryStatus.IN_FLIGHT
+            and current.lease_token == delivery.lease_token
+        )
 
     async def _failed(self, delivery: Delivery, problem: Problem, attempt: Attempt) -> None:
         problem.extensions.update({"mapping": delivery.mapping, "event_id": delivery.event_id})

@@ -28,6 +28,11 @@ log = structlog.get_logger("app.delivery")
 VERIFIED, RESENT, FAILED = "verified", "resent", "failed"
 
 
+class LeaseLost(Exception):
+    """The delivery was erased, or leased again elsewhere, while this attempt looked for it:
+    the attempt must not send (its outcome could not be recorded, and the erasure is final)."""
+
+
 def outcome_unknown(delivery: Delivery) -> bool:
     """Whether an earlier attempt may have reached the destination without an answer."""
     return bool(delivery.last_problem and delivery.last_problem.get("outcome_unknown"))
@@ -84,10 +89,10 @@ async def look(destination: ReadsBack, request: OutboundRequest, pace: Pace) -> 
         await pace.take()
         try:
             answer = await destination.read("GET", path)
-        except Problem as problem:
+        except BaseException as exc:  # cancelled too: the slot is given back either way
             pace.done()
-            if problem.code != "rate_limited":  # a 429 is fed once, by the caller's failure
-                pace.answered(problem)
+            if isinstance(exc, Problem) and exc.code != "rate_limited":  # a 429 is fed once, by the caller
+                pace.answered(exc)
             raise
         pace.done()
         pace.answered(answer)

@@ -8,7 +8,6 @@ import json
 import time
 from collections.abc import Callable
 
-import pytest
 from fastapi.testclient import TestClient
 
 from app.trace import VERIFY_WAIT
@@ -70,11 +69,6 @@ def test_a_429_on_a_verify_read_pauses_the_limiter(relay_client: Client, fake_ze
     assert limiter.paused_until > time.monotonic()  # Zendesk asked for 30 s: nothing goes before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="erasure deletes a leased delivery's row but the dispatcher still sends the copy it "
-    "holds (here after a slow read-back): the profile comes back after the erasure reported done",
-)
 def test_an_erasure_during_an_attempt_leaves_no_profile_at_zendesk(
     relay_client: Client, fake_zendesk: FakeZendesk
 ) -> None:
