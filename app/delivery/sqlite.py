@@ -661,11 +661,14 @@ class SqliteStore:
         matcher = Matcher(identifiers)
         if not matcher:
             return Erased(0, 0, 0)
-        last = await self._run(lambda conn: conn.execute("SELECT MAX(rowid) FROM deliveries").fetchone()[0])
+        first, last = await self._run(
+            lambda conn: conn.execute("SELECT MIN(rowid), MAX(rowid) FROM deliveries").fetchone()
+        )
         erased, dead, keys = 0, 0, 0
         # a chunk at a time, so ingests go on between them (each chunk is one writer operation);
-        # rows stored after it began (rowids past `last`) are not looked at
-        for start in range(0, (last or 0) + 1, ERASE_CHUNK):
+        # rows stored after it began (rowids past `last`) are not looked at, and the range is
+        # that of the rows held, not of every row ever stored (rowids only grow)
+        for start in range(first or 0, (last or 0) + 1, ERASE_CHUNK):
             part = await self._run(_Erase(self, matcher, start, start + ERASE_CHUNK))
             erased, dead, keys = erased + part.deliveries, dead + part.dead_letters, keys + len(part.keys)
             if part.keys:  # committed: the keys are free (after any taken since, see forget)
