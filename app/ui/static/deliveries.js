@@ -3,7 +3,7 @@
 // letters of the last hour. Uses GET /v1/deliveries/summary, again every few seconds while shown.
 
 import { call, problemText, tokens } from "./api.js";
-import { badge, el, show, utc } from "./dom.js";
+import { badge, el, figure, show, utc } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
@@ -95,16 +95,6 @@ function card(destination, summary) {
       figure("Dead letters, last hour", deadText, "dead", codes.join(", ")),
     ),
     chart(destination, summary.minutes),
-  );
-}
-
-function figure(term, value, key, note = "") {
-  return el(
-    "div",
-    { className: "figure" },
-    el("dt", {}, term),
-    el("dd", { "data-figure": key }, value),
-    note ? el("dd", { className: "note", "data-figure": `${key}-note` }, note) : null,
   );
 }
 

@@ -15,6 +15,17 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+/** One labelled figure of a card (`dt`/`dd`), addressed by `data-figure="key"`, with an optional note. */
+export function figure(term, value, key, note = "") {
+  return el(
+    "div",
+    { className: "figure" },
+    el("dt", {}, term),
+    el("dd", { "data-figure": key }, value),
+    note ? el("dd", { className: "note", "data-figure": `${key}-note` }, note) : null,
+  );
+}
+
 /** Replace the children of `node`. */
 export function show(node, ...children) {
   node.replaceChildren(...children.filter((c) => c !== null && c !== undefined && c !== false));

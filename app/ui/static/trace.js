@@ -3,7 +3,7 @@
 // Uses GET /v1/trace/{event_id}[?verify=true].
 
 import { call, tokens } from "./api.js";
-import { badge, el, iso, show } from "./dom.js";
+import { badge, el, figure, iso, show } from "./dom.js";
 import { renderJson } from "./jsonview.js";
 
 const $ = (id) => document.getElementById(id);
@@ -104,16 +104,6 @@ function card(delivery) {
     delivery.last_problem ? lastProblem(delivery.last_problem) : null,
     delivery.response ? collapsible("The destination's answer", delivery.response) : null,
     collapsible("Body sent", delivery.body),
-  );
-}
-
-function figure(term, value, key, note = "") {
-  return el(
-    "div",
-    { className: "figure" },
-    el("dt", {}, term),
-    el("dd", { "data-figure": key }, value),
-    note ? el("dd", { className: "note", "data-figure": `${key}-note` }, note) : null,
   );
 }
 
