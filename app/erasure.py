@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.delivery.readback import Pace
+from app.delivery.readback import Pace, paced_read
 from app.delivery.store import Identifier
-from app.destinations.base import Destination, ReadsBack
+from app.destinations.base import ReadsBack
 from app.destinations.zendesk_read import PROFILES_PATH, with_query
 from app.mapping.loader import Mapping, MappingSet
 from app.problems import Problem
@@ -54,7 +54,7 @@ async def erase(relay: Relay, identifiers: Sequence[Identifier]) -> dict[str, An
         if zendesk is None or zendesk.dry_run or not isinstance(zendesk, ReadsBack):
             profiles.skipped = "Zendesk is in dry run (no credentials): nothing was sent there"
         else:
-            scopes = profile_scopes(relay.mappings, relay.destinations)
+            scopes = profile_scopes(relay.mappings)
             pace = Pace(relay.dispatcher.limiters["zendesk"], SLOT_WAIT, held=False)
             for identifier in identifiers:
                 for source, kind in scopes:
@@ -85,24 +85,18 @@ async def _delete_profile(zendesk: ReadsBack, pace: Pace, query: str, report: Pr
 
 async def _call(zendesk: ReadsBack, pace: Pace, method: str, path: str) -> dict[str, Any] | None:
     """One call within the rate limit: the body, or None for a 404."""
-    await pace.take()
     try:
-        answer = await zendesk.read(method, path)
+        answer = await paced_read(zendesk, pace, method, path)
     except Problem as problem:
-        pace.done()
-        pace.answered(problem)
+        if problem.code == "rate_limited":  # nothing else feeds an erasure's 429 to the limiter
+            pace.answered(problem)
         if problem.code == "destination_not_found":
             return None
         raise
-    except BaseException:  # cancelled: the slot is given back
-        pace.done()
-        raise
-    pace.done()
-    pace.answered(answer)
     return answer.response
 
 
-def profile_scopes(mappings: MappingSet, destinations: dict[str, Destination]) -> list[tuple[str, str]]:
+def profile_scopes(mappings: MappingSet) -> list[tuple[str, str]]:
     """The profile (source, type) pairs the Zendesk mappings write: what each renders for an
     empty event (constants) and for its examples (computed ones)."""
     scopes: dict[tuple[str, str], None] = {}

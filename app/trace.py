@@ -45,8 +45,9 @@ async def _verified(relay: Relay, item: Traced, throttled: set[str]) -> bool | N
     delivery = item.delivery
     destination = relay.destinations.get(delivery.destination)
     if (
-        not isinstance(destination, ReadsBack)
-        or relay.destinations[delivery.destination].dry_run
+        destination is None
+        or destination.dry_run
+        or not isinstance(destination, ReadsBack)
         or delivery.status == DeliveryStatus.DRY_RUN
         or delivery.destination in throttled
     ):

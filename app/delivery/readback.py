@@ -77,6 +77,23 @@ class Pace:
         )
 
 
+async def paced_read(destination: ReadsBack, pace: Pace, method: str, path: str) -> Delivered:
+    """One read or delete within the rate limit: a slot taken first, given back when answered
+    (or cancelled), the answer fed to the limiter. A 429 is left to the caller to feed, once:
+    the dispatcher feeds it as the attempt's failure."""
+    await pace.take()
+    try:
+        answer = await destination.read(method, path)
+    except BaseException as exc:
+        pace.done()
+        if isinstance(exc, Problem) and exc.code != "rate_limited":
+            pace.answered(exc)
+        raise
+    pace.done()
+    pace.answered(answer)
+    return answer
+
+
 async def look(destination: ReadsBack, request: OutboundRequest, pace: Pace) -> dict[str, Any] | None:
     """The event of a sent request as the destination holds it, None when it holds none (a 404
     included: no such profile). Raises ``Problem`` when a read fails and ``LookupError`` when
@@ -86,17 +103,7 @@ async def look(destination: ReadsBack, request: OutboundRequest, pace: Pace) -> 
         raise LookupError("the request names no event and profile to look for")
 
     async def get(path: str) -> Any:
-        await pace.take()
-        try:
-            answer = await destination.read("GET", path)
-        except BaseException as exc:  # cancelled too: the slot is given back either way
-            pace.done()
-            if isinstance(exc, Problem) and exc.code != "rate_limited":  # a 429 is fed once, by the caller
-                pace.answered(exc)
-            raise
-        pace.done()
-        pace.answered(answer)
-        return answer.response
+        return (await paced_read(destination, pace, "GET", path)).response
 
     try:
         return await find_event(scope, get)

@@ -6,6 +6,7 @@ Facts behind each rule and error shape: ``shared/reference/zendesk.md``.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,27 +248,9 @@ def classify_response(
     *,
     secrets: tuple[str, ...] = (),
 ) -> Delivered:
-    """Turn a Zendesk answer into ``Delivered`` or raise the matching ``Problem``."""
-    headers = httpx.Headers(headers)
-    body = decode_body(raw)
-    request_id = headers.get("x-zendesk-request-id")
-    # Zendesk sends these on every answer, 429 and 5xx included (reference 1.5)
-    rate_limit = int_header(headers, "x-rate-limit")
-    rate_remaining = int_header(headers, "x-rate-limit-remaining")
-    if 200 <= status < 300:
-        response = {
-            key: str(body[key])
-            for key in ("profile_id", "user_id", "status")
-            if isinstance(body, dict) and body.get(key) is not None
-        }
-        return Delivered(
-            status=status,
-            request_id=request_id,
-            response=response,
-            rate_limit=rate_limit,
-            rate_remaining=rate_remaining,
-        )
-    raise _problem(status, headers, body, request_id, rate_limit, rate_remaining, secrets)
+    """Turn a Zendesk create answer into ``Delivered`` (with the ids it gave back) or raise the
+    matching ``Problem``."""
+    return _classify(status, headers, raw, secrets, _created_ids)
 
 
 def classify_read(
@@ -279,38 +262,45 @@ def classify_read(
 ) -> Delivered:
     """A read or delete answer: ``Delivered`` with the decoded body as ``response`` on 2xx
     (``{}`` for a 204), else the matching ``Problem``."""
+    return _classify(status, headers, raw, secrets, lambda body: body if isinstance(body, dict) else {})
+
+
+def _created_ids(body: Any) -> dict[str, Any]:
+    return {
+        key: str(body[key])
+        for key in ("profile_id", "user_id", "status")
+        if isinstance(body, dict) and body.get(key) is not None
+    }
+
+
+def _classify(
+    status: int,
+    headers: httpx.Headers | dict[str, str],
+    raw: bytes,
+    secrets: tuple[str, ...],
+    response_of: Callable[[Any], dict[str, Any]],
+) -> Delivered:
     headers = httpx.Headers(headers)
     body = decode_body(raw)
     request_id = headers.get("x-zendesk-request-id")
+    # Zendesk sends these on every answer, 429 and 5xx included (reference 1.5)
     rate_limit = int_header(headers, "x-rate-limit")
     rate_remaining = int_header(headers, "x-rate-limit-remaining")
     if 200 <= status < 300:
         return Delivered(
             status=status,
             request_id=request_id,
-            response=body if isinstance(body, dict) else {},
+            response=response_of(body),
             rate_limit=rate_limit,
             rate_remaining=rate_remaining,
         )
-    raise _problem(status, headers, body, request_id, rate_limit, rate_remaining, secrets)
-
-
-def _problem(
-    status: int,
-    headers: httpx.Headers,
-    body: Any,
-    request_id: str | None,
-    rate_limit: int | None,
-    rate_remaining: int | None,
-    secrets: tuple[str, ...],
-) -> Problem:
     code = code_for_status(status)
     retry_after = parse_retry_after(headers.get("retry-after"))
     if code == "rate_limited" and retry_after is None:
         retry_after = DEFAULT_RETRY_AFTER
     # a 5xx may come after Zendesk stored the event (it creates events synchronously)
     unknown = {"outcome_unknown": True} if status >= 500 else {}
-    return Problem(
+    raise Problem(
         code,
         f"Zendesk: {error_message(body) or f'HTTP {status}'}",
         retry_after=retry_after,
