@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
 from tests.e2e.relay_process import ROOT, RelayProcess
 from tests.fakes.zendesk import FakeZendesk
@@ -86,6 +86,26 @@ def page(browser: Browser, relay: RelayProcess) -> Iterator[Page]:
     context.close()
     assert elsewhere == []
     assert script_errors == []
+
+
+def strict_tab(browser: Browser, relay: RelayProcess, view: str, viewport: dict[str, int]) -> Iterator[Page]:
+    """A fresh tab on ``/ui#{view}`` that must load nothing from anywhere but the relay, raise
+    no script error and break no CSP rule (for a fixture to yield from)."""
+    context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(relay.url) else problems.append(r.url))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+
+    def console(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:  # chromium reports a refusal here only
+            problems.append(message.text)
+
+    page.on("console", console)
+    page.goto(f"{relay.url}/ui#{view}")
+    yield page
+    context.close()
+    assert problems == []
 
 
 def screenshot(page: Page, name: str) -> Path:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.relay_process import RelayProcess
 from tests.fakes.zendesk import ERROR_BODIES, CannedResponse, FakeZendesk
 from tests.load.loadgen import purchase, wait_until
-from tests.ui.conftest import ADMIN_TOKEN, INGEST_TOKEN, VIEWPORT, screenshot
+from tests.ui.conftest import ADMIN_TOKEN, INGEST_TOKEN, VIEWPORT, screenshot, strict_tab
 
 pytestmark = pytest.mark.e2e
 SHORT_SCREEN = {**VIEWPORT, "height": 560}  # the view is short: no empty half in the screenshot
@@ -46,22 +46,9 @@ def relay(fake_zendesk: FakeZendesk, tmp_path: Path) -> Iterator[RelayProcess]:
 
 @pytest.fixture
 def page(browser: Browser, relay: RelayProcess) -> Iterator[Page]:
-    """A tab on the view; it must raise no script error and break no CSP rule (the chart is
-    drawn by the page's own script, with no inline style)."""
-    context = browser.new_context(viewport=SHORT_SCREEN)  # type: ignore[arg-type]
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda e: problems.append(str(e)))
-
-    def console(message: ConsoleMessage) -> None:
-        if "Content Security Policy" in message.text:  # chromium reports a refusal here only
-            problems.append(message.text)
-
-    page.on("console", console)
-    page.goto(f"{relay.url}/ui#deliveries")
-    yield page
-    context.close()
-    assert problems == []
+    """A tab on the view; it must load nothing from elsewhere, raise no script error and break
+    no CSP rule (the chart is drawn by the page's own script, with no inline style)."""
+    yield from strict_tab(browser, relay, "deliveries", SHORT_SCREEN)
 
 
 def post(relay: RelayProcess, event_id: str, query: str = "") -> httpx.Response:

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.conftest import ZENDESK_MAPPINGS
 from tests.e2e.relay_process import RelayProcess
 from tests.fakes.zendesk import FakeZendesk
-from tests.ui.conftest import ADMIN_TOKEN, INGEST_TOKEN, VIEWPORT, screenshot
+from tests.ui.conftest import ADMIN_TOKEN, INGEST_TOKEN, VIEWPORT, screenshot, strict_tab
 
 pytestmark = pytest.mark.e2e
 
@@ -27,21 +27,7 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 def page(browser: Browser, relay: RelayProcess) -> Iterator[Page]:
     """A fresh tab on the view; it must load nothing from elsewhere, raise no script error and
     break no CSP rule."""
-    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("request", lambda r: None if r.url.startswith(relay.url) else problems.append(r.url))
-    page.on("pageerror", lambda e: problems.append(str(e)))
-
-    def console(message: ConsoleMessage) -> None:
-        if "Content Security Policy" in message.text:  # chromium reports a refusal here only
-            problems.append(message.text)
-
-    page.on("console", console)
-    page.goto(f"{relay.url}/ui#trace")
-    yield page
-    context.close()
-    assert problems == []
+    yield from strict_tab(browser, relay, "trace", VIEWPORT)
 
 
 def search(page: Page, event_id: str, *, verify: bool) -> None:
