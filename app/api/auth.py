@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 from starlette.requests import Request
@@ -10,6 +11,9 @@ from starlette.types import Scope
 
 from app.problems import Problem
 from app.signing import SignatureVerifier
+
+if TYPE_CHECKING:
+    from app.relay import Relay
 
 
 def bearer_token(request: Request) -> str | None:
@@ -47,6 +51,13 @@ def check_ingest_token(authorization: str | None, tokens: list[SecretStr], allow
         return
     if not token_matches(bearer_of(authorization), tokens):
         raise Problem("unauthorized", "Send `Authorization: Bearer <token>` with an ingest token")
+
+
+def admin_relay(request: Request) -> Relay:
+    """The running relay, for an admin route: ``require_admin_token`` with its setting first."""
+    relay: Relay = request.app.state.relay
+    require_admin_token(request, relay.settings.relay_admin_token)
+    return relay
 
 
 def require_admin_token(request: Request, admin_token: SecretStr | None) -> None:

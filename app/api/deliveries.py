@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from app.api.auth import bearer_token, require_admin_token, require_ingest_token, token_matches
+from app.api.auth import admin_relay, bearer_token, require_ingest_token, token_matches
 from app.api.responses import json_response
 from app.delivery.store import DeadLetterFilter
 from app.problems import Problem
@@ -61,7 +61,7 @@ async def list_dead_letters(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """Filters: destination, mapping, problem code, and ISO-8601 times (dead since / before)."""
-    relay = _admin(request)
+    relay = admin_relay(request)
     where = query.filter(limit)
     letters = await relay.store.dead_letters(where)
     return json_response(
@@ -77,7 +77,7 @@ async def list_dead_letters(
     "/v1/dead-letters/{delivery_id}", summary="One dead letter with its body and upstream answer (admin)"
 )
 async def get_dead_letter(request: Request, delivery_id: str) -> Response:
-    relay = _admin(request)
+    relay = admin_relay(request)
     delivery = await relay.store.get(delivery_id)
     if delivery is None or delivery.status != DeliveryStatus.DEAD:
         raise Problem("not_found", f"No dead letter {delivery_id!r}")
@@ -86,7 +86,7 @@ async def get_dead_letter(request: Request, delivery_id: str) -> Response:
 
 @router.post("/v1/dead-letters/{delivery_id}/replay", summary="Replay one dead letter (admin)")
 async def replay_one(request: Request, delivery_id: str) -> Response:
-    relay = _admin(request)
+    relay = admin_relay(request)
     count = await relay.store.replay(DeadLetterFilter(ids=(delivery_id,)))
     relay.metrics.dead_letters_replayed.inc(count)
     if not count:
@@ -99,7 +99,7 @@ async def replay_one(request: Request, delivery_id: str) -> Response:
 
 @router.post("/v1/dead-letters/replay", summary="Replay every dead letter matching a filter (admin)")
 async def replay_matching(request: Request, query: Annotated[DeadLetterQuery, Depends()]) -> Response:
-    relay = _admin(request)
+    relay = admin_relay(request)
     count = await relay.store.replay(query.filter(0))
     relay.metrics.dead_letters_replayed.inc(count)
     for name in relay.destinations:
@@ -109,7 +109,7 @@ async def replay_matching(request: Request, query: Annotated[DeadLetterQuery, De
 
 @router.delete("/v1/dead-letters/{delivery_id}", summary="Purge one dead letter (admin)")
 async def purge_one(request: Request, delivery_id: str) -> Response:
-    relay = _admin(request)
+    relay = admin_relay(request)
     if not await relay.store.purge(DeadLetterFilter(ids=(delivery_id,))):
         raise Problem("not_found", f"No dead letter {delivery_id!r}")
     return Response(status_code=204)
@@ -117,12 +117,6 @@ async def purge_one(request: Request, delivery_id: str) -> Response:
 
 def _relay(request: Request) -> Relay:
     relay: Relay = request.app.state.relay
-    return relay
-
-
-def _admin(request: Request) -> Relay:
-    relay = _relay(request)
-    require_admin_token(request, relay.settings.relay_admin_token)
     return relay
 
 

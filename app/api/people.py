@@ -11,10 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from app import erasure, trace
-from app.api.auth import require_admin_token
+from app.api.auth import admin_relay
 from app.api.responses import json_response
 from app.delivery.store import Identifier
-from app.relay import Relay
 
 router = APIRouter()
 audit = structlog.get_logger("app.audit")
@@ -45,7 +44,7 @@ async def get_trace(
 ) -> Response:
     """Status, body sent and each attempt of every delivery of the event; with ``verify=true``
     each Zendesk delivery carries ``verified`` (true, false, or null where it cannot tell)."""
-    relay = _admin(request)
+    relay = admin_relay(request)
     return json_response(await trace.trace(relay, event_id, verify=verify))
 
 
@@ -53,7 +52,7 @@ async def get_trace(
 async def post_erasure(request: Request, body: ErasureRequest) -> Response:
     """Delete the person's Zendesk profiles (with their events) and every delivery, dead letter
     and idempotency record of the relay whose body holds one of the identifiers."""
-    relay = _admin(request)
+    relay = admin_relay(request)
     identifiers = [Identifier(i.type, i.value) for i in body.identifiers]
     # the audit line names the request and the kinds of identifier, never their values
     kinds = sorted({i.type for i in identifiers})
@@ -65,9 +64,3 @@ async def post_erasure(request: Request, body: ErasureRequest) -> Response:
         zendesk_profiles_deleted=len(report["zendesk"]["profiles_deleted"]),
     )
     return json_response(report)
-
-
-def _admin(request: Request) -> Relay:
-    relay: Relay = request.app.state.relay
-    require_admin_token(request, relay.settings.relay_admin_token)
-    return relay

@@ -15,11 +15,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.api.auth import require_admin_token
+from app.api.auth import admin_relay
 from app.api.responses import json_response
 from app.delivery.store import DeadLetterFilter, StoreUnavailable
 from app.problems import Problem
-from app.relay import Relay
 
 router = APIRouter()
 
@@ -31,8 +30,7 @@ DEAD_READ_LIMIT = 1000  # dead letters read to count the last hour's; more shows
 async def deliveries_summary(request: Request) -> Response:
     """Per destination: pending and the oldest pending age, delivered per minute (this replica,
     oldest minute first) against the rate limit, the circuit, and the last hour's dead letters."""
-    relay: Relay = request.app.state.relay
-    require_admin_token(request, relay.settings.relay_admin_token)
+    relay = admin_relay(request)
     now = time.time()
     try:
         stats = await relay.store.stats()
